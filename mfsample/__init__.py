@@ -1,0 +1,37 @@
+"""mfsample: mean-field neural networks as particle measures moved by NumPyro transition kernels."""
+
+from . import activations, data, energy, kernels, models, scaling
+from .energy import (
+    ParticleEnergy,
+    energy_and_velocity,
+    energy_from_fn,
+    energy_from_model,
+    first_variation,
+    velocity,
+)
+from .kernels import MeanFieldLangevin, ParticleState, WassersteinFlow
+from .models import gibbs_model
+from .simulate import Simulation, simulate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "data",
+    "models",
+    "kernels",
+    "energy",
+    "activations",
+    "scaling",
+    "WassersteinFlow",
+    "MeanFieldLangevin",
+    "ParticleState",
+    "ParticleEnergy",
+    "energy_from_model",
+    "energy_from_fn",
+    "first_variation",
+    "velocity",
+    "energy_and_velocity",
+    "gibbs_model",
+    "simulate",
+    "Simulation",
+]

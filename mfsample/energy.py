@@ -1,0 +1,333 @@
+"""Energy of a particle system, its first variation and the velocity field (DESIGN.md §2).
+
+For a NumPyro model whose latent sites sit in the particle plate, the energy is the mean
+negative log-likelihood per observed datum,
+
+    E(theta_1..n; m) = -(1/N) sum_i log p(y_i | theta_1..n; m),
+
+and the latent sites' prior is the reference measure ``mu0``.  Two derived fields:
+
+* first variation  ``V(theta_j; mu) = dE/dm_j``   (autodiff with respect to the masses);
+* velocity         ``v_j = n^(2p-1) grad_{theta_j} E / (n m_j)``, which equals
+  ``grad_theta V(theta_j; mu) = n grad_{theta_j} E`` in the mean-field scaling (``p = 1``,
+  uniform masses) and ``grad_{theta_j} E`` in the NTK scaling (``p = 1/2``).
+
+Everything is built once from a trace of the model (as NumPyro's ``potential_fn_gen`` does)
+and returned as pure functions of the unconstrained particles ``z`` (a dict of arrays whose
+leading axis is the particle axis) and the masses.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+from numpyro import handlers
+from numpyro.distributions.transforms import biject_to
+
+from .scaling import SCALING_INFER_KEY, scaling_exponent, time_scale
+
+__all__ = [
+    "ParticleEnergy",
+    "energy_from_model",
+    "energy_from_fn",
+    "first_variation",
+    "velocity",
+    "energy_and_velocity",
+]
+
+
+class ParticleEnergy(NamedTuple):
+    """The pieces every kernel needs, as pure functions of unconstrained particles ``z``.
+
+    energy(z, masses=None) -> scalar ``E``
+    log_prior(z) -> ``(n,)`` array of ``log mu0(theta_j)`` in unconstrained coordinates
+    sample_prior(rng_key) -> ``z`` drawn iid from ``mu0``
+    constrain(z) -> particle values in the model's (constrained) coordinates
+    """
+
+    energy: Callable
+    log_prior: Callable
+    sample_prior: Callable
+    constrain: Callable
+    unconstrain: Callable
+    width: int
+    exponent: float
+    num_data: float
+    accepts_masses: bool
+    site_names: tuple
+
+
+def _per_particle(x, n: int):
+    """Sum a per-particle array over every axis but the leading (particle) one."""
+    x = jnp.asarray(x)
+    if x.ndim == 0:
+        return jnp.broadcast_to(x, (n,))
+    return x.reshape(n, -1).sum(-1)
+
+
+def _accepts_kwarg(fn, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def energy_from_model(
+    model: Callable,
+    model_args: tuple = (),
+    model_kwargs: dict | None = None,
+    *,
+    particle_plate: str = "particle",
+    scaling: str | float | None = None,
+) -> ParticleEnergy:
+    """Build the :class:`ParticleEnergy` of a NumPyro ``model`` for fixed data.
+
+    Every latent site must sit in ``numpyro.plate(particle_plate, n)`` with the particle axis
+    leading; sites with constrained support are moved in unconstrained coordinates (the prior
+    picks up the log-Jacobian, as in NUTS).  Observed sites give the energy
+    ``E = -(1/N) sum log p(y | particles)`` with ``N`` the number of observed data (the size
+    of the observed sites' batch, times the plate's subsampling scale).
+
+    The model's width scaling is read from ``infer={"mfsample_scaling_exponent": p}`` on its
+    particle sites; ``scaling`` may be given for models that do not declare one, and must
+    agree with the model's if both are given.
+    """
+    model_kwargs = dict(model_kwargs or {})
+    tr = handlers.trace(handlers.seed(model, 0)).get_trace(*model_args, **model_kwargs)
+    latent, observed, width, exponents = [], [], None, set()
+    for name, site in tr.items():
+        if site["type"] != "sample":
+            continue
+        if site["is_observed"]:
+            observed.append(name)
+            continue
+        frames = {f.name: f for f in site["cond_indep_stack"]}
+        if particle_plate not in frames:
+            raise ValueError(
+                f"latent site {name!r} is outside the particle plate {particle_plate!r}: "
+                "every latent site must be a per-particle coordinate (global latent "
+                "parameters are not part of the measure); observe it, fix it with "
+                "numpyro.handlers.condition, or move it into the plate"
+            )
+        n = frames[particle_plate].size
+        value = jnp.asarray(site["value"])
+        if value.ndim == 0 or value.shape[0] != n:
+            raise ValueError(
+                f"latent site {name!r} has shape {value.shape}: the particle plate "
+                f"{particle_plate!r} (size {n}) must be its leading axis"
+            )
+        if width is not None and n != width:
+            raise ValueError("all particle sites must share one particle plate size")
+        width = n
+        if SCALING_INFER_KEY in site.get("infer", {}):
+            exponents.add(float(site["infer"][SCALING_INFER_KEY]))
+        latent.append(name)
+    if not latent:
+        raise ValueError(f"the model has no latent site in the particle plate {particle_plate!r}")
+    if not observed:
+        raise ValueError(
+            "the model has no observed site, so the energy -(1/N) sum log p(y | particles) "
+            "is undefined: pass the data (e.g. y=...) to the model"
+        )
+    if len(exponents) > 1:
+        raise ValueError(f"particle sites declare different scalings: {sorted(exponents)}")
+    model_p = exponents.pop() if exponents else None
+    if scaling is not None:
+        p = scaling_exponent(scaling)
+        if model_p is not None and abs(p - model_p) > 1e-12:
+            raise ValueError(
+                f"the kernel's scaling (exponent {p}) disagrees with the model's (exponent "
+                f"{model_p}); set the scaling once, on the model (e.g. scaling='ntk')"
+            )
+    else:
+        p = 1.0 if model_p is None else model_p
+
+    num_data = 0.0
+    for name in observed:
+        site = tr[name]
+        lp = site["fn"].log_prob(site["value"])
+        scale = 1.0 if site["scale"] is None else site["scale"]
+        num_data = max(num_data, float(np.size(lp)) * float(np.mean(scale)))
+
+    transforms = {name: biject_to(tr[name]["fn"].support) for name in latent}
+    accepts_masses = _accepts_kwarg(model, "masses")
+    base_kwargs = {k: v for k, v in model_kwargs.items() if k != "masses"}
+
+    def constrain(z):
+        return {k: transforms[k](z[k]) for k in latent}
+
+    def unconstrain(params):
+        return {k: transforms[k].inv(jnp.asarray(params[k])) for k in latent}
+
+    def _trace(params, masses):
+        kwargs = dict(base_kwargs)
+        if masses is not None:
+            if not accepts_masses:
+                raise TypeError(
+                    "this model does not take a `masses` keyword, so it cannot weight "
+                    "particles; add `masses=None` to its signature"
+                )
+            kwargs["masses"] = masses
+        m = handlers.substitute(handlers.seed(model, 0), data=params)
+        return handlers.trace(m).get_trace(*model_args, **kwargs)
+
+    def energy(z, masses=None):
+        t = _trace(constrain(z), masses)
+        total = 0.0
+        for name in observed:
+            s = t[name]
+            lp = s["fn"].log_prob(s["value"])
+            if s["scale"] is not None:
+                lp = lp * s["scale"]
+            total = total + jnp.sum(lp)
+        return -total / num_data
+
+    def log_prior(z):
+        params = constrain(z)
+        t = _trace(params, None)
+        out = jnp.zeros(width)
+        for name in latent:
+            s = t[name]
+            lp = s["fn"].log_prob(params[name])
+            ladj = transforms[name].log_abs_det_jacobian(z[name], params[name])
+            out = out + _per_particle(lp, width) + _per_particle(ladj, width)
+        return out
+
+    def sample_prior(rng_key):
+        t = handlers.trace(handlers.seed(model, rng_key)).get_trace(*model_args, **base_kwargs)
+        return unconstrain({k: t[k]["value"] for k in latent})
+
+    return ParticleEnergy(
+        energy=energy,
+        log_prior=log_prior,
+        sample_prior=sample_prior,
+        constrain=constrain,
+        unconstrain=unconstrain,
+        width=int(width),
+        exponent=float(p),
+        num_data=num_data,
+        accepts_masses=accepts_masses,
+        site_names=tuple(latent),
+    )
+
+
+def energy_from_fn(
+    energy_fn: Callable,
+    prior: Any,
+    model_args: tuple = (),
+    model_kwargs: dict | None = None,
+    *,
+    width: int,
+    scaling: str | float = "mean_field",
+) -> ParticleEnergy:
+    """Build a :class:`ParticleEnergy` from ``energy_fn(particles, masses, *args, **kwargs)``.
+
+    ``prior`` is the per-particle reference measure ``mu0``: a NumPyro distribution (then the
+    particles are one array of shape ``(n, *event_shape)``) or a dict of distributions, one per
+    particle coordinate.  ``masses`` is always passed (``1/n`` when uniform).
+    """
+    model_kwargs = dict(model_kwargs or {})
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+        raise ValueError(f"width must be an integer >= 1, got {width!r}")
+    single = isinstance(prior, dist.Distribution)
+    priors = {"theta": prior} if single else dict(prior)
+    for k, d in priors.items():
+        if not isinstance(d, dist.Distribution):
+            raise TypeError(f"prior[{k!r}] must be a numpyro Distribution, got {type(d).__name__}")
+        if d.batch_shape != ():
+            raise ValueError(
+                f"prior[{k!r}] must be the law of one particle (batch_shape ()), got "
+                f"batch_shape {d.batch_shape}; use .to_event() for vector coordinates"
+            )
+    transforms = {k: biject_to(d.support) for k, d in priors.items()}
+    p = scaling_exponent(scaling)
+    names = tuple(sorted(priors))
+
+    def constrain(z):
+        return {k: transforms[k](z[k]) for k in names}
+
+    def unconstrain(params):
+        params = {"theta": params} if single and not isinstance(params, dict) else params
+        return {k: transforms[k].inv(jnp.asarray(params[k])) for k in names}
+
+    def _user(params):
+        return params["theta"] if single else params
+
+    def energy(z, masses=None):
+        m = jnp.full((width,), 1.0 / width) if masses is None else masses
+        return energy_fn(_user(constrain(z)), m, *model_args, **model_kwargs)
+
+    def log_prior(z):
+        params = constrain(z)
+        out = jnp.zeros(width)
+        for k in names:
+            ladj = transforms[k].log_abs_det_jacobian(z[k], params[k])
+            lp = priors[k].log_prob(params[k])
+            out = out + _per_particle(lp, width) + _per_particle(ladj, width)
+        return out
+
+    def sample_prior(rng_key):
+        keys = jax.random.split(rng_key, len(names))
+        return unconstrain({k: priors[k].sample(kk, (width,)) for k, kk in zip(names, keys)})
+
+    return ParticleEnergy(
+        energy=energy,
+        log_prior=log_prior,
+        sample_prior=sample_prior,
+        constrain=constrain,
+        unconstrain=unconstrain,
+        width=int(width),
+        exponent=p,
+        num_data=1.0,
+        accepts_masses=True,
+        site_names=names,
+    )
+
+
+def first_variation(pe: ParticleEnergy, z, masses=None):
+    """``V(theta_j; mu) = dE/dm_j`` for every particle, by autodiff of ``E`` in the masses.
+
+    For the shallow network with unit noise this is ``E_nu[(f(x) - y) * n^(1-p) phi(x; theta_j)]``
+    (``phi = a sigma(<w,x>+b)``).  Needs a model that takes ``masses``.
+    """
+    if not pe.accepts_masses:
+        raise TypeError(
+            "the first variation dE/dm_j needs a model with a `masses` keyword; this one has none"
+        )
+    m = jnp.full((pe.width,), 1.0 / pe.width) if masses is None else masses
+    return jax.grad(lambda mm: pe.energy(z, mm))(m)
+
+
+def _velocity_from_grad(pe: ParticleEnergy, grad, masses):
+    c = time_scale(pe.width, pe.exponent)
+    if masses is None:
+        return jax.tree.map(lambda g: c * g, grad)
+    nm = pe.width * masses
+    safe = jnp.where(nm > 0, nm, 1.0)
+
+    def scale(g):
+        r = (c / safe).reshape((-1,) + (1,) * (g.ndim - 1))
+        return jnp.where(r > 0, g * r, 0.0)
+
+    return jax.tree.map(scale, grad)
+
+
+def energy_and_velocity(pe: ParticleEnergy, z, masses=None):
+    """``(E, v)`` with ``v_j = n^(2p-1) grad_{theta_j} E / (n m_j)``, from one backward pass.
+
+    Uniform masses (``None``): ``v_j = n^(2p-1) grad_{theta_j} E``.  Particles of zero mass get
+    zero velocity.
+    """
+    e, g = jax.value_and_grad(pe.energy)(z, masses)
+    return e, _velocity_from_grad(pe, g, masses)
+
+
+def velocity(pe: ParticleEnergy, z, masses=None):
+    """The velocity field ``grad_theta V(theta_j; mu)`` of the Wasserstein flow (see module doc)."""
+    return energy_and_velocity(pe, z, masses)[1]

@@ -38,6 +38,7 @@ __all__ = [
     "first_variation",
     "velocity",
     "energy_and_velocity",
+    "freeze",
 ]
 
 
@@ -60,6 +61,7 @@ class ParticleEnergy(NamedTuple):
     num_data: float
     accepts_masses: bool
     site_names: tuple
+    frozen: tuple = ()
 
 
 def _per_particle(x, n: int):
@@ -78,6 +80,16 @@ def _accepts_kwarg(fn, name: str) -> bool:
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+def _check_frozen(frozen, names):
+    frozen = (frozen,) if isinstance(frozen, str) else tuple(frozen or ())
+    unknown = sorted(set(frozen) - set(names))
+    if unknown:
+        raise ValueError(f"frozen sites {unknown} are not particle sites; the sites are {list(names)}")
+    if set(frozen) == set(names):
+        raise ValueError("every particle site is frozen: nothing would move")
+    return frozen
+
+
 def energy_from_model(
     model: Callable,
     model_args: tuple = (),
@@ -85,6 +97,7 @@ def energy_from_model(
     *,
     particle_plate: str = "particle",
     scaling: str | float | None = None,
+    frozen: tuple = (),
 ) -> ParticleEnergy:
     """Build the :class:`ParticleEnergy` of a NumPyro ``model`` for fixed data.
 
@@ -96,7 +109,9 @@ def energy_from_model(
 
     The model's width scaling is read from ``infer={"mfsample_scaling_exponent": p}`` on its
     particle sites; ``scaling`` may be given for models that do not declare one, and must
-    agree with the model's if both are given.
+    agree with the model's if both are given.  Sites named in ``frozen`` keep their initial
+    draw from ``mu0`` (zero velocity, no noise): e.g. ``frozen=("w", "b")`` trains only the
+    output weights, the random-feature gradient flow.
     """
     model_kwargs = dict(model_kwargs or {})
     tr = handlers.trace(handlers.seed(model, 0)).get_trace(*model_args, **model_kwargs)
@@ -155,6 +170,7 @@ def energy_from_model(
         scale = 1.0 if site["scale"] is None else site["scale"]
         num_data = max(num_data, float(np.size(lp)) * float(np.mean(scale)))
 
+    frozen = _check_frozen(frozen, latent)
     transforms = {name: biject_to(tr[name]["fn"].support) for name in latent}
     accepts_masses = _accepts_kwarg(model, "masses")
     base_kwargs = {k: v for k, v in model_kwargs.items() if k != "masses"}
@@ -214,6 +230,7 @@ def energy_from_model(
         num_data=num_data,
         accepts_masses=accepts_masses,
         site_names=tuple(latent),
+        frozen=frozen,
     )
 
 
@@ -225,6 +242,7 @@ def energy_from_fn(
     *,
     width: int,
     scaling: str | float = "mean_field",
+    frozen: tuple = (),
 ) -> ParticleEnergy:
     """Build a :class:`ParticleEnergy` from ``energy_fn(particles, masses, *args, **kwargs)``.
 
@@ -287,6 +305,7 @@ def energy_from_fn(
         num_data=1.0,
         accepts_masses=True,
         site_names=names,
+        frozen=_check_frozen(frozen, names),
     )
 
 
@@ -304,7 +323,15 @@ def first_variation(pe: ParticleEnergy, z, masses=None):
     return jax.grad(lambda mm: pe.energy(z, mm))(m)
 
 
+def freeze(pe: ParticleEnergy, field):
+    """Zero the components of a particle field on the frozen sites."""
+    if not pe.frozen:
+        return field
+    return {k: (jnp.zeros_like(v) if k in pe.frozen else v) for k, v in field.items()}
+
+
 def _velocity_from_grad(pe: ParticleEnergy, grad, masses):
+    grad = freeze(pe, grad)
     c = time_scale(pe.width, pe.exponent)
     if masses is None:
         return jax.tree.map(lambda g: c * g, grad)

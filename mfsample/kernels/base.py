@@ -62,6 +62,21 @@ class ParticleState(NamedTuple):
     accept_prob: jax.Array
     rng_key: jax.Array
 
+    @property
+    def particles(self):
+        """Positions and masses in one dict (``{**z, "masses": m}``; uniform when ``masses`` is None).
+
+        Kernels whose masses evolve use this as their ``sample_field`` so that every draw
+        carries the masses.
+        """
+        out = dict(self.z)
+        if self.masses is None:
+            n = jax.tree.leaves(self.z)[0].shape[0]
+            out["masses"] = jnp.full((n,), 1.0 / n, self.energy.dtype)
+        else:
+            out["masses"] = self.masses
+        return out
+
 
 def init_particle_state(energy: ParticleEnergy, z, masses, rng_key, temperature=0.0) -> ParticleState:
     """Evaluate the drift at ``z`` and wrap everything in a :class:`ParticleState` at ``t = 0``."""
@@ -141,6 +156,10 @@ class ParticleKernel(MCMCKernel):
     Build it like NUTS, from a NumPyro ``model`` (latent sites in ``particle_plate``), or from
     ``energy_fn(particles, masses, *args, **kwargs)`` with a per-particle ``prior``.  Chains are
     independent replicas of the whole particle system (``vmap`` over the state).
+
+    Common options: ``step_size`` (``dt`` > 0, mean-field time), ``particle_plate``, ``scaling``
+    (only for models that do not declare theirs), ``width`` (with ``energy_fn``) and ``frozen``
+    (particle sites kept at their initial draw, e.g. ``("w", "b")`` for random features).
     """
 
     sample_field = "z"
@@ -155,6 +174,7 @@ class ParticleKernel(MCMCKernel):
         particle_plate: str = "particle",
         scaling: str | float | None = None,
         width: int | None = None,
+        frozen: tuple = (),
     ):
         if (model is None) == (energy_fn is None):
             raise ValueError("give exactly one of `model` or `energy_fn`")
@@ -167,6 +187,7 @@ class ParticleKernel(MCMCKernel):
         self.particle_plate = particle_plate
         self.scaling = scaling
         self.width = width
+        self.frozen = frozen
         self._energy: ParticleEnergy | None = None
         self._sample_fn = None
         self._model_args = ()
@@ -198,7 +219,7 @@ class ParticleKernel(MCMCKernel):
         if self._model is not None:
             return energy_from_model(
                 self._model, model_args, model_kwargs,
-                particle_plate=self.particle_plate, scaling=self.scaling,
+                particle_plate=self.particle_plate, scaling=self.scaling, frozen=self.frozen,
             )
         width = self.width
         if width is None:
@@ -206,6 +227,7 @@ class ParticleKernel(MCMCKernel):
         return energy_from_fn(
             self._energy_fn, self._prior, model_args, model_kwargs,
             width=width, scaling="mean_field" if self.scaling is None else self.scaling,
+            frozen=self.frozen,
         )
 
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):

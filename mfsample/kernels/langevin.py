@@ -50,7 +50,7 @@ def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, a
         rng_key, key_noise, key_accept = jax.random.split(state.rng_key, 3)
         z = transport_step(state.z, state.drift, dt)
         if tau > 0:
-            z, _ = langevin_noise(key_noise, z, tau, dt)
+            z, _ = langevin_noise(key_noise, z, tau, dt, energy.frozen)
         d = evaluate_drift(energy, z, state.masses, tau)
         if not adjusted:
             return guarded_update(state, z, d, dt, rng_key=rng_key)

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ..energy import ParticleEnergy, energy_and_velocity
+from ..energy import ParticleEnergy, energy_and_velocity, freeze
 
 __all__ = [
     "Drift",
@@ -42,6 +42,7 @@ def evaluate_drift(pe: ParticleEnergy, z, masses, temperature) -> Drift:
     if temperature is None or (isinstance(temperature, (int, float)) and temperature == 0):
         return Drift(e, jnp.zeros_like(e), v)
     lp, glp = jax.value_and_grad(lambda zz: jnp.sum(pe.log_prior(zz)))(z)
+    glp = freeze(pe, glp)
     drift = jax.tree.map(lambda vi, gi: vi - temperature * gi, v, glp)
     return Drift(e, lp, drift)
 
@@ -51,15 +52,17 @@ def transport_step(z, drift, step_size):
     return jax.tree.map(lambda zi, di: zi - step_size * di, z, drift)
 
 
-def langevin_noise(rng_key, z, temperature, step_size):
+def langevin_noise(rng_key, z, temperature, step_size, frozen=()):
     """Add ``sqrt(2 tau dt) xi_j``, ``xi_j ~ N(0, I)`` iid over particles and coordinates.
 
-    Returns the noised particles and the standard normals ``xi`` (needed by the MALA ratio).
+    Sites named in ``frozen`` get no noise.  Returns the noised particles and ``xi``.
     """
     leaves, treedef = jax.tree.flatten(z)
     keys = jax.random.split(rng_key, len(leaves))
     xi = [jax.random.normal(k, jnp.shape(x), jnp.result_type(x)) for k, x in zip(keys, leaves)]
     xi = jax.tree.unflatten(treedef, xi)
+    if frozen:
+        xi = {k: (jnp.zeros_like(v) if k in frozen else v) for k, v in xi.items()}
     scale = jnp.sqrt(2.0 * temperature * step_size)
     return jax.tree.map(lambda zi, e: zi + scale * e, z, xi), xi
 

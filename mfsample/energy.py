@@ -116,6 +116,11 @@ def energy_from_model(
     model_kwargs = dict(model_kwargs or {})
     tr = handlers.trace(handlers.seed(model, 0)).get_trace(*model_args, **model_kwargs)
     latent, observed, width, exponents = [], [], None, set()
+    if not any(s["type"] == "sample" and s["is_observed"] for s in tr.values()):
+        raise ValueError(
+            "the model has no observed site, so the energy -(1/N) sum log p(y | particles) "
+            "is undefined: pass the data (e.g. y=...) to the model"
+        )
     for name, site in tr.items():
         if site["type"] != "sample":
             continue
@@ -145,11 +150,6 @@ def energy_from_model(
         latent.append(name)
     if not latent:
         raise ValueError(f"the model has no latent site in the particle plate {particle_plate!r}")
-    if not observed:
-        raise ValueError(
-            "the model has no observed site, so the energy -(1/N) sum log p(y | particles) "
-            "is undefined: pass the data (e.g. y=...) to the model"
-        )
     if len(exponents) > 1:
         raise ValueError(f"particle sites declare different scalings: {sorted(exponents)}")
     model_p = exponents.pop() if exponents else None

@@ -28,7 +28,7 @@ class Simulation(NamedTuple):
 
     - **samples** – dict ``site -> (num_chains, num_draws, ...)`` in the model's coordinates, with
       its deterministic sites (``f`` for the shallow network), like
-      ``MCMC.get_samples(group_by_chain=True)``.
+      ``MCMC.get_samples(group_by_chain=True)`` (one array for an ``energy_fn`` with a single prior).
     - **stats** – dict ``field -> (num_chains, num_draws)`` of the state fields ``energy``, ``time``,
       ``grad_norm``, ``diverging``, ``accept_prob``, ``step``.
     - **time** – ``(num_draws,)`` mean-field time of each draw, ``t = step * dt``.
@@ -128,8 +128,8 @@ def simulate(
     if init_state is None:
         keys = jax.random.split(rng_key, num_chains) if num_chains > 1 else rng_key
         state = kernel.init(keys, 0, init_params, model_args, model_kwargs)
-    else:
-        kernel.init(rng_key, 0, None, model_args, model_kwargs)  # validates the data, builds the energy
+    else:  # continue a run: only validate the data and build the energy
+        kernel._energy = kernel.build_energy(model_args, model_kwargs)
         state = init_state
     array_kwargs, static_kwargs = _split_static(model_kwargs)
     num_draws = num_steps // save_every
@@ -163,7 +163,7 @@ def simulate(
     def chains_first(x):  # (draw, chain, ...) -> (chain, draw, ...); add the chain axis if absent
         return np.swapaxes(x, 0, 1) if num_chains > 1 else x[None]
 
-    samples = {k: chains_first(v) for k, v in samples.items()}
+    samples = jax.tree.map(chains_first, samples)  # a dict of sites, or an array for a single-prior energy_fn
     stats = {k: chains_first(v) for k, v in stats.items()}
     first = np.atleast_1d(np.asarray(state.divergence_step))
     if np.any(first >= 0):

@@ -1,0 +1,145 @@
+"""Random features: the shallow network with its first layer frozen at a draw from ``mu0`` (the F2 baseline).
+
+    f(x) = (1/n) sum_j a_j sigma(<w_j, x> + b_j),      (w_j, b_j) ~ mu0 iid, frozen,
+
+is linear in the output weights, ``f = psi(x) . c`` with features ``psi_j(x) = sigma(<w_j,x>+b_j)/sqrt(n)``
+and ``c = a / sqrt(n)``.  The fit is ridge regression in closed form,
+
+    min_c (1/N) |Psi c - y|^2 + lambda |c|^2      =>   c = V diag(s / (s^2 + N lambda)) U^T y
+
+from the thin SVD ``Psi = U diag(s) V^T``; ``lambda |c|^2 = lambda (1/n) sum_j a_j^2`` is weight decay on
+``a``.  ``Psi Psi^T`` is the Monte-Carlo estimate of the random-feature kernel
+``k(x, x') = E_{mu0}[sigma sigma']`` (:func:`~mfsample.baselines.kernels.random_feature_kernel`), so
+as ``n -> inf`` the predictions tend to :class:`~mfsample.baselines.KernelRidge`'s with the same
+``lambda``, at the Monte-Carlo rate ``n^-1/2`` (Rahimi & Recht 2008).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .kernel_ridge import select_ridge
+from .kernels import random_feature_kernel, sample_units, unit_activation
+
+__all__ = ["RandomFeatures"]
+
+
+class RandomFeatures:
+    r"""Random-feature regression with the first layer drawn once from the shallow network's prior.
+
+    :param int width: number of features ``n``.
+    :param activation: unit activation (as :func:`mfsample.models.shallow_network`; also ``"step"``).
+    :param prior: ``mu0``: ``None`` (the shallow network's prior: ``w ~ N(0, I/d)``, ``b ~ N(0, 1)``),
+        a dict of its prior keywords (``a_scale``, ``w_scale``, ``b_scale``) or a model with the same
+        sites (see :func:`~mfsample.baselines.kernels.prior_model`).  The units are drawn by a seeded
+        trace of that model, so they are distributed exactly as the network's initial particles.
+    :param bool bias: units ``sigma(<w,x>+b)`` (True) or ``sigma(<w,x>)``.
+    :param rng_key: key of the draw (default ``PRNGKey(0)``); the draw happens at the first ``fit``.
+    :param units: optional ``{"w": (n, d), "b": (n,)}`` to use instead of a draw (e.g. the initial
+        particles of a mean-field run, for a like-for-like comparison).
+    :param criterion, ridges: ridge selection (``"gcv"`` or ``"loo"``) when ``fit`` gets ``ridge=None``.
+
+    After ``fit``: ``a_`` (output weights in the network's convention), ``ridge_``, ``selection_``
+    (grid and scores, or None), and :attr:`params` (``a``, ``w``, ``b``: values of
+    :func:`~mfsample.models.shallow_network`'s sites with the mean-field scaling).
+
+    **Random-feature gradient flow.**  The same model trained by the particle kernels with the first
+    layer frozen, ``mf.WassersteinFlow(mf.models.shallow_network, step_size=dt, frozen=("w", "b"))``
+    started at ``init_params=rf.params``, moves only ``a``: with velocity ``n grad_a E`` and
+    ``E = (1/2N) |f(X) - y|^2`` it is ``dc/dt = -(1/N) Psi^T (Psi c - y)``, gradient flow of least
+    squares in ``c``, which converges to ``fit(x, y, ridge=0)`` (the least-squares / ridge -> 0
+    solution, plus the null-space part of ``c(0)`` when ``n > N``).  ``MeanFieldLangevin`` at
+    temperature ``tau`` with the same ``frozen`` adds weight decay ``tau a / s_a^2``: its stationary
+    law is Gaussian with mean ``fit(x, y, ridge=tau / s_a^2)``.
+
+    >>> import jax, jax.numpy as jnp
+    >>> x = jax.random.normal(jax.random.PRNGKey(0), (50, 3)); y = jnp.maximum(x[:, 0], 0)
+    >>> rf = RandomFeatures(64).fit(x, y)
+    >>> rf.predict(x).shape, rf.params["w"].shape
+    ((50,), (64, 3))
+    """
+
+    def __init__(self, width: int, activation="relu", prior=None, bias: bool = True, *, rng_key=None,
+                 units: dict | None = None, criterion: str = "gcv", ridges=None):
+        if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+            raise ValueError(f"width must be an integer >= 1, got {width!r}")
+        self.width = int(width)
+        self.activation = activation
+        self.prior = prior
+        self.bias = bool(bias)
+        self.rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
+        self.criterion = criterion
+        self.ridges = ridges
+        self._sigma = unit_activation(activation)
+        self.units = None
+        if units is not None:
+            w = jnp.asarray(units["w"])
+            b = jnp.asarray(units["b"]) if bias else jnp.zeros(w.shape[0], w.dtype)
+            if w.ndim != 2 or w.shape[0] != self.width or b.shape != (self.width,):
+                raise ValueError(f"units must hold w ({self.width}, d) and b ({self.width},)")
+            self.units = {"w": w, "b": b}
+
+    def draw(self, dim: int):
+        """Draw the first layer ``(w_j, b_j) ~ mu0`` for inputs of dimension ``dim`` (once)."""
+        if self.units is None:
+            u = sample_units(self.rng_key, self.width, dim, prior=self.prior, bias=self.bias)
+            self.units = {"w": u["w"], "b": u["b"]}
+        elif self.units["w"].shape[1] != dim:
+            raise ValueError(f"the features were drawn for dim {self.units['w'].shape[1]}, got inputs of dim {dim}")
+        return self
+
+    def features(self, x):
+        """``Psi(x)`` of shape ``(N, n)``: ``psi_j(x) = sigma(<w_j, x> + b_j) / sqrt(n)``."""
+        x = jnp.asarray(x)
+        if x.ndim != 2:
+            raise ValueError(f"x must have shape (num_data, dim), got {x.shape}")
+        self.draw(x.shape[1])
+        return self._sigma(x @ self.units["w"].T + self.units["b"]) / np.sqrt(self.width)
+
+    def fit(self, x, y, ridge: float | None = None):
+        """Ridge regression of ``y`` on ``Psi(x)`` (module docstring); ``ridge=None`` selects it by GCV/LOO.
+
+        ``ridge=0`` gives the minimum-norm least-squares solution (pseudo-inverse).
+        """
+        psi = self.features(x)
+        y = jnp.asarray(y, psi.dtype)
+        if y.shape != (psi.shape[0],):
+            raise ValueError(f"y must have shape ({psi.shape[0]},), got {y.shape}")
+        if ridge is not None and not ridge >= 0:
+            raise ValueError(f"ridge must be >= 0 (or None to select it), got {ridge!r}")
+        u, s, vt = jnp.linalg.svd(psi, full_matrices=False)
+        self.selection_ = None
+        if ridge is None:
+            self.selection_ = select_ridge(u, s**2, y, self.ridges, criterion=self.criterion)
+            ridge = self.selection_.ridge
+        self.ridge_ = float(ridge)
+        n = y.shape[0]
+        if self.ridge_ > 0:
+            shrink = s / (s**2 + n * self.ridge_)
+        else:
+            cutoff = jnp.finfo(s.dtype).eps * max(psi.shape) * s[0]
+            shrink = jnp.where(s > cutoff, 1.0 / jnp.where(s > cutoff, s, 1.0), 0.0)
+        coef = vt.T @ (shrink * (u.T @ y))
+        self.a_ = coef * np.sqrt(self.width)
+        return self
+
+    def predict(self, x):
+        """``f(x) = (1/n) sum_j a_j sigma(<w_j, x> + b_j)``."""
+        return self.features(x) @ (self.a_ / np.sqrt(self.width))
+
+    @property
+    def params(self) -> dict:
+        """``{"a", "w", "b"}``: the network's particles (``a`` zeros before ``fit``; no ``b`` without bias)."""
+        if self.units is None:
+            raise ValueError("no features yet: call fit (or draw(dim)) first")
+        a = getattr(self, "a_", jnp.zeros(self.width, self.units["w"].dtype))
+        out = {"a": a, "w": self.units["w"]}
+        if self.bias:
+            out["b"] = self.units["b"]
+        return out
+
+    def kernel(self):
+        """The infinite-width limit ``k(x1, x2) = E_{mu0}[sigma sigma']`` in closed form (ReLU / step)."""
+        return random_feature_kernel(self.activation, prior=self.prior, bias=self.bias)

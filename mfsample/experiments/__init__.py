@@ -1,0 +1,9 @@
+"""Experiments built from the kernels and baselines, used by the CLI and the notebooks."""
+
+from . import f1_vs_f2 as _f1_vs_f2_module
+from .f1_vs_f2 import headline_table, weight_decay_network
+from .f1_vs_f2 import f1_vs_f2
+
+f1_vs_f2_experiment = _f1_vs_f2_module
+
+__all__ = ["f1_vs_f2", "f1_vs_f2_experiment", "headline_table", "weight_decay_network"]

@@ -1,0 +1,168 @@
+"""The Fisher–Rao (reaction) half of the Wasserstein–Fisher–Rao dynamics (DESIGN.md §3).
+
+    d_t mu = div(mu grad V) - alpha (V - Vbar) mu,          Vbar = ∫ V dmu,
+
+splits into the transport step (:mod:`~mfsample.kernels.steps`) and the reaction
+``d_t mu = -alpha (V - Vbar) mu``, which moves mass between particles without moving them.
+Two particle discretisations of the reaction over a step ``dt`` with ``V`` frozen:
+
+* :func:`fisher_rao_reweight` – weighted particles, the exact solution
+  ``m_j <- m_j exp(-alpha dt (V_j - Vbar)) / Z``;
+* :func:`birth_death_step` – equally weighted particles, killed or duplicated at rate
+  ``alpha |V_j - Vbar|`` (Rotskoff, Jelassi, Bruna & Vanden-Eijnden, ICML 2019).
+
+Each is a small pure function of the particle pytree ``z`` (particle axis leading), O(n) work
+(plus one sort of ``n`` keys in the birth–death step), un-jitted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+__all__ = [
+    "centered_first_variation",
+    "fisher_rao_reweight",
+    "effective_sample_size",
+    "fire_probability",
+    "BirthDeath",
+    "birth_death_step",
+]
+
+
+def centered_first_variation(v, masses=None):
+    """``(V_j - Vbar, Vbar)`` with ``Vbar = sum_j m_j V_j`` (``m_j = 1/n`` when ``masses`` is None)."""
+    vbar = jnp.mean(v) if masses is None else jnp.sum(masses * v)
+    return v - vbar, vbar
+
+
+def fisher_rao_reweight(log_masses, v_centered, rate, dt):
+    """Exact reaction step for weighted particles, in log-space.
+
+        log m_j <- log m_j - alpha dt (V_j - Vbar) - log sum_k m_k exp(-alpha dt (V_k - Vbar))
+
+    The masses ``exp(log m)`` stay non-negative, finite and sum to one whatever ``alpha dt``
+    (the normaliser is a log-sum-exp); a mass may underflow to 0 but its log stays finite.
+    """
+    log_m = log_masses - rate * dt * v_centered
+    return log_m - logsumexp(log_m)
+
+
+def effective_sample_size(masses):
+    """``1 / sum_j m_j^2``: ``n`` for uniform masses, 1 when one particle holds all the mass."""
+    return 1.0 / jnp.sum(masses**2)
+
+
+def fire_probability(v_centered, rate, dt):
+    """``1 - exp(-alpha dt |V_j - Vbar|)``: the chance that particle ``j``'s clock rings within ``dt``."""
+    return -jnp.expm1(-rate * dt * jnp.abs(v_centered))
+
+
+class BirthDeath(NamedTuple):
+    """Result of :func:`birth_death_step`.
+
+    - **z** – the particles after the step.
+    - **source** – ``(n,)`` index: slot ``i`` holds a copy of pre-step particle ``source[i]``
+      (meaningless where ``fresh``); gather any other per-particle array with it.
+    - **fresh** – ``(n,)`` slots refilled by a draw from the prior (``birth="prior"``).
+    - **killed** – ``(n,)`` particles whose clock rang with ``V_j > Vbar``.
+    - **duplicated** – ``(n,)`` particles whose clock rang with ``V_j < Vbar`` and were copied.
+    - **births**, **deaths** – ``sum(duplicated)``, ``sum(killed)``.
+    """
+
+    z: Any
+    source: jax.Array
+    fresh: jax.Array
+    killed: jax.Array
+    duplicated: jax.Array
+    births: jax.Array
+    deaths: jax.Array
+
+
+def birth_death_step(rng_key, z, v_centered, rate, dt, *, birth="clone", prior_sample=None) -> BirthDeath:
+    """Birth–death reaction step for ``n`` equally weighted particles (``n`` stays constant).
+
+    Every particle's clock rings independently with probability
+    ``p_j = 1 - exp(-alpha dt |V_j - Vbar|)`` (:func:`fire_probability`); then
+
+    * ``V_j > Vbar`` (**death**): slot ``j`` is refilled by a copy of a particle chosen uniformly
+      among the ``n - 1`` others (``birth="clone"``) or by a fresh draw from ``mu0``
+      (``birth="prior"``, taken from ``prior_sample``, which restores full support);
+    * ``V_j < Vbar`` (**birth**): particle ``j`` is copied over a uniformly chosen other particle.
+
+    Each event changes the empirical measure by ``(delta_copy - delta_removed) / n``; summed over
+    particles, ``E[Δmu_n] = -alpha dt (V - Vbar) mu_n + O((alpha dt)^2)`` (with ``birth="clone"``),
+    the reaction term of the WFR equation.
+
+    **Conflicts.**  All events are decided from the pre-step state and applied at once through
+    one gather (every copy reads the pre-step particles), so the order of events is irrelevant.
+    A slot may be written once only; this is guaranteed, with no event discarded, by drawing
+    the slots that births overwrite *without replacement* among the quiet particles (those whose
+    clock did not ring): a random permutation of the quiet slots (a sort of ``n`` uniform keys)
+    is assigned to the duplicated particles in index order.  Dying and duplicating particles
+    are therefore never overwritten by a birth; this changes the law of the overwritten particle
+    from uniform-among-others to uniform-among-quiet, an ``O(alpha dt)`` change in the
+    probability of an event that itself has probability ``O(alpha dt)``: the bias on
+    ``E[Δmu_n]`` is ``O((alpha dt)^2)``, the order of the splitting error, and no particle or
+    event type is favoured.  If more particles duplicate than there are quiet slots (only when
+    ``alpha dt |V - Vbar|`` is O(1)), the surplus births (the highest indices) are dropped and
+    not counted.
+
+    :param rng_key: PRNG key.
+    :param z: particles, a pytree with the particle axis leading.
+    :param v_centered: ``(n,)`` array ``V_j - Vbar``.
+    :param rate: ``alpha >= 0``.  ``alpha = 0`` returns ``z`` unchanged (identity gather).
+    :param dt: step size.
+    :param birth: ``"clone"`` or ``"prior"``.
+    :param prior_sample: with ``birth="prior"``, particles drawn iid from ``mu0`` (same pytree
+        structure and shapes as ``z``); slot ``j`` takes ``prior_sample``'s particle ``j``.
+    """
+    if birth not in ("clone", "prior"):
+        raise ValueError(f"birth must be 'clone' or 'prior', got {birth!r}")
+    if birth == "prior" and prior_sample is None:
+        raise ValueError("birth='prior' needs prior_sample (particles drawn from mu0)")
+    n = v_centered.shape[0]
+    k_fire, k_src, k_perm = jax.random.split(rng_key, 3)
+    idx = jnp.arange(n)
+    fire = jax.random.uniform(k_fire, (n,)) < fire_probability(v_centered, rate, dt)
+    if n < 2:  # one particle: V_1 = Vbar, nothing can happen
+        fire = jnp.zeros((n,), bool)
+    killed = fire & (v_centered > 0)
+    dup = fire & (v_centered < 0)
+    # deaths: a uniformly chosen *other* particle is cloned into the dying slot
+    other = (idx + 1 + jax.random.randint(k_src, (n,), 0, max(n - 1, 1))) % n
+    source = jnp.where(killed, other, idx)
+    # births: the r-th duplicating particle overwrites the r-th slot of a random permutation of
+    # the quiet slots (firing slots get key 2 > any uniform key, so they sort last)
+    keys = jnp.where(fire, 2.0, jax.random.uniform(k_perm, (n,)))
+    quiet_perm = jnp.argsort(keys)
+    rank = jnp.cumsum(dup) - 1
+    num_quiet = n - jnp.sum(fire)
+    duplicated = dup & (rank < num_quiet)
+    victim = jnp.where(duplicated, quiet_perm[jnp.clip(rank, 0, n - 1)], n)  # n: dropped
+    source = source.at[victim].set(idx, mode="drop")
+    fresh = killed if birth == "prior" else jnp.zeros((n,), bool)
+
+    def gather(x, x_prior=None):
+        out = jnp.take(x, source, axis=0)
+        if x_prior is None:
+            return out
+        mask = fresh.reshape((n,) + (1,) * (x.ndim - 1))
+        return jnp.where(mask, x_prior, out)
+
+    if birth == "prior":
+        z_new = jax.tree.map(gather, z, prior_sample)
+    else:
+        z_new = jax.tree.map(gather, z)
+    return BirthDeath(
+        z=z_new,
+        source=source,
+        fresh=fresh,
+        killed=killed,
+        duplicated=duplicated,
+        births=jnp.sum(duplicated).astype(jnp.int32),
+        deaths=jnp.sum(killed).astype(jnp.int32),
+    )

@@ -1,0 +1,273 @@
+"""Wasserstein–Fisher–Rao dynamics: transport plus mass reaction (DESIGN.md §3).
+
+    d_t mu = div(mu grad V) + tau Δ mu - tau div(mu grad log mu0) - alpha (V - Vbar) mu,
+
+with ``V(theta; mu) = dE/dm`` the first variation (autodiff of ``E`` in the particle masses) and
+``Vbar = ∫ V dmu``.  One step is the explicit (Lie) splitting of the two operators, both driven by
+the fields of the current measure ``mu_k``:
+
+1. transport: ``theta_j <- theta_j - dt drift_j (+ sqrt(2 tau dt) xi_j)`` exactly as
+   :mod:`~mfsample.kernels.langevin` (``drift`` evaluated at ``mu_k``);
+2. reaction with ``V_j - Vbar`` evaluated at ``mu_k``: :func:`~.reaction.fisher_rao_reweight`
+   (``mode="weighted"``) or :func:`~.reaction.birth_death_step` (``mode="birth_death"``);
+3. evaluate ``E``, the drift and ``V`` at the new measure (the forward pass is shared).
+
+``alpha = 0`` is the Wasserstein flow / mean-field Langevin step, draw for draw.  In the
+mean-field scaling with 1-homogeneous units and a full-support initialisation, WFR's stationary
+points are global minimisers (Chizat 2022; Rotskoff et al. 2019; DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.infer.util import constrain_fn
+
+from ..energy import ParticleEnergy, first_variation
+from .base import ParticleKernel, ParticleState, check_temperature, guarded_update, init_particle_state
+from .reaction import birth_death_step, centered_first_variation, effective_sample_size, fisher_rao_reweight
+from .steps import all_finite, evaluate_drift, langevin_noise, mean_field_norm, transport_step
+
+__all__ = ["WFRState", "build_kernel", "WassersteinFisherRao"]
+
+MODES = ("birth_death", "weighted")
+BIRTHS = ("clone", "prior")
+
+
+class WFRState(NamedTuple):
+    """:class:`~mfsample.kernels.base.ParticleState`'s fields (same order), then the reaction's.
+
+    - **log_masses** – ``log m_j`` (``mode="weighted"``; ``None`` for birth–death).
+    - **first_variation** – ``V_j = dE/dm_j`` at ``(z, masses)``.
+    - **vbar** – ``Vbar = sum_j m_j V_j``.
+    - **births**, **deaths** – birth–death events of the last step (0 in weighted mode).
+    - **ess** – effective sample size of the masses ``1 / sum_j m_j^2`` (``n`` for birth–death).
+    """
+
+    z: Any
+    masses: Any
+    energy: jax.Array
+    log_prior: jax.Array
+    drift: Any
+    grad_norm: jax.Array
+    time: jax.Array
+    step: jax.Array
+    diverging: jax.Array
+    divergence_step: jax.Array
+    accept_prob: jax.Array
+    rng_key: jax.Array
+    log_masses: Any
+    first_variation: jax.Array
+    vbar: jax.Array
+    births: jax.Array
+    deaths: jax.Array
+    ess: jax.Array
+
+    particles = ParticleState.particles
+
+
+def check_reaction_energy(energy: ParticleEnergy):
+    """The reaction needs ``dE/dm_j`` (a ``masses`` keyword) and the mean-field scaling."""
+    if not energy.accepts_masses:
+        raise TypeError(
+            "Wasserstein-Fisher-Rao needs the first variation V_j = dE/dm_j, so the model must take "
+            "a `masses` keyword (like mfsample.models.shallow_network); this one has none"
+        )
+    if abs(energy.exponent - 1.0) > 1e-12:
+        raise ValueError(
+            f"the Fisher-Rao reaction is defined for the mean-field scaling (p = 1); this energy has "
+            f"p = {energy.exponent}: with f = n^(1-p) sum_j m_j phi_j the measure's output grows with "
+            "n and V = dE/dm has no mean-field limit; use scaling='mean_field'"
+        )
+
+
+def build_kernel(energy: ParticleEnergy, step_size: float, rate: float, temperature: float = 0.0,
+                 mode: str = "birth_death", birth: str = "clone"):
+    """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if birth not in BIRTHS:
+        raise ValueError(f"birth must be one of {BIRTHS}, got {birth!r}")
+    check_reaction_energy(energy)
+    dt, tau, n = step_size, temperature, energy.width
+    weighted = mode == "weighted"
+
+    def init_fn(z, masses, rng_key):
+        if weighted:
+            masses = jnp.full((n,), 1.0 / n) if masses is None else jnp.asarray(masses)
+            log_masses = jnp.log(masses)
+        elif masses is not None:
+            raise ValueError(
+                "mode='birth_death' moves equally weighted particles: pass no `masses` "
+                "(or use mode='weighted')"
+            )
+        else:
+            log_masses = None
+        base = init_particle_state(energy, z, masses, rng_key, tau)
+        v = first_variation(energy, z, masses)
+        _, vbar = centered_first_variation(v, masses)
+        zero = jnp.zeros((), jnp.int32)
+        ess = effective_sample_size(masses) if weighted else jnp.asarray(float(n), base.energy.dtype)
+        return WFRState(*base, log_masses=log_masses, first_variation=v, vbar=vbar,
+                        births=zero, deaths=zero, ess=ess.astype(base.energy.dtype))
+
+    def step_fn(state):
+        rng_key, key_noise, key_react = jax.random.split(state.rng_key, 3)
+        # 1. transport with the drift of mu_k (the keys are those of MeanFieldLangevin)
+        z = transport_step(state.z, state.drift, dt)
+        if tau > 0:
+            z, _ = langevin_noise(key_noise, z, tau, dt, energy.frozen)
+        # 2. reaction with V - Vbar of mu_k
+        u, _ = centered_first_variation(state.first_variation, state.masses)
+        births = deaths = jnp.zeros((), jnp.int32)
+        masses, log_masses = state.masses, state.log_masses
+        if weighted:
+            if rate > 0:  # alpha = 0 keeps the masses bit for bit
+                log_masses = fisher_rao_reweight(state.log_masses, u, rate, dt)
+                masses = jnp.exp(log_masses)
+        else:
+            key_bd, key_prior = jax.random.split(key_react)
+            prior = energy.sample_prior(key_prior) if birth == "prior" else None
+            bd = birth_death_step(key_bd, z, u, rate, dt, birth=birth, prior_sample=prior)
+            z, births, deaths = bd.z, bd.births, bd.deaths
+        # 3. fields of mu_{k+1}
+        d = evaluate_drift(energy, z, masses, tau)
+        v = first_variation(energy, z, masses)
+        ok = all_finite(v) if log_masses is None else all_finite(v, log_masses)
+        d = d._replace(energy=jnp.where(ok, d.energy, jnp.nan))  # a non-finite V is a divergence
+        new = guarded_update(state, z, d, dt, rng_key=rng_key)
+        move = ~new.diverging
+        if weighted:
+            masses = jnp.where(move, masses, state.masses)
+            log_masses = jnp.where(move, log_masses, state.log_masses)
+        v = jnp.where(move, v, state.first_variation)
+        _, vbar = centered_first_variation(v, masses)
+        return new._replace(
+            masses=masses,
+            log_masses=log_masses,
+            grad_norm=mean_field_norm(new.drift, masses),
+            first_variation=v,
+            vbar=vbar,
+            births=jnp.where(move, births, 0),
+            deaths=jnp.where(move, deaths, 0),
+            ess=effective_sample_size(masses) if weighted else state.ess,
+        )
+
+    return init_fn, step_fn
+
+
+def _check_rate(rate):
+    if not isinstance(rate, numbers.Real) or isinstance(rate, bool):
+        raise TypeError(f"rate must be a real number, got {type(rate).__name__}")
+    if not np.isfinite(rate) or rate < 0:
+        raise ValueError(f"rate must be non-negative and finite, got {rate!r}")
+    return float(rate)
+
+
+class WassersteinFisherRao(ParticleKernel):
+    r"""Wasserstein–Fisher–Rao dynamics of a mean-field particle system, as a NumPyro kernel.
+
+    Transport along ``-grad V`` (with Langevin noise at temperature ``tau > 0``) composed with
+    the Fisher–Rao reaction ``d_t mu = -alpha (V - Vbar) mu`` (see the module docstring).
+
+    * ``mode="weighted"``: ``m_j <- m_j exp(-alpha dt (V_j - Vbar)) / Z`` (log-space).  Every
+      draw carries the masses (``samples["masses"]``) and the deterministic sites computed with
+      them; the state records their effective sample size ``ess``.
+    * ``mode="birth_death"``: equally weighted particles are killed (``V_j > Vbar``) or
+      duplicated (``V_j < Vbar``) with probability ``1 - exp(-alpha dt |V_j - Vbar|)``, the
+      other side of each event being a uniformly chosen other particle; ``birth="prior"``
+      refills a killed slot with a fresh draw from ``mu0`` instead of a clone (full support).
+      Conflicts are resolved as in :func:`~mfsample.kernels.reaction.birth_death_step`.  The
+      state records ``births`` and ``deaths`` of the last step.
+
+    Both record ``vbar`` (``∫ V dmu``).  ``rate=0`` reproduces :class:`~mfsample.WassersteinFlow`
+    (``temperature=0``) / :class:`~mfsample.MeanFieldLangevin` run with the same masses, draw for
+    draw.  The model must take a ``masses`` keyword and use the mean-field scaling.
+
+    References: Rotskoff, Jelassi, Bruna & Vanden-Eijnden (ICML 2019); Chizat (2022), "Sparse
+    optimization on measures with over-parameterized gradient descent"; Liero, Mielke & Savaré (2018).
+
+    :param model: NumPyro model with latent sites in ``particle_plate`` and a ``masses`` keyword;
+        or ``energy_fn(particles, masses, *args, **kwargs)`` + ``prior`` + ``width``.
+    :param float step_size: ``dt`` (> 0), mean-field time.
+    :param float rate: reaction rate ``alpha`` (>= 0).
+    :param float temperature: ``tau`` (>= 0).
+    :param str mode: ``"birth_death"`` or ``"weighted"``.
+    :param str birth: ``"clone"`` or ``"prior"`` (birth–death only).
+
+    Example::
+
+        >>> import jax, mfsample as mf
+        >>> from mfsample.kernels.wfr import WassersteinFisherRao
+        >>> data = mf.data.teacher_student(jax.random.PRNGKey(0), dim=3, teacher_width=2, num_data=64)
+        >>> kernel = WassersteinFisherRao(mf.models.shallow_network, step_size=0.1, rate=1.0)
+        >>> sim = mf.simulate(kernel, jax.random.PRNGKey(1), data.x, data.y, width=16,
+        ...                   num_steps=20, progress_bar=False)
+        >>> sim.samples["w"].shape
+        (1, 20, 16, 3)
+    """
+
+    def __init__(self, model=None, *, step_size, rate, temperature=0.0, mode="birth_death",
+                 birth="clone", **kwargs):
+        super().__init__(model, step_size=step_size, **kwargs)
+        self.rate = _check_rate(rate)
+        self.temperature = check_temperature(temperature)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if birth not in BIRTHS:
+            raise ValueError(f"birth must be one of {BIRTHS}, got {birth!r}")
+        if mode == "weighted" and birth != "clone":
+            raise ValueError("birth='prior' is a birth-death option; weighted particles are never reborn")
+        self.mode, self.birth = mode, birth
+
+    @property
+    def sample_field(self):
+        return "particles" if self.mode == "weighted" else "z"
+
+    @property
+    def stat_fields(self):
+        """State fields of the reaction worth recording at every draw (besides ``energy``...)."""
+        return ("vbar", "ess") if self.mode == "weighted" else ("vbar", "births", "deaths")
+
+    @property
+    def default_fields(self):
+        return (self.sample_field, "energy", "time", "grad_norm", "diverging") + self.stat_fields
+
+    def build(self, energy):
+        return build_kernel(energy, self.step_size, self.rate, self.temperature, self.mode, self.birth)
+
+    def postprocess_fn(self, model_args, model_kwargs):
+        """Birth–death: as the other kernels.  Weighted: ``{**z, "masses": m}`` -> constrained
+        sites, ``masses`` and the deterministic sites computed with those masses."""
+        if self.mode != "weighted":
+            return super().postprocess_fn(model_args, model_kwargs)
+        if self._model is None:
+            constrain = super().postprocess_fn(model_args, model_kwargs)
+
+            def post_fn(p):
+                p = dict(p)
+                m = p.pop("masses")
+                out = constrain(p)
+                out = dict(out) if isinstance(out, dict) else {"theta": out}
+                return {**out, "masses": m}
+
+            return post_fn
+        model, kwargs = self._model, dict(model_kwargs or {})
+
+        def post_model(p):
+            p = dict(p)
+            m = p.pop("masses")
+            out = constrain_fn(model, model_args, {**kwargs, "masses": m}, p, return_deterministic=True)
+            return {**out, "masses": m}
+
+        return post_model
+
+    def get_diagnostics_str(self, state):
+        extra = (f", ess {float(state.ess):.3g}" if self.mode == "weighted"
+                 else f", +{int(state.births)}/-{int(state.deaths)}")
+        return "energy {:.5g}, Vbar {:.3g}{}{}".format(
+            float(state.energy), float(state.vbar), extra, ", diverging" if bool(state.diverging) else "")

@@ -1,0 +1,173 @@
+"""Energy, first variation and velocity field (DESIGN.md §2; mfsample/energy.py)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+
+import mfsample as mf
+from mfsample.activations import get_activation
+
+ACTIVATIONS = ["relu", "tanh", "sigmoid", "softplus", lambda u: jnp.sin(u) + 0.5 * u]
+
+
+def _problem(dtype=jnp.float64, num_data=40, dim=3):
+    kx, ky = jax.random.split(jax.random.PRNGKey(3))
+    x = jax.random.normal(kx, (num_data, dim), dtype)
+    y = jnp.sin(x[:, 0]) + 0.3 * jax.random.normal(ky, (num_data,), dtype)
+    return x, y
+
+
+@pytest.mark.parametrize("scaling,p", [("mean_field", 1.0), ("ntk", 0.5)])
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=["relu", "tanh", "sigmoid", "softplus", "callable"])
+def test_velocity_matches_finite_differences(activation, scaling, p):
+    """v_j = n^(2p-1) dE/dtheta_j: n grad E (mean field), grad E (NTK), vs central differences in float64."""
+    with jax.enable_x64(True):
+        x, y = _problem()
+        n = 6
+        pe = mf.energy_from_model(mf.models.shallow_network, (x, y),
+                                  dict(width=n, activation=activation, scaling=scaling))
+        assert pe.exponent == p
+        z = pe.sample_prior(jax.random.PRNGKey(1))
+        v = mf.velocity(pe, z)
+        h = 1e-6
+        for site in ("a", "w", "b"):
+            flat = np.asarray(z[site]).ravel()
+            for idx in range(0, flat.size, max(1, flat.size // 7)):
+                e = np.zeros_like(flat)
+                e[idx] = h
+                zp = {**z, site: jnp.asarray((flat + e).reshape(z[site].shape))}
+                zm = {**z, site: jnp.asarray((flat - e).reshape(z[site].shape))}
+                fd = (pe.energy(zp) - pe.energy(zm)) / (2 * h)
+                expected = n ** (2 * p - 1) * fd
+                # central differences in float64 have O(h^2 + eps/h) ~ 1e-10 error; ReLU kinks are
+                # hit with probability 0 at these random points
+                np.testing.assert_allclose(np.asarray(v[site]).ravel()[idx], expected, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("scaling", ["mean_field", "ntk"])
+def test_first_variation_is_covariance_of_residual_and_unit(scaling):
+    """V(theta_j; mu) = dE/dm_j equals E_nu[(f(x) - y) n^(1-p) a_j sigma(<w_j,x>+b_j)] (unit noise)."""
+    with jax.enable_x64(True):
+        x, y = _problem()
+        n = 7
+        pe = mf.energy_from_model(mf.models.shallow_network, (x, y), dict(width=n, scaling=scaling))
+        z = pe.sample_prior(jax.random.PRNGKey(2))
+        m = jax.random.dirichlet(jax.random.PRNGKey(4), jnp.ones(n))
+        V = mf.first_variation(pe, z, m)
+        p = pe.exponent
+        phi = jax.nn.relu(x @ z["w"].T + z["b"]) * z["a"] * n ** (1 - p)  # (N, n)
+        f = phi @ m
+        direct = jnp.mean((f - y)[:, None] * phi, axis=0)
+        np.testing.assert_allclose(V, direct, rtol=1e-10, atol=1e-12)
+
+
+def test_energy_is_mean_negative_log_likelihood():
+    """E = -(1/N) sum_i log N(y_i | f(x_i), s^2) = mean (f-y)^2/(2 s^2) + log(s sqrt(2 pi))."""
+    x, y = _problem(jnp.float32)
+    pe = mf.energy_from_model(mf.models.shallow_network, (x, y), dict(width=5, noise=0.5))
+    z = pe.sample_prior(jax.random.PRNGKey(0))
+    f = jax.nn.relu(x @ z["w"].T + z["b"]) @ z["a"] / 5
+    expected = jnp.mean((f - y) ** 2) / (2 * 0.25) + jnp.log(0.5 * jnp.sqrt(2 * jnp.pi))
+    np.testing.assert_allclose(pe.energy(z), expected, rtol=1e-5)
+    assert pe.num_data == x.shape[0]
+
+
+def test_masses_weight_the_output():
+    """With masses m, f = sum_j m_j a_j sigma_j (mean field); uniform masses reproduce masses=None."""
+    x, y = _problem(jnp.float32)
+    n = 5
+    pe = mf.energy_from_model(mf.models.shallow_network, (x, y), dict(width=n))
+    z = pe.sample_prior(jax.random.PRNGKey(0))
+    np.testing.assert_allclose(pe.energy(z, jnp.full(n, 1 / n)), pe.energy(z), rtol=1e-6)
+    m = jnp.array([1.0, 0, 0, 0, 0])
+    f1 = z["a"][0] * jax.nn.relu(x @ z["w"][0] + z["b"][0])
+    np.testing.assert_allclose(pe.energy(z, m), jnp.mean((f1 - y) ** 2) / 2 + 0.5 * jnp.log(2 * jnp.pi), rtol=1e-5)
+
+
+def test_constrained_sites_move_in_unconstrained_space():
+    """A positive site (LogNormal prior) is moved in log-space; the prior density gains the log-Jacobian."""
+
+    def model(x, y=None, *, width, masses=None):
+        with numpyro.plate("particle", width):
+            s = numpyro.sample("s", dist.LogNormal(0.0, 1.0))
+            c = numpyro.sample("c", dist.Normal(0.0, 1.0))
+        f = jnp.mean(c * jnp.exp(-s * x[:, None] ** 2), axis=1)
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample("y", dist.Normal(f, 1.0), obs=y)
+
+    x = jnp.linspace(-1, 1, 10)
+    pe = mf.energy_from_model(model, (x, jnp.zeros(10)), dict(width=4))
+    z = pe.sample_prior(jax.random.PRNGKey(0))
+    params = pe.constrain(z)
+    assert np.all(np.asarray(params["s"]) > 0)
+    np.testing.assert_allclose(params["s"], jnp.exp(z["s"]), rtol=1e-6)
+    # log-density of u = log s under LogNormal(0,1) is N(u; 0, 1)
+    expected = dist.Normal(0, 1).log_prob(z["s"]) + dist.Normal(0, 1).log_prob(z["c"])
+    np.testing.assert_allclose(pe.log_prior(z), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_latent_site_outside_particle_plate_is_refused():
+    """A global latent site is not part of the measure: refused with an error naming it."""
+
+    def model(x, y=None, *, width):
+        scale = numpyro.sample("scale", dist.HalfNormal(1.0))
+        with numpyro.plate("particle", width):
+            c = numpyro.sample("c", dist.Normal(0.0, 1.0))
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample("y", dist.Normal(jnp.mean(c) * x, scale), obs=y)
+
+    with pytest.raises(ValueError, match="'scale'.*outside the particle plate"):
+        mf.energy_from_model(model, (jnp.ones(3), jnp.ones(3)), dict(width=4))
+
+
+def test_model_without_observations_is_refused():
+    with pytest.raises(ValueError, match="no observed site"):
+        mf.energy_from_model(mf.models.shallow_network, (jnp.ones((4, 2)),), dict(width=3))
+
+
+def test_model_without_masses_keyword_cannot_weight():
+    """A model without `masses` works without weights but refuses the first variation."""
+
+    def model(x, y=None, *, width):
+        with numpyro.plate("particle", width):
+            c = numpyro.sample("c", dist.Normal(0.0, 1.0))
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample("y", dist.Normal(jnp.mean(c) * x, 1.0), obs=y)
+
+    pe = mf.energy_from_model(model, (jnp.ones(3), jnp.ones(3)), dict(width=4))
+    z = pe.sample_prior(jax.random.PRNGKey(0))
+    assert np.isfinite(pe.energy(z))
+    with pytest.raises(TypeError, match="masses"):
+        mf.first_variation(pe, z)
+
+
+def test_energy_fn_and_model_paths_agree():
+    """energy_fn(particles, masses, x, y) + prior gives the same E and velocity as the model."""
+    x, y = _problem(jnp.float32)
+    n = 6
+    sigma = get_activation("relu")
+
+    def energy_fn(theta, masses, x, y):
+        f = sigma(x @ theta["w"].T + theta["b"]) @ (theta["a"] * masses)
+        return jnp.mean((f - y) ** 2) / 2 + 0.5 * jnp.log(2 * jnp.pi)
+
+    d = x.shape[1]
+    prior = {"a": dist.Normal(0.0, 1.0), "w": dist.Normal(0.0, 1 / np.sqrt(d)).expand([d]).to_event(1),
+             "b": dist.Normal(0.0, 1.0)}
+    pe_fn = mf.energy_from_fn(energy_fn, prior, (x, y), width=n)
+    pe_model = mf.energy_from_model(mf.models.shallow_network, (x, y), dict(width=n))
+    z = pe_model.sample_prior(jax.random.PRNGKey(5))
+    np.testing.assert_allclose(pe_fn.energy(z), pe_model.energy(z), rtol=1e-5)
+    for k in "awb":
+        np.testing.assert_allclose(mf.velocity(pe_fn, z)[k], mf.velocity(pe_model, z)[k], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(pe_fn.log_prior(z), pe_model.log_prior(z), rtol=1e-5)
+
+
+def test_kernel_scaling_must_agree_with_model():
+    """The scaling is set once, on the model; a conflicting kernel setting is refused."""
+    x, y = _problem(jnp.float32)
+    with pytest.raises(ValueError, match="set the scaling once"):
+        mf.energy_from_model(mf.models.shallow_network, (x, y), dict(width=3, scaling="ntk"), scaling="mean_field")

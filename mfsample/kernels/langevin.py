@@ -105,5 +105,13 @@ class MeanFieldLangevin(ParticleKernel):
         fields = super().default_fields
         return fields + ("accept_prob",) if self.adjusted else fields
 
+    def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
+        if self.adjusted and (model_kwargs or {}).get("masses") is not None:
+            raise ValueError(
+                "adjusted=True samples the Gibbs measure of uniformly weighted particles; "
+                "drop `masses` or use adjusted=False"
+            )
+        return super().init(rng_key, num_warmup, init_params, model_args, model_kwargs)
+
     def build(self, energy):
         return build_kernel(energy, self.step_size, self.temperature, self.adjusted)

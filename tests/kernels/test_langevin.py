@@ -155,3 +155,11 @@ def test_noise_has_the_langevin_scale(small_data):
     disp = np.asarray(new.z["w"] - state.z["w"] + dt * state.drift["w"]).ravel()
     # 2560 Gaussian coordinates: the sample variance is within 10% of 2 tau dt (about 4 standard errors)
     np.testing.assert_allclose(disp.var(), 2 * tau * dt, rtol=0.1)
+
+
+def test_adjusted_kernel_refuses_weighted_particles(small_data):
+    """MALA targets the uniformly weighted Gibbs measure: masses are refused, naming the argument."""
+    kernel = mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.1, temperature=0.1, adjusted=True)
+    with pytest.raises(ValueError, match="masses"):
+        kernel.init(jax.random.PRNGKey(0), 0, None, (small_data.x, small_data.y),
+                    dict(width=2, masses=jnp.array([0.5, 0.5])))

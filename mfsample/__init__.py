@@ -1,6 +1,6 @@
 """mfsample: mean-field neural networks as particle measures moved by NumPyro transition kernels."""
 
-from . import activations, data, energy, kernels, models, scaling
+from . import activations, data, dynamics, energy, kernels, models, scaling
 from .energy import (
     ParticleEnergy,
     energy_and_velocity,
@@ -9,7 +9,7 @@ from .energy import (
     first_variation,
     velocity,
 )
-from .kernels import MeanFieldLangevin, ParticleState, WassersteinFlow
+from .kernels import KineticLangevin, MeanFieldLangevin, ParticleState, WassersteinFlow
 from .models import gibbs_model
 from .simulate import Simulation, simulate
 
@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "data",
+    "dynamics",
     "models",
     "kernels",
     "energy",
@@ -24,6 +25,7 @@ __all__ = [
     "scaling",
     "WassersteinFlow",
     "MeanFieldLangevin",
+    "KineticLangevin",
     "ParticleState",
     "ParticleEnergy",
     "energy_from_model",

@@ -49,6 +49,7 @@ class ParticleEnergy(NamedTuple):
     log_prior(z) -> ``(n,)`` array of ``log mu0(theta_j)`` in unconstrained coordinates
     sample_prior(rng_key) -> ``z`` drawn iid from ``mu0``
     constrain(z) -> particle values in the model's (constrained) coordinates
+    subsample(rng_key, batch_size) -> the ParticleEnergy of a random minibatch of the data
     """
 
     energy: Callable
@@ -62,6 +63,7 @@ class ParticleEnergy(NamedTuple):
     accepts_masses: bool
     site_names: tuple
     frozen: tuple = ()
+    subsample: Callable | None = None
 
 
 def _per_particle(x, n: int):
@@ -219,7 +221,28 @@ def energy_from_model(
         t = handlers.trace(handlers.seed(model, rng_key)).get_trace(*model_args, **base_kwargs)
         return unconstrain({k: t[k]["value"] for k in latent})
 
-    return ParticleEnergy(
+    full_size = int(round(num_data))
+
+    def is_per_datum(v):
+        return isinstance(v, (jax.Array, np.ndarray)) and np.ndim(v) >= 1 and np.shape(v)[0] == full_size
+
+    def subsample(rng_key, batch_size):
+        """Energy of ``batch_size`` data drawn without replacement: ``-(1/B) sum_{i in batch} log p``.
+
+        Every array argument of the model whose leading axis has the data size ``N`` is
+        subsampled along it (``x``, ``y``, per-datum noise ...); ``batch_size >= N`` is the full
+        energy itself.
+        """
+        if batch_size >= full_size:
+            return result
+        idx = jax.random.choice(rng_key, full_size, (batch_size,), replace=False)
+        take = lambda v: jnp.take(jnp.asarray(v), idx, axis=0) if is_per_datum(v) else v  # noqa: E731
+        return energy_from_model(
+            model, tuple(take(a) for a in model_args), {k: take(v) for k, v in base_kwargs.items()},
+            particle_plate=particle_plate, scaling=p, frozen=frozen,
+        )
+
+    result = ParticleEnergy(
         energy=energy,
         log_prior=log_prior,
         sample_prior=sample_prior,
@@ -231,7 +254,9 @@ def energy_from_model(
         accepts_masses=accepts_masses,
         site_names=tuple(latent),
         frozen=frozen,
+        subsample=subsample,
     )
+    return result
 
 
 def energy_from_fn(

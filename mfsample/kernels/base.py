@@ -29,6 +29,8 @@ __all__ = [
     "guarded_update",
     "check_step_size",
     "check_temperature",
+    "check_batch_size",
+    "check_transport",
 ]
 
 
@@ -47,6 +49,8 @@ class ParticleState(NamedTuple):
     - **divergence_step** – first diverging step (``-1`` if none).
     - **accept_prob** – Metropolis acceptance probability of the last step (1 when unadjusted).
     - **rng_key** – PRNG key for the next step.
+    - **opt_state** – state of an optax ``transport`` transformation (``None`` for plain Euler).
+    - **momentum** – particle momenta of kinetic (underdamped) dynamics (``None`` otherwise).
     """
 
     z: Any
@@ -61,6 +65,8 @@ class ParticleState(NamedTuple):
     divergence_step: jax.Array
     accept_prob: jax.Array
     rng_key: jax.Array
+    opt_state: Any = None
+    momentum: Any = None
 
     @property
     def particles(self):
@@ -78,9 +84,16 @@ class ParticleState(NamedTuple):
         return out
 
 
-def init_particle_state(energy: ParticleEnergy, z, masses, rng_key, temperature=0.0) -> ParticleState:
-    """Evaluate the drift at ``z`` and wrap everything in a :class:`ParticleState` at ``t = 0``."""
-    d = evaluate_drift(energy, z, masses, temperature)
+def init_particle_state(energy: ParticleEnergy, z, masses, rng_key, temperature=0.0, *,
+                        transport=None, batch_size=None) -> ParticleState:
+    """Evaluate the drift at ``z`` and wrap everything in a :class:`ParticleState` at ``t = 0``.
+
+    With ``batch_size`` the first drift is evaluated on a minibatch drawn from ``rng_key``
+    (itself left unchanged in the state); ``transport`` (an optax transformation) gets its
+    state initialised on ``z``.
+    """
+    key_batch = jax.random.fold_in(rng_key, 1) if batch_size else None
+    d = evaluate_drift(energy, z, masses, temperature, rng_key=key_batch, batch_size=batch_size)
     return ParticleState(
         z=z,
         masses=masses,
@@ -94,11 +107,12 @@ def init_particle_state(energy: ParticleEnergy, z, masses, rng_key, temperature=
         divergence_step=jnp.array(-1, jnp.int32),
         accept_prob=jnp.ones((), d.energy.dtype),
         rng_key=rng_key,
+        opt_state=None if transport is None else transport.init(z),
     )
 
 
 def guarded_update(state: ParticleState, z, d, step_size, *, rng_key, accept=True,
-                   accept_prob=1.0) -> ParticleState:
+                   accept_prob=1.0, opt_state=None, momentum=None) -> ParticleState:
     """Commit a proposed move unless it is rejected or non-finite.
 
     A proposal whose particles, energy or drift are non-finite sets ``diverging`` for good and
@@ -110,6 +124,10 @@ def guarded_update(state: ParticleState, z, d, step_size, *, rng_key, accept=Tru
     move = ok & ~diverging & accept
     step = state.step + 1
     new = state._replace(z=z, energy=d.energy, log_prior=d.log_prior, drift=d.drift)
+    if opt_state is not None:
+        new = new._replace(opt_state=opt_state)
+    if momentum is not None:
+        new = new._replace(momentum=momentum)
     new = tree_select(move, new, state)
     return new._replace(
         grad_norm=mean_field_norm(new.drift, state.masses),
@@ -124,12 +142,38 @@ def guarded_update(state: ParticleState, z, d, step_size, *, rng_key, accept=Tru
     )
 
 
+def minibatch_key(rng_key, batch_size):
+    """Split off a key for the minibatch when one is drawn (else leave the key chain unchanged)."""
+    if not batch_size:
+        return rng_key, None
+    return tuple(jax.random.split(rng_key))
+
+
 def check_step_size(step_size):
     if not isinstance(step_size, numbers.Real) or isinstance(step_size, bool):
         raise TypeError(f"step_size must be a real number, got {type(step_size).__name__}")
     if not np.isfinite(step_size) or step_size <= 0:
         raise ValueError(f"step_size must be positive and finite, got {step_size!r}")
     return float(step_size)
+
+
+def check_batch_size(batch_size):
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1 or None, got {batch_size!r}")
+    return int(batch_size)
+
+
+def check_transport(transport):
+    if transport is None:
+        return None
+    if not (hasattr(transport, "init") and hasattr(transport, "update")):
+        raise TypeError(
+            "transport must be an optax GradientTransformation (with init and update), e.g. "
+            f"optax.sgd(step_size); got {type(transport).__name__}"
+        )
+    return transport
 
 
 def check_temperature(temperature):
@@ -159,7 +203,9 @@ class ParticleKernel(MCMCKernel):
 
     Common options: ``step_size`` (``dt`` > 0, mean-field time), ``particle_plate``, ``scaling``
     (only for models that do not declare theirs), ``width`` (with ``energy_fn``) and ``frozen``
-    (particle sites kept at their initial draw, e.g. ``("w", "b")`` for random features).
+    (particle sites kept at their initial draw, e.g. ``("w", "b")`` for random features),
+    ``transport`` (an optax transformation replacing the Euler transport step) and
+    ``batch_size`` (minibatch stochastic gradients; ``>= N`` means full batch).
     """
 
     sample_field = "z"
@@ -175,6 +221,8 @@ class ParticleKernel(MCMCKernel):
         scaling: str | float | None = None,
         width: int | None = None,
         frozen: tuple = (),
+        transport=None,
+        batch_size: int | None = None,
     ):
         if (model is None) == (energy_fn is None):
             raise ValueError("give exactly one of `model` or `energy_fn`")
@@ -188,6 +236,8 @@ class ParticleKernel(MCMCKernel):
         self.scaling = scaling
         self.width = width
         self.frozen = frozen
+        self.transport = check_transport(transport)
+        self.batch_size = check_batch_size(batch_size)
         self._energy: ParticleEnergy | None = None
         self._sample_fn = None
         self._model_args = ()
@@ -197,6 +247,14 @@ class ParticleKernel(MCMCKernel):
     def build(self, energy: ParticleEnergy):
         """Return ``(init_fn(z, masses, rng_key) -> state, step_fn(state) -> state)``."""
         raise NotImplementedError
+
+    def effective_batch_size(self, energy: ParticleEnergy):
+        """``batch_size`` if it subsamples the data, ``None`` for full-batch gradients."""
+        if self.batch_size is None:
+            return None
+        if energy.subsample is None:
+            raise ValueError("batch_size needs a model (the data of an energy_fn cannot be subsampled)")
+        return self.batch_size if self.batch_size < energy.num_data else None
 
     # -- MCMCKernel interface ------------------------------------------------------------------
     @property

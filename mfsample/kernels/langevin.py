@@ -21,19 +21,26 @@ import jax.numpy as jnp
 
 from ..energy import ParticleEnergy
 from ..scaling import time_scale
-from .base import ParticleKernel, check_temperature, guarded_update, init_particle_state
-from .steps import evaluate_drift, langevin_noise, transport_step
+from .base import ParticleKernel, check_temperature, guarded_update, init_particle_state, minibatch_key
+from .steps import evaluate_drift, langevin_noise, optax_transport_step, transport_step
 
 __all__ = ["build_kernel", "MeanFieldLangevin"]
 
 
-def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, adjusted: bool = False):
-    """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted."""
+def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, adjusted: bool = False, *,
+                 transport=None, batch_size=None):
+    """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted.
+
+    ``transport`` (optax) replaces the Euler transport of the drift; the noise is unchanged.
+    ``batch_size`` evaluates the drift on minibatches.  Neither combines with ``adjusted``.
+    """
     dt, tau = step_size, temperature
     beta = time_scale(energy.width, energy.exponent) / tau if tau > 0 else None
+    if adjusted and (transport is not None or batch_size):
+        raise ValueError("adjusted=True (MALA) needs the exact Euler proposal: no transport or batch_size")
 
     def init_fn(z, masses, rng_key):
-        return init_particle_state(energy, z, masses, rng_key, tau)
+        return init_particle_state(energy, z, masses, rng_key, tau, transport=transport, batch_size=batch_size)
 
     def log_target(d):
         return -beta * d.energy + d.log_prior
@@ -48,12 +55,16 @@ def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, a
 
     def step_fn(state):
         rng_key, key_noise, key_accept = jax.random.split(state.rng_key, 3)
-        z = transport_step(state.z, state.drift, dt)
+        rng_key, key_batch = minibatch_key(rng_key, batch_size)
+        if transport is None:
+            z, opt_state = transport_step(state.z, state.drift, dt), None
+        else:
+            z, opt_state = optax_transport_step(transport, state.z, state.drift, state.opt_state)
         if tau > 0:
             z, _ = langevin_noise(key_noise, z, tau, dt, energy.frozen)
-        d = evaluate_drift(energy, z, state.masses, tau)
+        d = evaluate_drift(energy, z, state.masses, tau, rng_key=key_batch, batch_size=batch_size)
         if not adjusted:
-            return guarded_update(state, z, d, dt, rng_key=rng_key)
+            return guarded_update(state, z, d, dt, rng_key=rng_key, opt_state=opt_state)
         log_ratio = (
             log_target(d) - log_target(state)
             + log_proposal(state.z, z, d.drift) - log_proposal(z, state.z, state.drift)
@@ -80,6 +91,8 @@ class MeanFieldLangevin(ParticleKernel):
     :param float step_size: ``dt`` (> 0), mean-field time.
     :param float temperature: ``tau`` (>= 0).
     :param bool adjusted: Metropolis-adjust each step (needs ``temperature > 0``).
+    :param transport: optional optax transformation replacing the Euler transport of the drift.
+    :param int batch_size: optional minibatch size (stochastic-gradient Langevin).
 
     Example::
 
@@ -114,4 +127,5 @@ class MeanFieldLangevin(ParticleKernel):
         return super().init(rng_key, num_warmup, init_params, model_args, model_kwargs)
 
     def build(self, energy):
-        return build_kernel(energy, self.step_size, self.temperature, self.adjusted)
+        return build_kernel(energy, self.step_size, self.temperature, self.adjusted,
+                            transport=self.transport, batch_size=self.effective_batch_size(energy))

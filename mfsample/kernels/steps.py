@@ -17,6 +17,7 @@ __all__ = [
     "Drift",
     "evaluate_drift",
     "transport_step",
+    "optax_transport_step",
     "langevin_noise",
     "mean_field_norm",
     "all_finite",
@@ -36,8 +37,15 @@ class Drift(NamedTuple):
     drift: dict
 
 
-def evaluate_drift(pe: ParticleEnergy, z, masses, temperature) -> Drift:
-    """Evaluate :class:`Drift` at ``z`` (one backward pass through ``E``, one through the prior)."""
+def evaluate_drift(pe: ParticleEnergy, z, masses, temperature, *, rng_key=None, batch_size=None) -> Drift:
+    """Evaluate :class:`Drift` at ``z`` (one backward pass through ``E``, one through the prior).
+
+    With ``batch_size`` the energy is that of a minibatch of ``batch_size`` data drawn without
+    replacement with ``rng_key`` (see ``ParticleEnergy.subsample``): an unbiased estimate of ``E``
+    and of the velocity field (stochastic gradients).
+    """
+    if batch_size is not None:
+        pe = pe.subsample(rng_key, batch_size)
     e, v = energy_and_velocity(pe, z, masses)
     if temperature is None or (isinstance(temperature, (int, float)) and temperature == 0):
         return Drift(e, jnp.zeros_like(e), v)
@@ -50,6 +58,18 @@ def evaluate_drift(pe: ParticleEnergy, z, masses, temperature) -> Drift:
 def transport_step(z, drift, step_size):
     """Euler step of the continuity equation: ``theta_j <- theta_j - dt * drift_j``."""
     return jax.tree.map(lambda zi, di: zi - step_size * di, z, drift)
+
+
+def optax_transport_step(transport, z, drift, opt_state):
+    """Transport by an optax transformation of the drift, applied particle-wise.
+
+    ``updates, opt_state = transport.update(drift, opt_state, z)``; ``z <- z + updates``.
+    ``optax.sgd(dt)`` is exactly :func:`transport_step`; other transformations discretise other
+    dynamics (see ``mfsample.dynamics``).  The optimiser's statistics are kept per particle
+    coordinate, so the particle axis stays exchangeable.
+    """
+    updates, opt_state = transport.update(drift, opt_state, z)
+    return jax.tree.map(lambda zi, ui: zi + ui, z, updates), opt_state
 
 
 def langevin_noise(rng_key, z, temperature, step_size, frozen=()):

@@ -9,22 +9,31 @@ scaling, ``grad E`` in the NTK scaling), so ``dt`` is a step of mean-field time.
 from __future__ import annotations
 
 from ..energy import ParticleEnergy
-from .base import ParticleKernel, guarded_update, init_particle_state
-from .steps import evaluate_drift, transport_step
+from .base import ParticleKernel, guarded_update, init_particle_state, minibatch_key
+from .steps import evaluate_drift, optax_transport_step, transport_step
 
 __all__ = ["build_kernel", "WassersteinFlow"]
 
 
-def build_kernel(energy: ParticleEnergy, step_size: float):
-    """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted."""
+def build_kernel(energy: ParticleEnergy, step_size: float, *, transport=None, batch_size=None):
+    """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted.
+
+    ``transport``: an optax transformation replacing the Euler step (``optax.sgd(step_size)`` is
+    the Euler step); ``batch_size``: stochastic gradients on minibatches of the data.
+    """
 
     def init_fn(z, masses, rng_key):
-        return init_particle_state(energy, z, masses, rng_key)
+        return init_particle_state(energy, z, masses, rng_key, transport=transport, batch_size=batch_size)
 
     def step_fn(state):
-        z = transport_step(state.z, state.drift, step_size)
-        d = evaluate_drift(energy, z, state.masses, 0.0)
-        return guarded_update(state, z, d, step_size, rng_key=state.rng_key)
+        rng_key = state.rng_key
+        if transport is None:
+            z, opt_state = transport_step(state.z, state.drift, step_size), None
+        else:
+            z, opt_state = optax_transport_step(transport, state.z, state.drift, state.opt_state)
+        rng_key, key_batch = minibatch_key(rng_key, batch_size)
+        d = evaluate_drift(energy, z, state.masses, 0.0, rng_key=key_batch, batch_size=batch_size)
+        return guarded_update(state, z, d, step_size, rng_key=rng_key, opt_state=opt_state)
 
     return init_fn, step_fn
 
@@ -42,6 +51,9 @@ class WassersteinFlow(ParticleKernel):
     :param model: NumPyro model with latent sites in ``particle_plate`` (e.g.
         :func:`mfsample.models.shallow_network`); or give ``energy_fn`` and ``prior``.
     :param float step_size: ``dt`` in mean-field time units (> 0).
+    :param transport: optional optax ``GradientTransformation`` applied particle-wise to the
+        velocity field instead of the Euler step (see :mod:`mfsample.dynamics`).
+    :param int batch_size: optional minibatch size (stochastic gradient descent).
     :param str particle_plate: name of the particle plate (default ``"particle"``).
     :param scaling: only for models that do not declare their scaling (``"mean_field"``/``"ntk"``).
 
@@ -61,4 +73,5 @@ class WassersteinFlow(ParticleKernel):
         super().__init__(model, step_size=step_size, **kwargs)
 
     def build(self, energy):
-        return build_kernel(energy, self.step_size)
+        return build_kernel(energy, self.step_size, transport=self.transport,
+                            batch_size=self.effective_batch_size(energy))

@@ -1,0 +1,92 @@
+"""Kinetic (underdamped) mean-field Langevin dynamics, integrated by the BAOAB splitting.
+
+    d theta_j = p_j dt,
+    d p_j     = -drift_j dt - gamma p_j dt + sqrt(2 gamma tau) dW_j,
+    drift_j   = grad_theta V(theta_j; mu_n) - tau grad log mu0(theta_j)
+
+(unit mass).  For uniform weights ``drift = tau grad U`` with
+``U = (n^(2p-1)/tau) E - sum_j log mu0(theta_j)``, so the stationary law is the Gibbs measure of
+:class:`~mfsample.MeanFieldLangevin` times Maxwellian momenta ``N(0, tau I)``; as
+``gamma -> inf`` (time rescaled by ``gamma``) it reduces to the overdamped dynamics, and at
+``tau = 0`` it is the damped heavy-ball flow.  One BAOAB step (Leimkuhler & Matthews 2013)::
+
+    B: p <- p - (dt/2) drift(theta)     A: theta <- theta + (dt/2) p
+    O: p <- e^(-gamma dt) p + sqrt(tau (1 - e^(-2 gamma dt))) xi
+    A: theta <- theta + (dt/2) p        B: p <- p - (dt/2) drift(theta)
+
+costs one drift evaluation (the last B's drift is stored for the next step's first B), and its
+configurational bias is O(dt^2) (second order), against O(dt) for Euler-Maruyama.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..energy import ParticleEnergy
+from .base import ParticleKernel, check_temperature, guarded_update, init_particle_state
+from .steps import evaluate_drift, langevin_noise
+
+__all__ = ["build_kernel", "KineticLangevin"]
+
+
+def _axpy(a, x, y):
+    return jax.tree.map(lambda xi, yi: a * xi + yi, x, y)
+
+
+def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, friction: float):
+    """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``; momenta in ``state.momentum``."""
+    dt, tau, gamma = step_size, temperature, friction
+    half = 0.5 * dt
+    c1 = float(np.exp(-gamma * dt))
+    # O-step noise variance tau (1 - c1^2), written as 2 tau' dt' for langevin_noise
+    o_var = tau * (1.0 - c1 ** 2)
+
+    def init_fn(z, masses, rng_key):
+        state = init_particle_state(energy, z, masses, rng_key, tau)
+        zero = jax.tree.map(jnp.zeros_like, z)
+        if tau > 0:  # Maxwellian momenta N(0, tau)
+            p, _ = langevin_noise(jax.random.fold_in(rng_key, 2), zero, 0.5 * tau, 1.0, energy.frozen)
+        else:
+            p = zero
+        return state._replace(momentum=p)
+
+    def step_fn(state):
+        rng_key, key_noise = jax.random.split(state.rng_key)
+        p = _axpy(-half, state.drift, state.momentum)  # B
+        z = _axpy(half, p, state.z)  # A
+        p = jax.tree.map(lambda v: c1 * v, p)  # O
+        if o_var > 0:
+            p, _ = langevin_noise(key_noise, p, 0.5 * o_var, 1.0, energy.frozen)
+        z = _axpy(half, p, z)  # A
+        d = evaluate_drift(energy, z, state.masses, tau)
+        p = _axpy(-half, d.drift, p)  # B
+        return guarded_update(state, z, d, dt, rng_key=rng_key, momentum=p)
+
+    return init_fn, step_fn
+
+
+class KineticLangevin(ParticleKernel):
+    r"""Underdamped mean-field Langevin dynamics (BAOAB), as a NumPyro kernel.
+
+    Same stationary law as :class:`~mfsample.MeanFieldLangevin` (uniform weights) with a
+    second-order accurate integrator; ``temperature=0`` gives damped heavy-ball particle dynamics.
+    Momenta are in ``state.momentum``.
+
+    :param float step_size: ``dt`` (> 0).
+    :param float temperature: ``tau`` (>= 0).
+    :param float friction: ``gamma`` (> 0).
+    """
+
+    def __init__(self, model=None, *, step_size, temperature, friction=1.0, **kwargs):
+        super().__init__(model, step_size=step_size, **kwargs)
+        self.temperature = check_temperature(temperature)
+        if not (np.isfinite(friction) and friction > 0):
+            raise ValueError(f"friction must be positive and finite, got {friction!r}")
+        if self.transport is not None or self.batch_size is not None:
+            raise ValueError("KineticLangevin has its own integrator: no transport or batch_size")
+        self.friction = float(friction)
+
+    def build(self, energy):
+        return build_kernel(energy, self.step_size, self.temperature, self.friction)

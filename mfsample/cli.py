@@ -9,8 +9,8 @@ mean-field shallow network (:func:`mfsample.models.shallow_network`) with
 through :func:`mfsample.simulate`, prints the energy ``E = -(1/N) sum_i log p(y_i | theta_1..n)``
 at ``t = 0`` and at the end with the relative training error ``||f - y|| / ||y||``, and writes
 each run's draws to a netCDF file through ArviZ (posterior dims ``chain, draw, particle, ...``;
-``sample_stats`` holds ``energy``, ``time``, ``grad_norm``, ``diverging``; ``time`` is also a
-coordinate along ``draw``).
+``sample_stats`` holds ``energy``, ``time``, ``grad_norm``, ``diverging``; in the posterior
+``time`` is also a coordinate along ``draw``).
 """
 
 from __future__ import annotations
@@ -144,7 +144,8 @@ def to_inference_data(sim, data, attrs: dict):
         sample_stats=stats,
         observed_data={"y": np.asarray(data.y)},
         constant_data={"x": np.asarray(data.x)},
-        dims={**{k: v for k, v in SITE_DIMS.items() if k in posterior}, "y": ["data"], "x": ["data", "input_dim"]},
+        dims={**{k: v for k, v in SITE_DIMS.items() if k in posterior},
+              "y": ["data"], "x": ["data", "input_dim"]},
         posterior_attrs=dict(attrs),
         sample_stats_attrs=dict(attrs),
     )
@@ -179,7 +180,7 @@ def run_demo(
 
     key_data, key_run = jax.random.split(jax.random.PRNGKey(seed))
     data = mf.data.teacher_student(key_data, dim=dim, teacher_width=teacher_width, num_data=num_data)
-    save_every = max(1, steps // max_draws)
+    save_every = max(1, math.ceil(steps / max_draws))
     y = np.asarray(data.y)
     model = mf.models.shallow_network
     kernels = [
@@ -254,10 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mfsample`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        return _demo(args)
-    parser.error(f"unknown command {args.command!r}")  # unreachable: argparse checks choices
-    return 2
+    return {"demo": _demo}[args.command](args)  # argparse has refused any other command
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def demo_run(tmp_path_factory):
 
 
 def test_demo_writes_netcdf_with_particle_dim(demo_run):
-    """Both runs are written through ArviZ with dims (chain, draw, particle[, input_dim]) and the state fields."""
+    """Both runs are written through ArviZ: dims (chain, draw, particle[, input_dim]), state fields."""
     status, out, _ = demo_run
     assert status == 0
     for name in ("wasserstein_flow", "mean_field_langevin"):

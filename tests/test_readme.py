@@ -128,7 +128,8 @@ def test_readme_has_runnable_blocks():
     assert set(POSTCONDITIONS) <= set(ids)
     quickstart = dict(readme_blocks())["Quickstart #1"]
     # the quickstart of the issue, verbatim
-    assert 'MCMC(kernel, num_warmup=0, num_samples=2000, thinning=10, num_chains=4, chain_method="vectorized")' in quickstart
+    call = 'MCMC(kernel, num_warmup=0, num_samples=2000, thinning=10, num_chains=4, chain_method="vectorized")'
+    assert call in quickstart
     assert 'samples["w"].shape == (4, 200, 256, 10)' in quickstart
 
 

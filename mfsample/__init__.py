@@ -1,6 +1,6 @@
 """mfsample: mean-field neural networks as particle measures moved by NumPyro transition kernels."""
 
-from . import activations, data, dynamics, energy, kernels, models, scaling
+from . import activations, baselines, data, dynamics, energy, experiments, kernels, models, scaling
 from .energy import (
     ParticleEnergy,
     energy_and_velocity,
@@ -17,6 +17,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "data",
+    "baselines",
+    "experiments",
     "dynamics",
     "models",
     "kernels",

@@ -74,12 +74,23 @@ def sample_units(rng_key, width: int, dim: int, *, prior=None, bias: bool = True
 
     Returns ``{"a": (n,), "w": (n, d), "b": (n,)}`` (``b = 0`` when ``bias=False``).
     """
-    model = prior_model(prior)
-    x = jnp.zeros((1, dim))
-    tr = handlers.trace(handlers.seed(model, rng_key)).get_trace(x, width=int(width), bias=bias)
+    frozen = _freeze_prior(prior)
+    try:
+        hash(frozen)
+    except TypeError:  # an unhashable prior model: trace it eagerly
+        return _sample_units(rng_key, int(width), int(dim), prior, bool(bias))
+    return _sample_units_jit(rng_key, int(width), int(dim), frozen, bool(bias))
+
+
+def _sample_units(rng_key, width, dim, prior, bias):
+    model = prior_model(_thaw_prior(prior))
+    tr = handlers.trace(handlers.seed(model, rng_key)).get_trace(jnp.zeros((1, dim)), width=width, bias=bias)
     units = {k: tr[k]["value"] for k in ("a", "w")}
-    units["b"] = tr["b"]["value"] if bias else jnp.zeros(int(width), units["w"].dtype)
+    units["b"] = tr["b"]["value"] if bias else jnp.zeros(width, units["w"].dtype)
     return units
+
+
+_sample_units_jit = jax.jit(_sample_units, static_argnums=(1, 2, 3, 4))
 
 
 class GaussianPrior(NamedTuple):
@@ -101,14 +112,35 @@ def _centred_normal_scale(fn, name):
     return float(scale.reshape(-1)[0])
 
 
+def _freeze_prior(prior):
+    """A hashable stand-in for ``prior`` (dicts become sorted item tuples)."""
+    return tuple(sorted(prior.items())) if isinstance(prior, dict) else prior
+
+
+def _thaw_prior(prior):
+    return dict(prior) if isinstance(prior, tuple) else prior
+
+
 def gaussian_prior(dim: int, prior=None, *, bias: bool = True) -> GaussianPrior:
     """The scales of ``mu0`` in input dimension ``dim``, read from a trace of the prior model.
 
     Raises ``ValueError`` when ``mu0`` is not a centred isotropic Gaussian (use
     :func:`monte_carlo_kernel` then).  ``b_scale`` is 0 when ``bias=False``.
     """
+    try:
+        return _gaussian_prior_cached(int(dim), _freeze_prior(prior), bool(bias))
+    except TypeError:  # an unhashable prior model
+        return _gaussian_prior(int(dim), prior, bool(bias))
+
+
+@functools.lru_cache(maxsize=256)
+def _gaussian_prior_cached(dim, prior, bias):
+    return _gaussian_prior(dim, _thaw_prior(prior), bias)
+
+
+def _gaussian_prior(dim, prior, bias):
     model = prior_model(prior)
-    tr = handlers.trace(handlers.seed(model, 0)).get_trace(jnp.zeros((1, dim)), width=1, bias=bias)
+    tr = handlers.trace(handlers.seed(model, 0)).get_trace(np.zeros((1, dim)), width=1, bias=bias)
     return GaussianPrior(
         a_scale=_centred_normal_scale(tr["a"]["fn"], "a"),
         w_scale=_centred_normal_scale(tr["w"]["fn"], "w"),
@@ -126,11 +158,15 @@ def unit_activation(activation) -> Callable:
 
 
 # -- closed forms ----------------------------------------------------------------------------------
+def _check_inputs(x1, x2):
+    x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
+    if x1.ndim != 2 or x2.ndim != 2 or x1.shape[1] != x2.shape[1]:
+        raise ValueError(f"inputs must have shapes (n1, d) and (n2, d), got {x1.shape} and {x2.shape}")
+    return x1, x2
+
+
 def _augment(x, s: GaussianPrior, bias: bool):
     """``x~ = (s_w x, s_b)``: then ``<w, x> + b = <g, x~>`` with ``g ~ N(0, I_{d+1})``."""
-    x = jnp.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"inputs must have shape (num_points, dim), got {x.shape}")
     xt = s.w_scale * x
     if bias:
         xt = jnp.concatenate([xt, jnp.full((x.shape[0], 1), s.b_scale, xt.dtype)], axis=1)
@@ -144,6 +180,18 @@ def _angle_and_norms(x1, x2):
     tiny = jnp.finfo(prod.dtype).tiny
     cos = jnp.clip((x1 @ x2.T) / jnp.maximum(prod, tiny), -1.0, 1.0)
     return jnp.arccos(cos), cos, n1, n2
+
+
+@functools.partial(jax.jit, static_argnames=("order", "scales", "bias"))
+def _arc_cosine_inputs(x1, x2, *, order, scales, bias):
+    return _arc_cosine(_augment(x1, scales, bias), _augment(x2, scales, bias), order)
+
+
+@functools.partial(jax.jit, static_argnames=("scales", "bias"))
+def _ntk_inputs(x1, x2, *, scales, bias):
+    xt1, xt2 = _augment(x1, scales, bias), _augment(x2, scales, bias)
+    k1, k0 = _arc_cosine(xt1, xt2, 1), _arc_cosine(xt1, xt2, 0)
+    return k1 + scales.a_scale**2 * (x1 @ x2.T + float(bias)) * k0
 
 
 def _arc_cosine(x1, x2, order):
@@ -174,9 +222,11 @@ def arc_cosine_kernel(x1, x2, order: int = 1, *, prior=None, bias: bool = True):
     Array([[0.5 , 0.25],
            [0.25, 0.5 ]], dtype=float32)
     """
-    x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
+    if order not in (0, 1, 2):
+        raise ValueError(f"order must be 0, 1 or 2, got {order!r}")
+    x1, x2 = _check_inputs(x1, x2)
     s = gaussian_prior(x1.shape[-1], prior, bias=bias)
-    return _arc_cosine(_augment(x1, s, bias), _augment(x2, s, bias), order)
+    return _arc_cosine_inputs(x1, x2, order=int(order), scales=s, bias=bool(bias))
 
 
 def random_feature_kernel(activation="relu", *, prior=None, bias: bool = True) -> Callable:
@@ -218,10 +268,9 @@ def relu_ntk(x1, x2, *, scaling="ntk", width: int | None = None, prior=None, bia
     particles move ``O(1)`` and the kernel evolves with them (feature learning).
     """
     p = scaling_exponent(scaling)
-    x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
+    x1, x2 = _check_inputs(x1, x2)
     s = gaussian_prior(x1.shape[-1], prior, bias=bias)
-    xt1, xt2 = _augment(x1, s, bias), _augment(x2, s, bias)
-    theta = _arc_cosine(xt1, xt2, 1) + s.a_scale**2 * (x1 @ x2.T + float(bias)) * _arc_cosine(xt1, xt2, 0)
+    theta = _ntk_inputs(x1, x2, scales=s, bias=bool(bias))
     if p == 0.5:
         return theta
     if width is None:
@@ -241,33 +290,42 @@ def monte_carlo_kernel(rng_key, num_features: int, *, activation="relu", prior=N
     random-feature kernel (any activation, any prior model).  ``tangent=True``: the tangent kernel
     in mfsample time, ``(1/M) sum_m [sigma_m sigma'_m + a_m^2 s_m s'_m (<x,x'> + 1)]`` with
     ``s = sigma'`` (by autodiff), which estimates :func:`relu_ntk`'s ``Theta`` for ReLU.
-    The error is ``O(M^-1/2)``.  Units are drawn in chunks of ``chunk_size`` with keys
+    The error is ``O(M^-1/2)``.  Units are drawn in equal chunks of at most ``chunk_size`` with keys
     ``fold_in(rng_key, i)``, so the kernel is a fixed function (the same draws on every call).
     """
     if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
         raise ValueError(f"num_features must be an integer >= 1, got {num_features!r}")
     sigma = unit_activation(activation)
-
-    def dsigma(u):
-        return jax.jvp(sigma, (u,), (jnp.ones_like(u),))[1]
-
-    sizes = [min(chunk_size, num_features - i) for i in range(0, num_features, chunk_size)]
-
-    @functools.partial(jax.jit, static_argnums=(3,))
-    def chunk_sum(key, x1, x2, size):
-        u = sample_units(key, size, x1.shape[-1], prior=prior, bias=bias)
-        u1 = x1 @ u["w"].T + u["b"]
-        u2 = x2 @ u["w"].T + u["b"]
-        k = sigma(u1) @ sigma(u2).T
-        if tangent:
-            k = k + ((dsigma(u1) * u["a"] ** 2) @ dsigma(u2).T) * (x1 @ x2.T + float(bias))
-        return k
+    num_chunks = -(-int(num_features) // chunk_size)
+    size = -(-int(num_features) // num_chunks)        # equal chunks: one compilation
+    try:
+        frozen_prior = _freeze_prior(prior)
+        hash(frozen_prior)
+    except TypeError:
+        frozen_prior = prior
+    static = dict(size=size, sigma=sigma, prior=frozen_prior, bias=bool(bias), tangent=bool(tangent))
 
     def kernel(x1, x2):
-        x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
+        x1, x2 = _check_inputs(x1, x2)
         total = 0.0
-        for i, size in enumerate(sizes):
-            total = total + chunk_sum(jax.random.fold_in(rng_key, i), x1, x2, size)
+        for i in range(num_chunks):
+            count = min(size, num_features - i * size)
+            total = total + _monte_carlo_chunk(jax.random.fold_in(rng_key, i), x1, x2, count, **static)
         return total / num_features
 
     return kernel
+
+
+@functools.partial(jax.jit, static_argnames=("size", "sigma", "prior", "bias", "tangent"))
+def _monte_carlo_chunk(key, x1, x2, count, *, size, sigma, prior, bias, tangent):
+    """Sum over one chunk of ``size`` units (the first ``count`` of them) of the kernel's summand."""
+    u = _sample_units(key, size, x1.shape[-1], prior, bias)
+    keep = (jnp.arange(size) < count).astype(x1.dtype)
+    u1 = x1 @ u["w"].T + u["b"]
+    u2 = x2 @ u["w"].T + u["b"]
+    k = (sigma(u1) * keep) @ sigma(u2).T
+    if tangent:
+        ds1 = jax.jvp(sigma, (u1,), (jnp.ones_like(u1),))[1]
+        ds2 = jax.jvp(sigma, (u2,), (jnp.ones_like(u2),))[1]
+        k = k + ((ds1 * u["a"] ** 2 * keep) @ ds2.T) * (x1 @ x2.T + float(bias))
+    return k

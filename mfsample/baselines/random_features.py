@@ -7,7 +7,8 @@ and ``c = a / sqrt(n)``.  The fit is ridge regression in closed form,
 
     min_c (1/N) |Psi c - y|^2 + lambda |c|^2      =>   c = V diag(s / (s^2 + N lambda)) U^T y
 
-from the thin SVD ``Psi = U diag(s) V^T``; ``lambda |c|^2 = lambda (1/n) sum_j a_j^2`` is weight decay on
+from the thin SVD ``Psi = U diag(s) V^T`` (one eigendecomposition of the smaller of ``Psi^T Psi``,
+``Psi Psi^T``); ``lambda |c|^2 = lambda (1/n) sum_j a_j^2`` is weight decay on
 ``a``.  ``Psi Psi^T`` is the Monte-Carlo estimate of the random-feature kernel
 ``k(x, x') = E_{mu0}[sigma sigma']`` (:func:`~mfsample.baselines.kernels.random_feature_kernel`), so
 as ``n -> inf`` the predictions tend to :class:`~mfsample.baselines.KernelRidge`'s with the same
@@ -109,19 +110,29 @@ class RandomFeatures:
             raise ValueError(f"y must have shape ({psi.shape[0]},), got {y.shape}")
         if ridge is not None and not ridge >= 0:
             raise ValueError(f"ridge must be >= 0 (or None to select it), got {ridge!r}")
-        u, s, vt = jnp.linalg.svd(psi, full_matrices=False)
+        num, width = psi.shape
+        # One eigendecomposition of the smaller Gram matrix gives the thin SVD Psi = U diag(s) V^T.
+        if width <= num:
+            e, v = jnp.linalg.eigh(psi.T @ psi)                     # V, e = s^2
+        else:
+            e, u = jnp.linalg.eigh(psi @ psi.T)                     # U, e = s^2
+        e = jnp.clip(e, 0.0, None)
+        keep = e > jnp.finfo(e.dtype).eps * max(num, width) * jnp.max(e)
+        inv_s = jnp.where(keep, 1.0 / jnp.sqrt(jnp.where(keep, e, 1.0)), 0.0)
+        if width <= num:
+            u = (psi @ v) * inv_s                                   # left singular vectors (0 if s = 0)
+        else:
+            v = (psi.T @ u) * inv_s
+        e = jnp.where(keep, e, 0.0)
         self.selection_ = None
         if ridge is None:
-            self.selection_ = select_ridge(u, s**2, y, self.ridges, criterion=self.criterion)
+            self.selection_ = select_ridge(u, e, y, self.ridges, criterion=self.criterion)
             ridge = self.selection_.ridge
         self.ridge_ = float(ridge)
-        n = y.shape[0]
-        if self.ridge_ > 0:
-            shrink = s / (s**2 + n * self.ridge_)
-        else:
-            cutoff = jnp.finfo(s.dtype).eps * max(psi.shape) * s[0]
-            shrink = jnp.where(s > cutoff, 1.0 / jnp.where(s > cutoff, s, 1.0), 0.0)
-        coef = vt.T @ (shrink * (u.T @ y))
+        # c = V diag(s / (s^2 + N lambda)) U^T y  (lambda = 0: the pseudo-inverse, s > 0 only)
+        denom = e + num * self.ridge_
+        shrink = jnp.where(keep, jnp.sqrt(e) / jnp.where(keep, denom, 1.0), 0.0)
+        coef = v @ (shrink * (u.T @ y))
         self.a_ = coef * np.sqrt(self.width)
         return self
 

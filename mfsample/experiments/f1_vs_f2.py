@@ -40,7 +40,8 @@ from ..kernels import WassersteinFlow
 from ..models.shallow import shallow_network
 from ..simulate import simulate
 
-__all__ = ["METHODS", "weight_decay_network", "f1_vs_f2", "headline_table", "main"]
+__all__ = ["METHODS", "weight_decay_network", "f1_vs_f2", "headline_table", "add_arguments", "run_from_args",
+           "main"]
 
 METHODS = ("mean_field", "random_features", "kernel", "ntk")
 
@@ -64,6 +65,12 @@ def weight_decay_network(x, y=None, *, width: int, weight_decay: float = 0.0, ma
         mean_r = jnp.mean(r) if masses is None else jnp.sum(masses * r)
         numpyro.factor("weight_decay", -jnp.shape(x)[0] * weight_decay * mean_r)
     return f
+
+
+@functools.lru_cache(maxsize=8)
+def _flow(step_size: float) -> WassersteinFlow:
+    """One kernel per step size, so that simulate's compiled steps are reused across calls."""
+    return WassersteinFlow(weight_decay_network, step_size=step_size)
 
 
 def _as_tuple(v):
@@ -98,7 +105,12 @@ def f1_vs_f2(
         (``mean (f(x) - f*(x))^2`` over ``num_test`` fresh inputs), ``relative_error`` (``test_error``
         over the variance of ``f*`` on them: 1 is the best constant), ``train_error`` and ``ridge``
         (the selected ``lambda``; NaN for the mean-field network).  The kernel methods do not depend
-        on ``width``: their values are repeated along it.
+        on ``width``: their values are repeated along it.  Select a method with a dict,
+        ``ds.sel({"method": "kernel"})``: ``ds.sel(method=...)`` is xarray's inexact-match option.
+
+    >>> ds = f1_vs_f2(dims=(2,), widths=8, num_data=16, seeds=(0,), num_steps=5, num_test=32)
+    >>> dict(ds.sizes)
+    {'method': 3, 'dim': 1, 'width': 1, 'seed': 1}
     """
     methods = tuple(methods)
     unknown = sorted(set(methods) - set(METHODS))
@@ -112,7 +124,7 @@ def f1_vs_f2(
     dims, seeds = tuple(int(d) for d in dims), tuple(int(s) for s in seeds)
     shape = (len(methods), len(dims), len(values), len(seeds))
     out = {k: np.full(shape, np.nan) for k in ("test_error", "relative_error", "train_error", "ridge")}
-    flow = WassersteinFlow(weight_decay_network, step_size=step_size)
+    flow = _flow(float(step_size))
 
     for i_d, d in enumerate(dims):
         for i_s, s in enumerate(seeds):
@@ -167,13 +179,19 @@ def f1_vs_f2(
 
 
 def headline_table(ds: xr.Dataset, variable: str = "relative_error"):
-    """``mean ± std over seeds`` of ``variable`` as a pandas table: one row per method, one column per
-    value of the other dimensions (e.g. ``dim``)."""
-    mean, std = ds[variable].mean("seed"), ds[variable].std("seed")
-    cols = [c for c in mean.dims if c != "method"]
-    table = mean.to_dataframe().unstack(cols)[variable]
-    stds = std.to_dataframe().unstack(cols)[variable]
-    return table.combine(stds, lambda m, s: [f"{a:.3f} ± {b:.3f}" for a, b in zip(m, s)])
+    """``mean ± std`` over seeds of ``variable`` as a pandas table: one row per method, one column per
+    value of the other dimensions (those of size one are dropped), e.g. one column per ``dim``."""
+    data = ds[variable]
+    mean, std = data.mean("seed"), data.std("seed", ddof=1 if data.sizes["seed"] > 1 else 0)
+    single = [d for d in mean.dims if d != "method" and mean.sizes[d] == 1]
+    mean, std = mean.squeeze(single, drop=True), std.squeeze(single, drop=True)
+    fmt = np.vectorize(lambda m, s: f"{m:.3g} ± {s:.2g}", otypes=[object])
+    text = xr.apply_ufunc(fmt, mean, std).to_series()
+    others = [d for d in mean.dims if d != "method"]
+    table = text.unstack(others) if others else text.to_frame(variable)
+    table = table.reindex(list(mean["method"].values))
+    table.index.name = "method"
+    return table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -22,7 +22,9 @@ implementation, two faces), so BlackJAX's ``run_inference_algorithm`` or a ten-l
     state, energies = run(jax.random.PRNGKey(1))
 
 Driving ``step`` with ``state.rng_key`` as the key (``algo.step(state.rng_key, state)``)
-reproduces the MCMC kernel's draws exactly; independent keys give the same law.
+reproduces the MCMC kernel's draws exactly; independent keys give the same law.  ``state.time``
+is ``k * step_size`` whatever the transport (heavy-ball users pass ``step_size=sqrt(eta)`` to read
+kinetic time); with ``batch_size``, ``state.energy`` and ``info.energy`` are minibatch energies.
 
 Particle-space optimisers (``transport=`` an optax transformation, applied coordinate-wise to
 the velocity field of every particle; the noise and reaction steps are unchanged):

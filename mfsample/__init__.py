@@ -1,6 +1,7 @@
 """mfsample: mean-field neural networks as particle measures moved by NumPyro transition kernels."""
 
-from . import activations, baselines, data, dynamics, energy, experiments, kernels, models, scaling
+from . import activations, baselines, data, diagnostics, dynamics, energy, experiments, kernels, models, scaling
+from .diagnostics import to_inference_data
 from .energy import (
     ParticleEnergy,
     energy_and_velocity,
@@ -9,7 +10,7 @@ from .energy import (
     first_variation,
     velocity,
 )
-from .kernels import KineticLangevin, MeanFieldLangevin, ParticleState, WassersteinFlow
+from .kernels import KineticLangevin, MeanFieldLangevin, ParticleState, WassersteinFisherRao, WassersteinFlow
 from .models import gibbs_model
 from .simulate import Simulation, simulate
 
@@ -19,6 +20,8 @@ __all__ = [
     "data",
     "baselines",
     "experiments",
+    "diagnostics",
+    "to_inference_data",
     "dynamics",
     "models",
     "kernels",
@@ -28,6 +31,7 @@ __all__ = [
     "WassersteinFlow",
     "MeanFieldLangevin",
     "KineticLangevin",
+    "WassersteinFisherRao",
     "ParticleState",
     "ParticleEnergy",
     "energy_from_model",

@@ -30,11 +30,13 @@ class Simulation(NamedTuple):
       its deterministic sites (``f`` for the shallow network), like
       ``MCMC.get_samples(group_by_chain=True)`` (one array for an ``energy_fn`` with a single prior).
     - **stats** – dict ``field -> (num_chains, num_draws)`` of the state fields ``energy``, ``time``,
-      ``grad_norm``, ``diverging``, ``accept_prob``, ``step``.
+      ``grad_norm``, ``diverging``, ``accept_prob``, ``step``, and the kernel's own ``stat_fields``
+      (e.g. ``vbar``, ``births``, ``deaths``, ``ess`` of :class:`~mfsample.WassersteinFisherRao`).
     - **time** – ``(num_draws,)`` mean-field time of each draw, ``t = step * dt``.
     - **last_state** – the final state (leading chain axis when ``num_chains > 1``); pass it back
       as ``init_state`` to continue.
     - **first_divergence** – ``(num_chains,)`` first diverging step of each chain (``-1``: none).
+    - **kernel**, **model_args**, **model_kwargs** – what was run (for :func:`mfsample.to_inference_data`).
     """
 
     samples: dict
@@ -42,6 +44,9 @@ class Simulation(NamedTuple):
     time: np.ndarray
     last_state: Any
     first_divergence: np.ndarray
+    kernel: Any = None
+    model_args: tuple = ()
+    model_kwargs: dict | None = None
 
 
 def _positive_int(name, value):
@@ -71,7 +76,14 @@ def _compiled_runner(kernel, num_chains, save_every, num_draws, static_kwargs, c
         kwargs = {**dict(static_kwargs), **array_kwargs}
         energy = kernel.build_energy(args, kwargs)
         _, step_fn = kernel.build(energy)
-        post = kernel.postprocess_fn(args, kwargs) if collect_deterministic else energy.constrain
+        field = getattr(kernel, "sample_field", "z")
+        fields = STAT_FIELDS + tuple(f for f in getattr(kernel, "stat_fields", ()) if f not in STAT_FIELDS)
+        if collect_deterministic:
+            post = kernel.postprocess_fn(args, kwargs)
+        elif field == "particles":  # keep the masses next to the constrained positions
+            post = lambda p: {**energy.constrain(p), "masses": p["masses"]}  # noqa: E731
+        else:
+            post = energy.constrain
         if num_chains > 1:
             step_fn, post = jax.vmap(step_fn), jax.vmap(post)
 
@@ -80,7 +92,7 @@ def _compiled_runner(kernel, num_chains, save_every, num_draws, static_kwargs, c
 
         def one_draw(s, _):
             s = advance(s, save_every)
-            return s, (post(s.z), {f: getattr(s, f) for f in STAT_FIELDS})
+            return s, (post(getattr(s, field)), {f: getattr(s, f) for f in fields})
 
         return jax.lax.scan(one_draw, state, None, length=num_draws)
 
@@ -174,4 +186,5 @@ def simulate(
             RuntimeWarning, stacklevel=2,
         )
     time = stats["time"][0, :].astype(np.float64) if num_draws else np.zeros(0)
-    return Simulation(samples=samples, stats=stats, time=time, last_state=state, first_divergence=first)
+    return Simulation(samples=samples, stats=stats, time=time, last_state=state, first_divergence=first,
+                      kernel=kernel, model_args=tuple(model_args), model_kwargs=dict(model_kwargs))

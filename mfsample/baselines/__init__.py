@@ -17,9 +17,16 @@ from .kernels import (
 from .lazy import kernel_gradient_flow, network_predict, relative_displacement
 from .random_features import RandomFeatures
 
-# >>> exact F1 optimum (mfsample/baselines/exact_f1.py, another issue): wire it here, e.g.
-# from .exact_f1 import f1_optimum
-# <<<
+from . import exact_f1
+from .exact_f1 import (
+    F1Solution,
+    atoms_from_particles,
+    balance,
+    f1_objective,
+    f1_optimum,
+    particles_from_atoms,
+    weight_decay_objective,
+)
 
 __all__ = [
     "RandomFeatures",

@@ -77,8 +77,9 @@ class ParticleState(NamedTuple):
         """
         out = dict(self.z)
         if self.masses is None:
-            n = jax.tree.leaves(self.z)[0].shape[0]
-            out["masses"] = jnp.full((n,), 1.0 / n, self.energy.dtype)
+            batch = jnp.shape(self.energy)  # leading chain axes of a batched state
+            n = jax.tree.leaves(self.z)[0].shape[len(batch)]
+            out["masses"] = jnp.full(batch + (n,), 1.0 / n, self.energy.dtype)
         else:
             out["masses"] = self.masses
         return out

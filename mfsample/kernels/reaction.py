@@ -66,7 +66,8 @@ class BirthDeath(NamedTuple):
 
     - **z** – the particles after the step.
     - **source** – ``(n,)`` index: slot ``i`` holds a copy of pre-step particle ``source[i]``
-      (meaningless where ``fresh``); gather any other per-particle array with it.
+      (meaningless where ``fresh``); gather any other per-particle array with it.  Null events
+      (a particle replaced by itself) leave ``source[i] = i``.
     - **fresh** – ``(n,)`` slots refilled by a draw from the prior (``birth="prior"``).
     - **killed** – ``(n,)`` particles whose clock rang with ``V_j > Vbar``.
     - **duplicated** – ``(n,)`` particles whose clock rang with ``V_j < Vbar`` and were copied.
@@ -89,27 +90,28 @@ def birth_death_step(rng_key, z, v_centered, rate, dt, *, birth="clone", prior_s
     ``p_j = 1 - exp(-alpha dt |V_j - Vbar|)`` (:func:`fire_probability`); then
 
     * ``V_j > Vbar`` (**death**): slot ``j`` is refilled by a copy of a particle chosen uniformly
-      among the ``n - 1`` others (``birth="clone"``) or by a fresh draw from ``mu0``
-      (``birth="prior"``, taken from ``prior_sample``, which restores full support);
-    * ``V_j < Vbar`` (**birth**): particle ``j`` is copied over a uniformly chosen other particle.
+      among all ``n`` (``birth="clone"``) or by a fresh draw from ``mu0`` (``birth="prior"``, taken
+      from ``prior_sample``, which restores full support);
+    * ``V_j < Vbar`` (**birth**): particle ``j`` is copied over a uniformly chosen particle.
 
-    Each event changes the empirical measure by ``(delta_copy - delta_removed) / n``; summed over
-    particles, ``E[Δmu_n] = -alpha dt (V - Vbar) mu_n + O((alpha dt)^2)`` (with ``birth="clone"``),
-    the reaction term of the WFR equation.
+    Each event changes the empirical measure by ``(delta_copy - delta_removed) / n``; choosing
+    the other side uniformly among *all* ``n`` particles (itself being a null event, still counted)
+    makes the first-order drift exact for every ``n``:
+    ``E[Δmu_n] = -alpha dt (V - Vbar) mu_n + O((alpha dt)^2)`` (``birth="clone"``), the reaction
+    term of the WFR equation (choosing among the ``n - 1`` others would speed it up by ``n/(n-1)``).
 
     **Conflicts.**  All events are decided from the pre-step state and applied at once through
-    one gather (every copy reads the pre-step particles), so the order of events is irrelevant.
-    A slot may be written once only; this is guaranteed, with no event discarded, by drawing
-    the slots that births overwrite *without replacement* among the quiet particles (those whose
-    clock did not ring): a random permutation of the quiet slots (a sort of ``n`` uniform keys)
-    is assigned to the duplicated particles in index order.  Dying and duplicating particles
-    are therefore never overwritten by a birth; this changes the law of the overwritten particle
-    from uniform-among-others to uniform-among-quiet, an ``O(alpha dt)`` change in the
-    probability of an event that itself has probability ``O(alpha dt)``: the bias on
-    ``E[Δmu_n]`` is ``O((alpha dt)^2)``, the order of the splitting error, and no particle or
-    event type is favoured.  If more particles duplicate than there are quiet slots (only when
-    ``alpha dt |V - Vbar|`` is O(1)), the surplus births (the highest indices) are dropped and
-    not counted.
+    one gather (every copy reads the pre-step particles), so their order is irrelevant.  A slot
+    may be written once only; this is guaranteed, with no event discarded, by drawing the slots
+    that births overwrite (when not themselves) *without replacement* among the quiet particles
+    (those whose clock did not ring): a random permutation of the quiet slots (a sort of ``n``
+    uniform keys) is assigned to the duplicating particles in index order.  Dying and
+    duplicating particles are therefore never overwritten by a birth; this changes the law of
+    the overwritten particle by ``O(alpha dt)`` in an event of probability ``O(alpha dt)``: the
+    bias on ``E[Δmu_n]`` is ``O((alpha dt)^2)``, the order of the splitting error, and no
+    particle, index or event type is favoured.  If more particles duplicate than there are quiet
+    slots (only when ``alpha dt |V - Vbar|`` is O(1)), the surplus births (highest indices) are
+    dropped and not counted.
 
     :param rng_key: PRNG key.
     :param z: particles, a pytree with the particle axis leading.
@@ -128,21 +130,23 @@ def birth_death_step(rng_key, z, v_centered, rate, dt, *, birth="clone", prior_s
     k_fire, k_src, k_perm = jax.random.split(rng_key, 3)
     idx = jnp.arange(n)
     fire = jax.random.uniform(k_fire, (n,)) < fire_probability(v_centered, rate, dt)
-    if n < 2:  # one particle: V_1 = Vbar, nothing can happen
-        fire = jnp.zeros((n,), bool)
     killed = fire & (v_centered > 0)
     dup = fire & (v_centered < 0)
-    # deaths: a uniformly chosen *other* particle is cloned into the dying slot
-    other = (idx + 1 + jax.random.randint(k_src, (n,), 0, max(n - 1, 1))) % n
-    source = jnp.where(killed, other, idx)
-    # births: the r-th duplicating particle overwrites the r-th slot of a random permutation of
-    # the quiet slots (firing slots get key 2 > any uniform key, so they sort last)
+    # deaths: a uniformly chosen particle (among all n; itself = a null event) is cloned into the slot
+    source = jnp.where(killed, jax.random.randint(k_src, (n,), 0, n), idx)
+    # births: overwrite a uniformly chosen particle; itself (probability 1/n) is a null event, the
+    # others are drawn without replacement among the quiet slots: the r-th moving birth takes the
+    # r-th slot of a random permutation of the quiet slots (firing slots get key 2 > any uniform
+    # key, so they sort last)
+    k_self, k_perm = jax.random.split(k_perm)
+    moving = dup & (jax.random.randint(k_self, (n,), 0, n) != idx)
     keys = jnp.where(fire, 2.0, jax.random.uniform(k_perm, (n,)))
     quiet_perm = jnp.argsort(keys)
-    rank = jnp.cumsum(dup) - 1
+    rank = jnp.cumsum(moving) - 1
     num_quiet = n - jnp.sum(fire)
-    duplicated = dup & (rank < num_quiet)
-    victim = jnp.where(duplicated, quiet_perm[jnp.clip(rank, 0, n - 1)], n)  # n: dropped
+    placed = moving & (rank < num_quiet)
+    duplicated = dup & (placed | ~moving)
+    victim = jnp.where(placed, quiet_perm[jnp.clip(rank, 0, n - 1)], n)  # n: dropped
     source = source.at[victim].set(idx, mode="drop")
     fresh = killed if birth == "prior" else jnp.zeros((n,), bool)
 

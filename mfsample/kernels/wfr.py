@@ -38,8 +38,20 @@ MODES = ("birth_death", "weighted")
 BIRTHS = ("clone", "prior")
 
 
-class WFRState(NamedTuple):
-    """:class:`~mfsample.kernels.base.ParticleState`'s fields (same order), then the reaction's.
+#: the reaction's state fields, appended to ParticleState's
+REACTION_FIELDS = (
+    ("log_masses", Any),
+    ("first_variation", jax.Array),
+    ("vbar", jax.Array),
+    ("births", jax.Array),
+    ("deaths", jax.Array),
+    ("ess", jax.Array),
+)
+
+
+class WFRState(NamedTuple("_WFRFields", [(f, ParticleState.__annotations__.get(f, Any))
+                                         for f in ParticleState._fields] + list(REACTION_FIELDS))):
+    """Every field of :class:`~mfsample.kernels.base.ParticleState` (same order), then the reaction's:
 
     - **log_masses** – ``log m_j`` (``mode="weighted"``; ``None`` for birth–death).
     - **first_variation** – ``V_j = dE/dm_j`` at ``(z, masses)``.
@@ -48,25 +60,7 @@ class WFRState(NamedTuple):
     - **ess** – effective sample size of the masses ``1 / sum_j m_j^2`` (``n`` for birth–death).
     """
 
-    z: Any
-    masses: Any
-    energy: jax.Array
-    log_prior: jax.Array
-    drift: Any
-    grad_norm: jax.Array
-    time: jax.Array
-    step: jax.Array
-    diverging: jax.Array
-    divergence_step: jax.Array
-    accept_prob: jax.Array
-    rng_key: jax.Array
-    log_masses: Any
-    first_variation: jax.Array
-    vbar: jax.Array
-    births: jax.Array
-    deaths: jax.Array
-    ess: jax.Array
-
+    __slots__ = ()
     particles = ParticleState.particles
 
 
@@ -112,7 +106,7 @@ def build_kernel(energy: ParticleEnergy, step_size: float, rate: float, temperat
         _, vbar = centered_first_variation(v, masses)
         zero = jnp.zeros((), jnp.int32)
         ess = effective_sample_size(masses) if weighted else jnp.asarray(float(n), base.energy.dtype)
-        return WFRState(*base, log_masses=log_masses, first_variation=v, vbar=vbar,
+        return WFRState(**base._asdict(), log_masses=log_masses, first_variation=v, vbar=vbar,
                         births=zero, deaths=zero, ess=ess.astype(base.energy.dtype))
 
     def step_fn(state):
@@ -214,6 +208,11 @@ class WassersteinFisherRao(ParticleKernel):
     def __init__(self, model=None, *, step_size, rate, temperature=0.0, mode="birth_death",
                  birth="clone", **kwargs):
         super().__init__(model, step_size=step_size, **kwargs)
+        if getattr(self, "transport", None) is not None or getattr(self, "batch_size", None):
+            raise ValueError(
+                "WassersteinFisherRao takes the Euler transport on the full data: `transport` (optax) "
+                "and `batch_size` (minibatches) are not supported (V = dE/dm needs the full energy)"
+            )
         self.rate = _check_rate(rate)
         self.temperature = check_temperature(temperature)
         if mode not in MODES:

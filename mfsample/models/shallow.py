@@ -120,9 +120,11 @@ def shallow_network(
             infer={**infer, "event_dims": ["input_dim"]},
         )
         b = numpyro.sample("b", dist.Normal(0.0, b_scale), infer=infer) if bias else 0.0
-    # (N, d) @ (d, n): the backward pass then forms x.T @ G with a (d, n) result, the fast
-    # layout on XLA:CPU, while the particle axis stays leading in the state.
-    features = sigma(x @ w.T + b)
+    # XLA folds a bare transpose into the dot, which makes the backward matmul G.T @ x with an
+    # (n, d) result, ~4x slower on XLA:CPU than x.T @ G with a (d, n) one (benchmarks/step.py).
+    # The barrier keeps w.T a (d, n) array, so the gradient is formed as x.T @ G and then
+    # transposed (an n x d copy); the particle axis stays leading in the state.
+    features = sigma(x @ jax.lax.optimization_barrier(w.T) + b)
     if masses is None:
         coef = a * width ** (-p)
     else:

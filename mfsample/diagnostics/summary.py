@@ -1,0 +1,91 @@
+"""Run summary: energy trajectory, divergences and, at stationarity, ArviZ's MCMC diagnostics.
+
+A mean-field Langevin run (``temperature > 0``) is a Markov chain with a stationary law (the
+Gibbs measure, DESIGN.md §3), so after a burn-in its scalar observables -- the energy ``E`` and
+the network output at a few evaluation points -- have ArviZ's ``ess`` (bulk, tail), ``r_hat`` and
+``mcse`` computed by :func:`arviz.summary` across the replicas.  A Wasserstein flow is a
+deterministic transient: only its trajectory is summarised.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from .fluctuations import _group, replica_outputs
+
+__all__ = ["summary", "scalar_observables"]
+
+
+def scalar_observables(idata, *, var_name: str = "f", num_points: int = 3) -> xr.Dataset:
+    """``energy`` ``(chain, draw)`` and ``var_name`` at the first ``num_points`` evaluation points
+    ``(chain, draw, eval_point)``, with the ``time`` coordinate."""
+    out = {"energy": idata.sample_stats["energy"]}
+    try:
+        f = replica_outputs(idata, var_name)
+        out[var_name] = f.isel(eval_point=slice(0, num_points))
+    except KeyError:
+        pass
+    return xr.Dataset(out)
+
+
+def summary(
+    idata,
+    *,
+    var_name: str = "f",
+    num_points: int = 3,
+    burn_in: float = 0.5,
+    stationary: bool | None = None,
+) -> xr.Dataset:
+    """Summarise one run (an ``InferenceData`` from :func:`~mfsample.diagnostics.to_inference_data`).
+
+    :param var_name: the output variable (``predictions`` if present, else ``posterior``).
+    :param num_points: evaluation points whose output is diagnosed.
+    :param burn_in: fraction of the draws discarded before the stationary diagnostics.
+    :param stationary: compute ArviZ's ``ess``/``rhat``/``mcse`` (default: when the run's
+        ``temperature`` attribute is positive, i.e. Langevin runs).
+    :returns: Dataset with
+
+        - ``energy_mean``, ``energy_sd`` ``(draw)`` (``time`` coordinate): ``E`` across replicas;
+        - ``energy_final`` ``(chain)``: ``E`` at the last draw of each replica;
+        - ``divergent_draws`` ``(chain)`` and ``first_divergence_time`` ``(chain)`` (NaN: none);
+        - ``accept_rate`` ``(chain)`` when the kernel records ``accept_prob``;
+        - when stationary: ``energy`` ``(metric)`` and ``var_name`` ``(metric, eval_point)`` from
+          :func:`arviz.summary` on the draws after burn-in (metrics ``mean``, ``sd``, ``hdi``,
+          ``mcse_mean``, ``mcse_sd``, ``ess_bulk``, ``ess_tail``, ``r_hat``).
+    """
+    stats = idata.sample_stats
+    energy = stats["energy"].astype(np.float64)
+    time = idata.posterior["time"]
+    out = {
+        "energy_mean": energy.mean("chain"),
+        "energy_sd": energy.std("chain", ddof=1) if energy.sizes["chain"] > 1 else energy.isel(chain=0) * np.nan,
+        "energy_final": energy.isel(draw=-1, drop=True),
+    }
+    if "diverging" in stats:
+        div = stats["diverging"].astype(bool)
+        out["divergent_draws"] = div.sum("draw")
+        first = div.argmax("draw")
+        t_first = xr.DataArray(time.values[first.values], dims=["chain"])
+        out["first_divergence_time"] = t_first.where(div.any("draw").values)
+    if "accept_prob" in stats:
+        out["accept_rate"] = stats["accept_prob"].astype(np.float64).mean("draw")
+    ds = xr.Dataset(out).drop_vars("time", errors="ignore").assign_coords(time=time)
+
+    attrs = dict(_group(idata, "posterior").attrs)
+    if stationary is None:
+        stationary = float(attrs.get("temperature", 0.0) or 0.0) > 0
+    start = int(np.floor(burn_in * idata.posterior.sizes["draw"]))
+    if stationary and idata.posterior.sizes["draw"] - start >= 4:
+        obs = scalar_observables(idata, var_name=var_name, num_points=num_points).isel(draw=slice(start, None))
+        obs = obs.drop_vars("time", errors="ignore")
+        diag = az.summary(obs, fmt="xarray", kind="all")
+        ds = xr.merge([ds, diag], compat="override")
+        ds.attrs["burn_in_time"] = float(time.values[start])
+    ds.attrs.update(
+        energy="E = -(1/N) sum_i log p(y_i | particles), not negated",
+        stationary=int(bool(stationary)),
+        burn_in=burn_in,
+    )
+    return ds

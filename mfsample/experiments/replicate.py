@@ -1,0 +1,128 @@
+"""One experiment across widths, with independent replicas: the input of the §4 diagnostics.
+
+``replicate(kernel_factory, model_args, widths=[...], num_chains=R, ...)`` runs, for each width
+``n``, ``R`` vectorised replicas of the ``n``-particle system with :func:`mfsample.simulate`,
+prepends the initial state (``t = 0``: particles iid from ``mu0``) and converts the run with
+:func:`mfsample.diagnostics.to_inference_data`.  It returns ``{n: InferenceData}``, what
+:func:`~mfsample.diagnostics.fluctuations` and :func:`~mfsample.diagnostics.chaos` take.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+
+from ..diagnostics.convert import to_inference_data
+from ..simulate import STAT_FIELDS, Simulation, simulate
+
+__all__ = ["replicate", "initial_draw"]
+
+
+def initial_draw(kernel, rng_key, model_args, model_kwargs, num_chains):
+    """The kernel's initial state and its draw at ``t = 0``, shaped like one ``simulate`` draw.
+
+    Uses the keys ``simulate`` uses (``jax.random.split(rng_key, num_chains)``), so continuing
+    from this state reproduces ``simulate(kernel, rng_key, ...)`` draw for draw.
+    """
+    keys = jax.random.split(rng_key, num_chains) if num_chains > 1 else rng_key
+    model_args, model_kwargs = tuple(model_args), dict(model_kwargs)
+
+    def start(k):
+        # the data are closed over (constants, not tracers), so what `init` stores on the kernel
+        # (its energy, step function and arguments) holds no tracer after this call
+        state = kernel.init(k, 0, None, model_args, model_kwargs)
+        post = kernel.postprocess_fn(model_args, model_kwargs)
+        field = getattr(state, getattr(kernel, "sample_field", "z"))
+        return state, (jax.vmap(post) if num_chains > 1 else post)(field)
+
+    state, sample = jax.jit(start)(keys)  # one compiled call instead of thousands of eager ops
+    stats = {f: getattr(state, f) for f in STAT_FIELDS}
+    stats.update({f: getattr(state, f) for f in getattr(kernel, "stat_fields", ())})
+
+    def chain_draw(x):  # -> (chain, 1, ...)
+        x = np.asarray(x)
+        return (x if num_chains > 1 else x[None])[:, None]
+
+    return state, jax.tree.map(chain_draw, sample), {k: chain_draw(v) for k, v in stats.items()}
+
+
+def replicate(
+    kernel_factory: Callable,
+    model_args: Sequence = (),
+    *,
+    widths: Sequence[int],
+    num_chains: int,
+    num_steps: int,
+    save_every: int = 1,
+    model_kwargs: dict | None = None,
+    rng_key=None,
+    x_eval=None,
+    include_initial: bool = True,
+    width_kwarg: str = "width",
+    progress_bar: bool = True,
+    **convert_kwargs,
+) -> dict:
+    """Run ``kernel_factory(n)`` for every width with ``num_chains`` vectorised replicas.
+
+    :param kernel_factory: ``n -> kernel`` (e.g. ``lambda n: mf.WassersteinFlow(model, step_size=0.1)``).
+        For a kernel built from a model, ``width=n`` is passed to the model (keyword
+        ``width_kwarg``); a kernel built from ``energy_fn`` takes its width from the factory.
+    :param model_args: the model's positional arguments (data), the same for every width.
+    :param widths: the widths ``n``.
+    :param num_chains: independent replicas ``R`` of each particle system (>= 2 for the diagnostics).
+    :param num_steps, save_every: as in :func:`mfsample.simulate` (draws at ``t = k * save_every * dt``).
+    :param model_kwargs: further keyword arguments of the model (without the width).
+    :param rng_key: PRNG key (default ``PRNGKey(0)``); width ``n`` uses ``fold_in(rng_key, n)``,
+        so adding a width does not change the others.
+    :param x_eval: evaluation inputs passed to :func:`~mfsample.diagnostics.to_inference_data`.
+    :param include_initial: prepend the draw at ``t = 0`` (needed for the ``static`` comparison).
+    :param convert_kwargs: further arguments of ``to_inference_data`` (``output_fn``, ``unit_points``...).
+    :returns: ``{n: arviz.InferenceData}`` in increasing ``n``.
+
+    Example::
+
+        >>> import jax, mfsample as mf
+        >>> from mfsample.experiments.replicate import replicate
+        >>> data = mf.data.teacher_student(jax.random.PRNGKey(0), dim=3, teacher_width=2, num_data=32)
+        >>> runs = replicate(lambda n: mf.WassersteinFlow(mf.models.shallow_network, step_size=0.1),
+        ...                  (data.x, data.y), widths=[8, 16], num_chains=3, num_steps=10,
+        ...                  save_every=5, x_eval=data.x[:4], progress_bar=False)
+        >>> sorted(runs), runs[16].posterior["time"].values.tolist()
+        ([8, 16], [0.0, 0.5, 1.0])
+    """
+    rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
+    widths = sorted({int(n) for n in widths})
+    if not widths or widths[0] < 1:
+        raise ValueError(f"widths must be positive integers, got {widths}")
+    base_kwargs = dict(model_kwargs or {})
+    iterator = widths
+    bar = None
+    if progress_bar:
+        from tqdm.auto import tqdm
+
+        bar = iterator = tqdm(widths, desc="widths")
+    runs = {}
+    for n in iterator:
+        if bar is not None:
+            bar.set_postfix(width=n)
+        kernel = kernel_factory(n)
+        kwargs = dict(base_kwargs)
+        if getattr(kernel, "model", None) is not None:
+            kwargs[width_kwarg] = n
+        key = jax.random.fold_in(rng_key, n)
+        if include_initial:
+            state, sample0, stats0 = initial_draw(kernel, key, model_args, kwargs, num_chains)
+            sim = simulate(kernel, key, *model_args, num_steps=num_steps, save_every=save_every,
+                           num_chains=num_chains, init_state=state, progress_bar=False, **kwargs)
+            samples = jax.tree.map(lambda a, b: np.concatenate([a, b], axis=1), sample0, sim.samples)
+            stats = {k: np.concatenate([stats0[k], v], axis=1) for k, v in sim.stats.items()}
+            sim = Simulation(samples=samples, stats=stats, time=np.concatenate([[0.0], sim.time]),
+                             last_state=sim.last_state, first_divergence=sim.first_divergence)
+        else:
+            sim = simulate(kernel, key, *model_args, num_steps=num_steps, save_every=save_every,
+                           num_chains=num_chains, progress_bar=False, **kwargs)
+        runs[n] = to_inference_data(sim, kernel=kernel, model_args=tuple(model_args),
+                                    model_kwargs=kwargs, x_eval=x_eval, **convert_kwargs)
+    return runs

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .kernels.base import split_static_kwargs
+
 __all__ = ["Simulation", "simulate"]
 
 #: state fields recorded at every kept draw (besides the particles)
@@ -53,13 +55,6 @@ def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
-
-
-def _split_static(kwargs):
-    """Array keyword arguments become traced inputs; everything else is static."""
-    arrays = {k: v for k, v in kwargs.items() if isinstance(v, (jax.Array, np.ndarray))}
-    static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
-    return arrays, static
 
 
 def _compiled_runner(kernel, num_chains, save_every, num_draws, static_kwargs, collect_deterministic):
@@ -143,7 +138,7 @@ def simulate(
     else:  # continue a run: only validate the data and build the energy
         kernel._energy = kernel.build_energy(model_args, model_kwargs)
         state = init_state
-    array_kwargs, static_kwargs = _split_static(model_kwargs)
+    array_kwargs, static_kwargs = split_static_kwargs(model_kwargs)
     num_draws = num_steps // save_every
     skip = num_steps - num_draws * save_every
     if skip:  # MCMC keeps the last draw of each group of `save_every` steps, ending at num_steps

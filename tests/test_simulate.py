@@ -166,3 +166,21 @@ def test_init_params_override_the_prior_draw(small_data):
     s0 = one.init(jax.random.PRNGKey(0), 0, z0, (small_data.x, small_data.y), KW)
     s1 = one.sample(s0, (), {})
     np.testing.assert_allclose(state.z["w"][0], s1.z["w"], rtol=1e-6)
+
+
+def test_compiled_init_equals_eager_init(small_data):
+    """Large problems evaluate the first drift in a compiled function (data as arguments, cached):
+    same state as the eager path up to float32 rounding, and a second init does not recompile."""
+    eager = _kernel("langevin")
+    compiled = _kernel("langevin")
+    compiled.COMPILE_INIT_ABOVE = 0  # force the compiled path at this small size
+    args = (small_data.x, small_data.y)
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    s_e = eager.init(keys, 0, None, args, KW)
+    s_c = compiled.init(keys, 0, None, args, KW)
+    for a, b in zip(jax.tree.leaves(s_e), jax.tree.leaves(s_c)):
+        np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=1e-5, atol=1e-6)
+    (fn,) = compiled._mfsample_init_cache.values()
+    before = fn._cache_size()
+    compiled.init(jax.random.split(jax.random.PRNGKey(4), 2), 0, None, small_data.sample(jax.random.PRNGKey(5), 256), KW)
+    assert fn._cache_size() == before

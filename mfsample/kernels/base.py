@@ -150,6 +150,13 @@ def minibatch_key(rng_key, batch_size):
     return tuple(jax.random.split(rng_key))
 
 
+def split_static_kwargs(kwargs):
+    """Array keyword arguments become traced inputs of a compiled function; the rest is static."""
+    arrays = {k: v for k, v in kwargs.items() if isinstance(v, (jax.Array, np.ndarray))}
+    static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
+    return arrays, static
+
+
 def check_step_size(step_size):
     if not isinstance(step_size, numbers.Real) or isinstance(step_size, bool):
         raise TypeError(f"step_size must be a real number, got {type(step_size).__name__}")
@@ -301,20 +308,54 @@ class ParticleKernel(MCMCKernel):
         self._model_args, self._model_kwargs = tuple(model_args), model_kwargs
         init_fn, step_fn = self.build(energy)
 
+        if init_params is not None:
+            init_params = self._as_site_dict(init_params)
+        batched = not is_prng_key(rng_key)
+        self._sample_fn = jax.vmap(step_fn) if batched else step_fn
+        if self._compile_init(energy) and not isinstance(rng_key, jax.core.Tracer):
+            array_kwargs, static_kwargs = split_static_kwargs(
+                {k: v for k, v in model_kwargs.items() if k != "masses"})
+            run = self._compiled_init(batched, static_kwargs)
+            return run(rng_key, init_params, masses, tuple(model_args), array_kwargs)
+        return self._init_state(energy, batched, rng_key, init_params, masses)
+
+    #: above this many activations (num_data * width) the first drift is evaluated by a compiled
+    #: function (cached per shapes, data as arguments) instead of op by op: eager evaluation of
+    #: a large step costs several compiled steps, a compilation costs more than a small one
+    COMPILE_INIT_ABOVE = 2 ** 21
+
+    def _compile_init(self, energy: ParticleEnergy) -> bool:
+        return energy.num_data * energy.width > self.COMPILE_INIT_ABOVE
+
+    def _init_state(self, energy, batched, rng_key, init_params, masses):
+        init_fn, _ = self.build(energy)
+
         def init_one(key, z0):
             key_init, key_run = jax.random.split(key)
             z = energy.sample_prior(key_init) if z0 is None else z0
             return init_fn(z, masses, key_run)
 
-        if init_params is not None:
-            init_params = self._as_site_dict(init_params)
-        if is_prng_key(rng_key):
-            state = init_one(rng_key, init_params)
-            self._sample_fn = step_fn
-        else:
-            state = jax.vmap(init_one)(rng_key, init_params)
-            self._sample_fn = jax.vmap(step_fn)
-        return state
+        return jax.vmap(init_one)(rng_key, init_params) if batched else init_one(rng_key, init_params)
+
+    def _compiled_init(self, batched, static_kwargs):
+        cache = self.__dict__.setdefault("_mfsample_init_cache", {})
+        key = (batched, static_kwargs)
+        try:
+            hash(key)
+        except TypeError:
+            key = None
+        if key is not None and key in cache:
+            return cache[key]
+
+        def run(rng_key, init_params, masses, args, array_kwargs):
+            kwargs = {**dict(static_kwargs), **array_kwargs}
+            energy = self.build_energy(args, kwargs)
+            return self._init_state(energy, batched, rng_key, init_params, masses)
+
+        fn = jax.jit(run)
+        if key is not None:
+            cache[key] = fn
+        return fn
 
     def _as_site_dict(self, params):
         names = self._energy.site_names

@@ -1,16 +1,21 @@
-"""Command-line interface: ``mfsample demo`` trains a teacher-student network with both kernels.
+"""Command-line interface ``mfsample``: experiments from TOML configurations, reports, a demo.
 
-The demo draws a teacher-student data set (:func:`mfsample.data.teacher_student`), moves a
-mean-field shallow network (:func:`mfsample.models.shallow_network`) with
+* ``mfsample run CONFIG.toml [--set KEY=VALUE ...] [--out DIR]`` validates the whole configuration
+  (:mod:`mfsample.config`; every error at once, exit status 2), then runs it
+  (:mod:`mfsample.runner`) with a progress bar showing the energy per width, checkpointing every
+  ``run.checkpoint_every`` steps; ``DIR`` receives the resolved configuration, the draws (ArviZ
+  netCDF), ``summary.json`` and the figures (:mod:`mfsample.report`).  Running again on the same
+  ``DIR`` (or ``mfsample run --resume DIR``) continues from the last checkpoint and gives the draws
+  of an uninterrupted run.  ``CONFIG`` may also name a packaged configuration (``quickstart``).
+* ``mfsample report DIR`` recomputes the diagnostics and figures from the saved draws, writes
+  ``DIR/report.html`` (self-contained, figures embedded) and prints the summary table.
+* ``mfsample configs`` lists the packaged configurations, ``mfsample configs show NAME`` prints one,
+  ``mfsample configs keys`` every key with its default.
+* ``mfsample demo`` is ``run`` on the packaged ``quickstart`` configuration, once with mean-field
+  Langevin (as packaged) and once with the Wasserstein flow, into ``OUT/mean_field_langevin`` and
+  ``OUT/wasserstein_flow`` (its options are shortcuts for ``--set``).
 
-* :class:`mfsample.WassersteinFlow` (particle gradient descent, temperature 0), and
-* :class:`mfsample.MeanFieldLangevin` (temperature ``tau > 0``),
-
-through :func:`mfsample.simulate`, prints the energy ``E = -(1/N) sum_i log p(y_i | theta_1..n)``
-at ``t = 0`` and at the end with the relative training error ``||f - y|| / ||y||``, and writes
-each run's draws to a netCDF file through ArviZ (posterior dims ``chain, draw, particle, ...``;
-``sample_stats`` holds ``energy``, ``time``, ``grad_norm``, ``diverging``; in the posterior
-``time`` is also a coordinate along ``draw``).
+Exit status: 0 success, 2 invalid configuration or input, 1 failure during the run, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,36 +24,39 @@ import argparse
 import math
 import os
 import sys
-import time
-from typing import NamedTuple, Sequence
+import traceback
+from pathlib import Path
+from typing import Sequence
 
-__all__ = ["main", "build_parser", "run_demo", "DemoRun"]
+__all__ = ["main", "build_parser", "QUICK", "EXIT_OK", "EXIT_FAILURE", "EXIT_INVALID", "demo_overrides"]
 
-#: ArviZ dims of the shallow network's sites (the same names ``arviz.from_numpyro`` uses)
-SITE_DIMS = {"a": ["particle"], "w": ["particle", "input_dim"], "b": ["particle"], "f": ["data"]}
+EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-#: sizes of ``--quick`` (a few seconds, for tests); explicit options still override them
+#: sizes of ``demo --quick`` (seconds, for tests); explicit options still override them
 QUICK = dict(dim=3, teacher_width=2, num_data=64, width=16, steps=200, chains=2)
-DEFAULTS = dict(dim=10, teacher_width=5, num_data=1024, width=256, steps=4000, chains=2)
+
+#: demo option -> configuration key(s)
+DEMO_KEYS = {
+    "steps": ("run.steps",),
+    "width": ("model.width",),
+    "num_data": ("data.num_data",),
+    "dim": ("data.dim",),
+    "teacher_width": ("data.teacher_width",),
+    "chains": ("run.chains",),
+    "step_size": ("dynamics.step_size",),
+    "temperature": ("dynamics.temperature",),
+    "seed": ("run.seed", "data.seed"),
+}
 
 EXAMPLES = """\
 examples:
-  mfsample demo                         # defaults: dim 10, width 256, 1024 data, < 1 min
-  mfsample demo --quick --out /tmp/mf   # tiny run (seconds)
-  mfsample demo --width 1024 --steps 10000 --seed 3
+  mfsample configs                                   # the packaged configurations
+  mfsample configs show global_convergence > gc.toml
+  mfsample run gc.toml --out runs/gc                 # resumable: rerun the same line after a kill
+  mfsample run quickstart --set 'model.width=[64, 256]' --set run.steps=500 --out runs/qs
+  mfsample report runs/gc                            # runs/gc/report.html + the summary table
+  mfsample demo --quick --out /tmp/mf                # the quickstart at tiny size (seconds)
 """
-
-
-class DemoRun(NamedTuple):
-    """One kernel's run in the demo (a row of the energy table)."""
-
-    kernel: str
-    energy_start: float  # E at t = 0, mean over chains
-    energy_end: float  # E at the last draw, mean over chains
-    relative_error: float  # ||f - y|| / ||y|| at the last draw, mean over chains
-    wall_time: float  # seconds, including compilation
-    path: str  # the netCDF file
-    diverged: bool
 
 
 def _int_at_least(low):
@@ -80,11 +88,20 @@ def _float(positive):
     return parse
 
 
+def _add_progress(p):
+    p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="auto",
+                   help="progress display on stderr: a bar with the energy per width (auto: on a "
+                        "terminal), a line per checkpoint, or nothing (default: %(default)s)")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const="off",
+                   help="same as --progress off")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mfsample`` argument parser (one sub-command per job)."""
     parser = argparse.ArgumentParser(
         prog="mfsample",
-        description="Mean-field shallow networks as particle measures moved by NumPyro kernels.",
+        description="Mean-field shallow networks as particle measures moved by NumPyro kernels: "
+                    "reproducible, resumable experiments from TOML configurations.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -92,170 +109,232 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run", help="run (or resume) an experiment described by a TOML configuration",
+        description="Validate CONFIG (every error at once, exit 2), run it with checkpoints and write "
+                    "the resolved configuration, the draws (netCDF), summary.json and figures into --out. "
+                    "An existing --out of the same configuration is resumed.",
+        epilog="examples:\n  mfsample run quickstart --out runs/qs\n"
+               "  mfsample run my.toml --set dynamics.step_size=0.05 --set 'model.width=[32, 64, 128]'\n"
+               "  mfsample run --resume runs/qs\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("config", nargs="?", metavar="CONFIG",
+                     help="a TOML file, or the name of a packaged configuration (mfsample configs)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a key, e.g. --set model.width=64 --set dynamics.kernel=wfr (TOML values)")
+    run.add_argument("--out", help="output directory (default: mfsample-<experiment name>)")
+    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR with its stored configuration")
+    _add_progress(run)
+
+    report = commands.add_parser(
+        "report", help="recompute diagnostics and figures of a run; write DIR/report.html",
+        description="Recompute the diagnostics and figures from the draws saved in DIR, write "
+                    "DIR/summary.json, DIR/figures/*.png and a self-contained DIR/report.html, and print "
+                    "the summary table.",
+        epilog="example:\n  mfsample report runs/qs", formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_argument("dir", metavar="DIR", help="a directory written by mfsample run")
+
+    configs = commands.add_parser(
+        "configs", help="list, show or document the packaged configurations",
+        description="Packaged configurations (CI-friendly sizes; paper-size values in comments).",
+        epilog="examples:\n  mfsample configs\n  mfsample configs show quickstart > my.toml\n  mfsample configs keys",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = configs.add_subparsers(dest="configs_command", metavar="ACTION")
+    sub.add_parser("list", help="list the packaged configurations (default)")
+    show = sub.add_parser("show", help="print a packaged configuration")
+    show.add_argument("name", metavar="NAME")
+    sub.add_parser("keys", help="every configuration key with its type, default and meaning")
+
     demo = commands.add_parser(
-        "demo",
-        help="train a teacher-student network with both kernels and write netCDF draws",
-        description=(
-            "Train the teacher-student network with WassersteinFlow and MeanFieldLangevin "
-            "(mfsample.simulate), print the energy table and write each run's draws to "
-            "OUT/<kernel>.nc (ArviZ InferenceData)."
-        ),
-        epilog="example:\n  mfsample demo --out mfsample-demo --steps 4000",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        "demo", help="run the packaged quickstart configuration (options are --set shortcuts)",
+        description="mfsample run on the packaged quickstart configuration: a teacher-student network "
+                    "trained by mean-field Langevin dynamics; writes OUT/draws/width_<n>.nc, "
+                    "OUT/summary.json and OUT/figures.",
+        epilog="examples:\n  mfsample demo --out mfsample-demo\n  mfsample demo --quick --out /tmp/mf\n"
+               "  mfsample demo --width 512 --steps 4000 --seed 3",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--out", default="mfsample-demo", help="output directory (default: %(default)s)")
-    demo.add_argument("--steps", type=_int_at_least(1),
-                      help=f"number of steps per run (default {DEFAULTS['steps']})")
-    demo.add_argument("--width", type=_int_at_least(1),
-                      help=f"student width n, number of particles (default {DEFAULTS['width']})")
-    demo.add_argument("--num-data", type=_int_at_least(1),
-                      help=f"number of training data N (default {DEFAULTS['num_data']})")
-    demo.add_argument("--dim", type=_int_at_least(1), help=f"input dimension d (default {DEFAULTS['dim']})")
-    demo.add_argument("--teacher-width", type=_int_at_least(1),
-                      help=f"teacher width (default {DEFAULTS['teacher_width']})")
-    demo.add_argument("--chains", type=_int_at_least(1),
-                      help=f"independent replicas per kernel (default {DEFAULTS['chains']})")
-    demo.add_argument("--step-size", type=_float(positive=True), default=1.0,
-                      help="dt in mean-field time (default: %(default)s)")
-    demo.add_argument("--temperature", type=_float(positive=True), default=1e-4,
-                      help="tau of MeanFieldLangevin (default: %(default)s)")
-    demo.add_argument("--seed", type=_int_at_least(0), default=0, help="PRNG seed (default: %(default)s)")
+    demo.add_argument("--steps", type=_int_at_least(1), help="steps per run (run.steps)")
+    demo.add_argument("--width", type=_int_at_least(1), help="student width n, particles (model.width)")
+    demo.add_argument("--num-data", type=_int_at_least(1), help="training data N (data.num_data)")
+    demo.add_argument("--dim", type=_int_at_least(1), help="input dimension d (data.dim)")
+    demo.add_argument("--teacher-width", type=_int_at_least(1), help="teacher width (data.teacher_width)")
+    demo.add_argument("--chains", type=_int_at_least(1), help="independent replicas (run.chains)")
+    demo.add_argument("--step-size", type=_float(positive=True), help="dt in mean-field time (dynamics.step_size)")
+    demo.add_argument("--temperature", type=_float(positive=True), help="tau (dynamics.temperature)")
+    demo.add_argument("--seed", type=_int_at_least(0), help="seed of the data and the run (data.seed, run.seed)")
     demo.add_argument("--quick", action="store_true",
                       help="tiny sizes for a smoke test: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()))
-    demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other override")
+    _add_progress(demo)
     return parser
 
 
-def to_inference_data(sim, data, attrs: dict):
-    """A :class:`~mfsample.Simulation` of the shallow network as ArviZ ``InferenceData``.
-
-    posterior: ``a, w, b, f`` with dims ``(chain, draw, particle[, input_dim])`` / ``(chain, draw,
-    data)``; sample_stats: the state fields (``time`` among them); observed_data ``y``;
-    constant_data ``x``; in the posterior the mean-field time ``t`` of each draw is a
-    coordinate ``time`` along ``draw``.
-    """
-    import arviz
-    import numpy as np
-
-    posterior = {k: np.asarray(v) for k, v in sim.samples.items()}
-    stats = {k: np.asarray(v) for k, v in sim.stats.items()}
-    idata = arviz.from_dict(
-        posterior=posterior,
-        sample_stats=stats,
-        observed_data={"y": np.asarray(data.y)},
-        constant_data={"x": np.asarray(data.x)},
-        dims={**{k: v for k, v in SITE_DIMS.items() if k in posterior},
-              "y": ["data"], "x": ["data", "input_dim"]},
-        posterior_attrs=dict(attrs),
-        sample_stats_attrs=dict(attrs),
-    )
-    # the posterior's draws are labelled by their time; sample_stats keeps time as a field
-    return idata.assign_coords(time=("draw", np.asarray(sim.time)), groups=["posterior"])
+# ---------------------------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------------------------
+def _err(text: str):
+    print(text, file=sys.stderr, flush=True)
 
 
-def run_demo(
-    *,
-    out: str = "mfsample-demo",
-    steps: int = DEFAULTS["steps"],
-    width: int = DEFAULTS["width"],
-    num_data: int = DEFAULTS["num_data"],
-    dim: int = DEFAULTS["dim"],
-    teacher_width: int = DEFAULTS["teacher_width"],
-    chains: int = DEFAULTS["chains"],
-    step_size: float = 1.0,
-    temperature: float = 1e-4,
-    seed: int = 0,
-    progress_bar: bool = True,
-    max_draws: int = 100,
-) -> list[DemoRun]:
-    """Run both kernels on one teacher-student problem; write ``out/<kernel>.nc``; return the rows.
+def _config_path(name: str) -> Path:
+    from .config import packaged_config_path
 
-    Both kernels start from the same particles (iid from the prior ``mu0``, the same key) and
-    use the same ``dt``; at most ``max_draws`` draws per chain are kept (``save_every`` steps apart).
-    """
-    import jax
-    import numpy as np
-
-    import mfsample as mf
-
-    key_data, key_run = jax.random.split(jax.random.PRNGKey(seed))
-    data = mf.data.teacher_student(key_data, dim=dim, teacher_width=teacher_width, num_data=num_data)
-    save_every = max(1, math.ceil(steps / max_draws))
-    y = np.asarray(data.y)
-    model = mf.models.shallow_network
-    kernels = [
-        ("wasserstein_flow", mf.WassersteinFlow(model, step_size=step_size), 0.0),
-        ("mean_field_langevin", mf.MeanFieldLangevin(model, step_size=step_size, temperature=temperature),
-         temperature),
-    ]
-    os.makedirs(out, exist_ok=True)
-    rows = []
-    for name, kernel, tau in kernels:
-        start = time.perf_counter()
-        # the state at t = 0, built exactly as simulate would build it (same keys), to report E(0)
-        keys = jax.random.split(key_run, chains) if chains > 1 else key_run
-        state0 = kernel.init(keys, 0, None, (data.x, data.y), {"width": width})
-        sim = mf.simulate(kernel, key_run, data.x, data.y, width=width, num_steps=steps,
-                          save_every=save_every, num_chains=chains, init_state=state0,
-                          progress_bar=progress_bar)
-        wall = time.perf_counter() - start
-        f_end = sim.samples["f"][:, -1]  # (chains, N)
-        rel = np.linalg.norm(f_end - y, axis=-1) / np.linalg.norm(y)
-        attrs = dict(kernel=type(kernel).__name__, step_size=step_size, temperature=tau,
-                     num_steps=steps, save_every=save_every, width=width, num_data=num_data,
-                     dim=dim, teacher_width=teacher_width, seed=seed, wall_time=wall,
-                     mfsample_version=mf.__version__)
-        path = os.path.join(out, f"{name}.nc")
-        to_inference_data(sim, data, attrs).to_netcdf(path)
-        rows.append(DemoRun(
-            kernel=type(kernel).__name__,
-            energy_start=float(np.mean(np.asarray(state0.energy))),
-            energy_end=float(np.mean(sim.stats["energy"][:, -1])),
-            relative_error=float(np.mean(rel)),
-            wall_time=wall,
-            path=path,
-            diverged=bool(np.any(sim.first_divergence >= 0)),
-        ))
-    return rows
+    p = Path(name)
+    if p.is_file():
+        return p
+    if p.suffix in ("", ".toml") and p.parent == Path("."):
+        try:
+            return packaged_config_path(name)
+        except KeyError as exc:
+            raise FileNotFoundError(f"{name}: no such file, and {exc.args[0]}") from None
+    raise FileNotFoundError(f"{name}: no such file")
 
 
-def format_table(rows: Sequence[DemoRun], final_time: float) -> str:
-    """The energy table printed by ``mfsample demo``."""
-    head = f"{'kernel':<20} {'E(t=0)':>10} {f'E(t={final_time:g})':>12} {'||f-y||/||y||':>14} {'wall [s]':>9}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        flag = "  (diverged)" if r.diverged else ""
-        lines.append(f"{r.kernel:<20} {r.energy_start:>10.6f} {r.energy_end:>12.6f} "
-                     f"{r.relative_error:>14.4g} {r.wall_time:>9.1f}{flag}")
-    lines.append("E = -(1/N) sum_i log p(y_i | particles) >= log(2 pi)/2 = 0.918939 (unit noise); "
-                 "means over chains")
-    return "\n".join(lines)
+def _execute(config_path: Path, overrides: Sequence[str], out: str | None, progress: str) -> int:
+    """Validate, run, print the table; map failures to exit statuses."""
+    from .config import ConfigError, load_config
+    from .report import headline_table
+    from .runner import CheckpointError, InputError, RunFailure, run_experiment
+
+    notes: list[str] = []
+    try:
+        cfg = load_config(config_path, overrides, notes)
+    except ConfigError as exc:
+        _err(f"mfsample run: {exc.format()}")
+        return EXIT_INVALID
+    for note in notes:
+        _err(f"mfsample run: note: {note}")
+    out = Path(out or f"mfsample-{cfg['experiment']['name']}")
+    _err(f"mfsample run: {cfg['experiment']['name']} ({cfg['experiment']['kind']}) -> {out}")
+    try:
+        summary = run_experiment(cfg, out, progress=progress)
+    except CheckpointError as exc:
+        _err(f"mfsample run: refusing to resume: {exc}\nremove the directory {out / 'checkpoints'} "
+             "(or the width's subdirectory) to recompute from the start, or use another --out")
+        return EXIT_INVALID
+    except InputError as exc:
+        _err(f"mfsample run: invalid input: {exc}")
+        return EXIT_INVALID
+    except RunFailure as exc:
+        _err(f"mfsample run: failed: {exc}")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        _err(f"mfsample run: interrupted; run the same command again to resume from the last checkpoint in {out}")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the run's own failure: report it with its cause
+        if os.environ.get("MFSAMPLE_DEBUG"):
+            traceback.print_exc()
+        _err(f"mfsample run: failed during the run: {type(exc).__name__}: {exc} "
+             "(set MFSAMPLE_DEBUG=1 for the traceback)")
+        return EXIT_FAILURE
+    print(headline_table(summary))
+    print(f"wrote {out}/summary.json, {out}/config.toml" + (
+        ", " + ", ".join(f"{out}/figures/{f}" for f in summary.get("figures", [])) if summary.get("figures") else ""))
+    if cfg["experiment"]["kind"] == "simulate":
+        from .runner import draws_path, widths_of
+
+        print("draws: " + ", ".join(str(draws_path(out, n)) for n in widths_of(cfg)))
+    return EXIT_OK
+
+
+def _run(args) -> int:
+    if args.resume:
+        if args.config:
+            _err("mfsample run: give either CONFIG or --resume DIR, not both")
+            return EXIT_INVALID
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            _err("mfsample run: --resume DIR continues DIR in place; --out must be DIR or absent")
+            return EXIT_INVALID
+        path = Path(args.resume) / "config.toml"
+        if not path.is_file():
+            _err(f"mfsample run: {args.resume} holds no mfsample run (no config.toml)")
+            return EXIT_INVALID
+        return _execute(path, args.set, args.resume, args.progress)
+    if not args.config:
+        _err("mfsample run: give a CONFIG file (or a packaged name: mfsample configs) or --resume DIR")
+        return EXIT_INVALID
+    try:
+        path = _config_path(args.config)
+    except FileNotFoundError as exc:
+        _err(f"mfsample run: {exc.args[0]}")
+        return EXIT_INVALID
+    return _execute(path, args.set, args.out, args.progress)
+
+
+def _report(args) -> int:
+    from .runner import InputError
+    from .report import write_report
+
+    try:
+        path, analysis = write_report(args.dir)
+    except InputError as exc:
+        _err(f"mfsample report: {exc}")
+        return EXIT_INVALID
+    print(analysis.table)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _configs(args) -> int:
+    from .config import packaged_config_path, packaged_configs, schema_table
+
+    action = args.configs_command or "list"
+    if action == "list":
+        names = packaged_configs()
+        width = max(map(len, names)) if names else 0
+        for name, line in names.items():
+            print(f"{name:<{width}}  {line}")
+        print("\nshow one with `mfsample configs show NAME`; run it with `mfsample run NAME --out DIR`")
+        return EXIT_OK
+    if action == "keys":
+        print(schema_table())
+        return EXIT_OK
+    try:
+        print(packaged_config_path(args.name).read_text(), end="")
+    except KeyError as exc:
+        _err(f"mfsample configs show: {exc.args[0]}")
+        return EXIT_INVALID
+    return EXIT_OK
+
+
+def demo_overrides(args) -> list[str]:
+    """The ``--set`` overrides of the demo's options (``--quick`` sizes first, explicit options win)."""
+    values = dict(QUICK) if args.quick else {}
+    for name in DEMO_KEYS:
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    sets = [f"{key}={values[name]!r}" for name, keys in DEMO_KEYS.items() if name in values for key in keys]
+    return sets + list(args.set)
+
+
+#: the demo's two runs: (output subdirectory, extra overrides of the quickstart configuration)
+DEMO_RUNS = (
+    ("mean_field_langevin", ()),
+    ("wasserstein_flow", ("dynamics.kernel=wasserstein",)),
+)
 
 
 def _demo(args) -> int:
-    sizes = dict(QUICK if args.quick else DEFAULTS)
-    for k in sizes:
-        if getattr(args, k) is not None:
-            sizes[k] = getattr(args, k)
-    print(f"mfsample demo: teacher-student, dim {sizes['dim']}, teacher width {sizes['teacher_width']}, "
-          f"{sizes['num_data']} data, student width {sizes['width']}, {sizes['steps']} steps of "
-          f"dt {args.step_size:g}, {sizes['chains']} chains, seed {args.seed}", flush=True)
-    rows = run_demo(out=args.out, step_size=args.step_size, temperature=args.temperature,
-                    seed=args.seed, progress_bar=not args.no_progress, **sizes)
-    print(format_table(rows, sizes["steps"] * args.step_size))
-    for r in rows:
-        print(f"wrote {r.path}")
-    if any(r.diverged for r in rows):
-        print("warning: some particles became non-finite; try a smaller --step-size", file=sys.stderr)
-        return 1
-    return 0
+    """The quickstart configuration with both kernels: mean-field Langevin (as packaged) and the
+    Wasserstein flow (temperature 0), same data, seed and initial particles, one output
+    subdirectory each."""
+    from .config import packaged_config_path
+
+    for name, extra in DEMO_RUNS:
+        status = _execute(packaged_config_path("quickstart"), demo_overrides(args) + list(extra),
+                          str(Path(args.out) / name), args.progress)
+        if status != EXIT_OK:
+            return status
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mfsample`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return {"demo": _demo}[args.command](args)  # argparse has refused any other command
+    return {"run": _run, "report": _report, "configs": _configs, "demo": _demo}[args.command](args)
 
 
 if __name__ == "__main__":

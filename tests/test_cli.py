@@ -1,4 +1,4 @@
-"""``mfsample demo`` (mfsample/cli.py): the console script trains both kernels and writes ArviZ netCDF."""
+"""``mfsample demo`` (mfsample/cli.py): ``run`` on the packaged quickstart configuration."""
 
 from __future__ import annotations
 
@@ -18,35 +18,49 @@ LOG_2PI_HALF = 0.5 * math.log(2 * math.pi)  # the energy's constant for unit-noi
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """One ``mfsample demo --quick`` run shared by the tests below (seed 0): status, out dir, stdout."""
-    out = tmp_path_factory.mktemp("demo")
+    out = tmp_path_factory.mktemp("demo") / "out"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        status = main(["demo", "--quick", "--out", str(out), "--seed", "0"])
+        status = main(["demo", "--quick", "--out", str(out), "--seed", "0", "--no-progress"])
     return status, out, stdout.getvalue()
 
 
-def test_demo_writes_netcdf_with_particle_dim(demo_run):
-    """Both runs are written through ArviZ: dims (chain, draw, particle[, input_dim]), state fields."""
-    status, out, _ = demo_run
+def test_demo_is_run_on_the_packaged_quickstart(demo_run):
+    """The demo's stored configuration is the packaged quickstart with the --quick sizes as overrides."""
+    from mfsample.config import load_config, packaged_config_path
+    from mfsample.runner import saved_config
+
+    status, root, _ = demo_run
     assert status == 0
-    for name in ("wasserstein_flow", "mean_field_langevin"):
-        path = out / f"{name}.nc"
-        assert path.is_file()
-        idata = arviz.from_netcdf(path)
-        post, stats = idata.posterior, idata.sample_stats
-        assert post["w"].dims == ("chain", "draw", "particle", "input_dim")
-        assert post["a"].dims == post["b"].dims == ("chain", "draw", "particle")
-        assert post["f"].dims == ("chain", "draw", "data")
-        assert post.sizes["particle"] == QUICK["width"]
-        assert post.sizes["input_dim"] == QUICK["dim"]
-        assert post.sizes["chain"] == QUICK["chains"]
-        for field in ("energy", "time", "grad_norm", "diverging"):
-            assert stats[field].dims == ("chain", "draw")
-        assert not bool(stats["diverging"].any())
-        # time is t = step * dt, a coordinate along draw, ending at num_steps * dt
-        dt = float(post.attrs["step_size"])
-        np.testing.assert_allclose(stats["time"].values[0], stats["step"].values[0] * dt)
-        assert float(post["time"][-1]) == pytest.approx(QUICK["steps"] * dt)
+    sets = [f"{k}={v}" for k, v in {"run.steps": QUICK["steps"], "model.width": QUICK["width"],
+                                    "data.num_data": QUICK["num_data"], "data.dim": QUICK["dim"],
+                                    "data.teacher_width": QUICK["teacher_width"], "run.chains": QUICK["chains"],
+                                    "run.seed": 0, "data.seed": 0}.items()]
+    assert saved_config(root / "mean_field_langevin") == load_config(packaged_config_path("quickstart"), sets)
+    assert saved_config(root / "wasserstein_flow") == load_config(
+        packaged_config_path("quickstart"), sets + ["dynamics.kernel=wasserstein"])
+
+
+def test_demo_writes_netcdf_with_particle_dim(demo_run):
+    """The draws are written through ArviZ: dims (chain, draw, particle[, input_dim]), state fields,
+    the draw at t = 0 first and t = step * dt ending at num_steps * dt."""
+    status, root, _ = demo_run
+    assert status == 0
+    idata = arviz.from_netcdf(root / "mean_field_langevin" / "draws" / f"width_{QUICK['width']}.nc")
+    post, stats = idata.posterior, idata.sample_stats
+    assert post["w"].dims == ("chain", "draw", "particle", "input_dim")
+    assert post["a"].dims == post["b"].dims == ("chain", "draw", "particle")
+    assert post["f"].dims == ("chain", "draw", "data")
+    assert post.sizes["particle"] == QUICK["width"]
+    assert post.sizes["input_dim"] == QUICK["dim"]
+    assert post.sizes["chain"] == QUICK["chains"]
+    for field in ("energy", "grad_norm", "diverging", "step"):
+        assert stats[field].dims == ("chain", "draw")
+    assert not bool(stats["diverging"].any())
+    dt = float(post.attrs["step_size"])
+    np.testing.assert_allclose(post["time"].values, stats["step"].values[0] * dt)
+    assert float(post["time"][0]) == 0.0
+    assert float(post["time"][-1]) == pytest.approx(QUICK["steps"] * dt)
 
 
 def test_demo_energy_matches_saved_network(demo_run):
@@ -55,39 +69,39 @@ def test_demo_energy_matches_saved_network(demo_run):
     Ties the stored energy to the stored network output ``f`` and labels ``y`` (unit noise); a
     misaligned draw or a wrong energy would break it.  Tolerance 1e-5: float32 sums of 64 terms.
     """
-    _, out, _ = demo_run
-    for name in ("wasserstein_flow", "mean_field_langevin"):
-        idata = arviz.from_netcdf(out / f"{name}.nc")
-        f = idata.posterior["f"].values
-        y = idata.observed_data["y"].values
-        expected = LOG_2PI_HALF + 0.5 * np.mean((f - y) ** 2, axis=-1)
-        np.testing.assert_allclose(idata.sample_stats["energy"].values, expected, atol=1e-5)
-
-
-def test_demo_wasserstein_flow_decreases_energy(demo_run):
-    """The Wasserstein flow is a gradient flow: E(t) decreases along every replica, below E(0).
-
-    Checked on the saved draws (non-increasing up to float32 rounding of E ~ 1, 1e-6) and on
-    the printed table (final energy below the energy at t = 0).
-    """
-    _, out, _ = demo_run
-    energy = arviz.from_netcdf(out / "wasserstein_flow.nc").sample_stats["energy"].values
-    assert np.all(np.diff(energy, axis=1) <= 1e-6)
-    assert np.all(energy[:, -1] < energy[:, 0] - 1e-4)  # it moved, by more than rounding
+    _, root, _ = demo_run
+    idata = arviz.from_netcdf(root / "mean_field_langevin" / "draws" / f"width_{QUICK['width']}.nc")
+    f = idata.posterior["f"].values
+    y = idata.observed_data["y"].values
+    expected = LOG_2PI_HALF + 0.5 * np.mean((f - y) ** 2, axis=-1)
+    np.testing.assert_allclose(idata.sample_stats["energy"].values, expected, atol=1e-5)
 
 
 def test_demo_table_reports_decrease(demo_run):
-    """The printed table has both kernels, with the energy at the end below the one at t = 0."""
-    _, out, stdout = demo_run
-    lines = stdout.splitlines()
-    rows = {ln.split()[0]: ln.split()[1:] for ln in lines if ln.split() and ln.split()[0] in
-            ("WassersteinFlow", "MeanFieldLangevin")}
-    assert set(rows) == {"WassersteinFlow", "MeanFieldLangevin"}
-    e0, e_end, rel = (float(v) for v in rows["WassersteinFlow"][:3])
-    assert e_end < e0
-    assert e_end >= LOG_2PI_HALF - 1e-6  # E >= log(2 pi)/2 for a unit-noise Gaussian likelihood
-    assert 0 <= rel < 1  # the fit improved on the zero function (relative error 1)
-    assert f"wrote {out / 'wasserstein_flow.nc'}" in stdout
+    """The printed table has the width's row with the energy at the end below the one at t = 0 and
+    above its floor log(2 pi)/2 (unit-noise Gaussian likelihood); the fit improved on f = 0."""
+    _, root, stdout = demo_run
+    rows = [ln.split() for ln in stdout.splitlines() if ln.split()[:2] == [str(QUICK["width"]), str(QUICK["chains"])]]
+    assert len(rows) == 2  # mean-field Langevin, then the Wasserstein flow
+    for row in rows:
+        _, _, t, e0, e_end, rel = row[:6]
+        assert float(t) == pytest.approx(QUICK["steps"] * 1.0)  # dt = 1 in the quickstart
+        assert LOG_2PI_HALF - 1e-6 <= float(e_end) < float(e0)
+        assert 0 <= float(rel) < 1
+    for name in ("mean_field_langevin", "wasserstein_flow"):
+        assert str(root / name / "draws" / f"width_{QUICK['width']}.nc") in stdout
+        assert (root / name / "figures" / "energy.png").is_file()
+
+
+def test_demo_wasserstein_flow_decreases_the_energy(demo_run):
+    """The demo's second run is particle gradient descent: its energy never increases (float32
+    rounding aside) and it starts from the same particles as the Langevin run."""
+    _, root, _ = demo_run
+    wf = arviz.from_netcdf(root / "wasserstein_flow" / "draws" / f"width_{QUICK['width']}.nc")
+    ml = arviz.from_netcdf(root / "mean_field_langevin" / "draws" / f"width_{QUICK['width']}.nc")
+    energy = wf.sample_stats["energy"].values
+    assert np.all(np.diff(energy, axis=1) <= 1e-6)
+    np.testing.assert_array_equal(wf.posterior["w"].values[:, 0], ml.posterior["w"].values[:, 0])
 
 
 @pytest.mark.parametrize(
@@ -101,6 +115,7 @@ def test_demo_table_reports_decrease(demo_run):
         (["demo", "--bogus"], "--bogus"),
         ([], "COMMAND"),
         (["train"], "train"),
+        (["run", "--progress", "loud"], "--progress"),
     ],
 )
 def test_bad_arguments_exit_nonzero(argv, message, capsys):
@@ -111,10 +126,18 @@ def test_bad_arguments_exit_nonzero(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_demo_overrides_are_validated_like_a_config(tmp_path, capsys):
+    """A --set of the demo goes through the configuration's validation: exit 2, key path named."""
+    assert main(["demo", "--quick", "--out", str(tmp_path / "o"), "--set", "run.chains=0"]) == 2
+    assert "run.chains: must be >= 1" in capsys.readouterr().err
+
+
 def test_help_lists_commands_with_an_example(capsys):
-    """``mfsample --help`` lists the ``demo`` command and shows an example invocation."""
+    """``mfsample --help`` lists the commands and shows example invocations."""
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    assert "demo" in text and "mfsample demo --quick" in text
+    for command in ("run", "report", "configs", "demo"):
+        assert command in text
+    assert "mfsample demo --quick" in text and "mfsample run" in text and "--set" in text

@@ -1,0 +1,717 @@
+"""Experiment configurations of ``mfsample run``: the TOML schema, its defaults and its validation.
+
+A configuration is a TOML file (read with :mod:`tomllib`) with the sections
+
+* ``[experiment]`` – ``name``, ``kind`` (``"simulate"``: particle runs over one or more widths;
+  ``"f1_vs_f2"``: :func:`mfsample.experiments.f1_vs_f2`), ``description``;
+* ``[data]`` – a teacher–student problem (:func:`mfsample.data.teacher_student`) or a file of
+  ``x``, ``y`` (``.npz`` with arrays ``x``, ``y``; ``.csv`` whose last column is ``y``);
+* ``[model]`` – the shallow network (:func:`mfsample.models.shallow_network`): width(s),
+  activation, scaling, bias, likelihood noise, weight decay and ``[model.prior]`` (``mu0``);
+* ``[dynamics]`` – the kernel (``wasserstein``, ``langevin``, ``kinetic``, ``wfr``) and its
+  parameters (step size ``dt``, temperature ``tau``, rate ``alpha``, mode, ...);
+* ``[run]`` – steps, save interval, chains (independent replicas), seed, checkpoint interval, device;
+* ``[diagnostics]`` – which §4 diagnostics to compute (summary, fluctuations, chaos, marginals);
+* ``[baselines]`` – baselines to fit (the F1 optimum; the methods of ``f1_vs_f2``).
+
+:func:`resolve` checks the *whole* configuration before anything is computed and raises one
+:class:`ConfigError` listing every problem with its key path (unknown keys, wrong types,
+out-of-range values, options that do not apply to the chosen kernel or experiment, inconsistent
+combinations); otherwise it returns the *resolved* configuration: every applicable key present,
+defaults filled in, nothing else.  :func:`to_toml` writes it back (``resolve(to_toml(c)) == c``).
+:data:`SCHEMA` documents every key; :func:`schema_table` prints it.
+
+This module does no numerical work and never imports JAX.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+__all__ = [
+    "ConfigError",
+    "Option",
+    "SCHEMA",
+    "KINDS",
+    "KERNELS",
+    "ACTIVATIONS",
+    "F1_VS_F2_METHODS",
+    "load_toml",
+    "parse_overrides",
+    "apply_overrides",
+    "resolve",
+    "load_config",
+    "to_toml",
+    "fingerprint",
+    "draw_sections",
+    "packaged_configs",
+    "packaged_config_path",
+    "schema_table",
+]
+
+KINDS = ("simulate", "f1_vs_f2")
+KERNELS = ("wasserstein", "langevin", "kinetic", "wfr")
+#: the activations of mfsample.activations.ACTIVATIONS (tests/test_config.py checks they agree)
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "gelu", "identity")
+#: the methods of mfsample.experiments.f1_vs_f2.METHODS (checked by tests/test_config.py)
+F1_VS_F2_METHODS = ("mean_field", "random_features", "kernel", "ntk")
+#: sections whose values determine the draws (the checkpoint fingerprint); ``run.device`` excepted
+DRAW_SECTIONS = ("data", "model", "dynamics", "run")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration: ``errors`` is the list of ``(key path, message)``, all of them."""
+
+    def __init__(self, errors: Sequence[tuple[str, str]], source: str | None = None):
+        self.errors = list(errors)
+        self.source = source
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        where = f" {self.source}" if self.source else ""
+        n = len(self.errors)
+        lines = [f"invalid configuration{where} ({n} error{'s' if n != 1 else ''}):"]
+        lines += [f"  {path}: {message}" for path, message in self.errors]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# the schema
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Option:
+    """One configuration key.
+
+    :param type: ``"int"``, ``"float"``, ``"bool"``, ``"str"``, ``"ints"`` (an integer or, where
+        ``lists`` allows it, a list of integers) or ``"strs"`` (a list of strings).
+    :param default: value used when the key is absent (a callable of the partly resolved
+        configuration for defaults depending on other keys); ``None``: the key stays absent.
+    :param low, high: inclusive bounds; ``positive``: strictly greater than zero.
+    :param choices: allowed values (strings, or list elements for ``"strs"``).
+    :param when: ``when(ctx) -> bool``, whether the key applies (``ctx``: experiment kind, kernel,
+        data source, reaction mode); a key given where it does not apply is an error.
+    :param lists: ``lists(ctx) -> bool``, whether an ``"ints"`` key may be a list.
+    """
+
+    type: str
+    default: Any = None
+    doc: str = ""
+    low: float | None = None
+    high: float | None = None
+    positive: bool = False
+    choices: tuple | None = None
+    when: Callable[[dict], bool] | None = None
+    when_doc: str = ""
+    lists: Callable[[dict], bool] | None = None
+
+
+# The switches of ``ctx`` are None when their own value is invalid: then every key they govern
+# is accepted (the invalid switch is reported, not a cascade of "does not apply" errors).
+def _sim(ctx):
+    return ctx["kind"] in ("simulate", None)
+
+
+def _f1f2(ctx):
+    return ctx["kind"] in ("f1_vs_f2", None)
+
+
+def _teacher(ctx):
+    return ctx["source"] in ("teacher_student", None)
+
+
+def _kernel(*names):
+    return lambda ctx: _sim(ctx) and ctx["kernel"] in names + (None,)
+
+
+def _default_temperature(cfg):
+    return 0.0 if cfg["dynamics"].get("kernel") == "wfr" else 1e-4
+
+
+def _default_save_every(cfg):
+    return max(1, math.ceil(cfg["run"]["steps"] / 100))
+
+
+def _default_checkpoint_every(cfg):
+    """About ten checkpoints per width, on the save grid."""
+    run = cfg["run"]
+    k = run["save_every"]
+    draws = max(1, run["steps"] // k)
+    return k * max(1, math.ceil(draws / 10))
+
+
+def _default_name(cfg):
+    return cfg.get("__stem__", "experiment")
+
+
+SIM, F1F2 = "experiment kind 'simulate'", "experiment kind 'f1_vs_f2'"
+TEACHER = "data.source = 'teacher_student'"
+
+SCHEMA: dict[str, dict[str, Any]] = {
+    "experiment": {
+        "name": Option("str", _default_name, "name of the experiment (default: the file's stem)"),
+        "kind": Option("str", "simulate", "'simulate' (particle runs over widths) or 'f1_vs_f2'", choices=KINDS),
+        "description": Option("str", "", "free text, shown in the report"),
+    },
+    "data": {
+        "source": Option("str", "teacher_student", "'teacher_student' or 'file'",
+                         choices=("teacher_student", "file")),
+        "path": Option("str", None, "file of x, y: .npz (arrays x, y) or .csv (last column y); "
+                       "relative to the config file", when=lambda c: c["source"] in ("file", None),
+                       when_doc="data.source = 'file'"),
+        "dim": Option("ints", 10, "input dimension d (a list: the dims swept by f1_vs_f2)", low=1,
+                      when=_teacher, when_doc=TEACHER, lists=_f1f2),
+        "teacher_width": Option("int", 5, "teacher units m", low=1, when=_teacher, when_doc=TEACHER),
+        "num_data": Option("ints", 1024, "training data N (a list: swept by f1_vs_f2)", low=1,
+                           when=_teacher, when_doc=TEACHER, lists=_f1f2),
+        "activation": Option("str", "relu", "teacher activation", choices=ACTIVATIONS,
+                             when=_teacher, when_doc=TEACHER),
+        "inputs": Option("str", "gaussian", "x ~ N(0, I) ('gaussian') or uniform on the sphere",
+                         choices=("gaussian", "sphere"), when=lambda c: _teacher(c) and _sim(c),
+                         when_doc=f"{TEACHER} and {SIM}"),
+        "noise": Option("float", 0.0, "label noise sd", low=0.0, when=_teacher, when_doc=TEACHER),
+        "num_test": Option("int", 256, "held-out inputs (predictions, test error; a file: its first rows)",
+                           low=1),
+        "seed": Option("int", 0, "seed of the teacher and the data", low=0, when=lambda c: _teacher(c) and _sim(c),
+                       when_doc=f"{TEACHER} and {SIM} (f1_vs_f2 uses run.seed)"),
+    },
+    "model": {
+        "width": Option("ints", 256, "particles n (a list: one run per width)", low=1,
+                        lists=lambda c: True),
+        "activation": Option("str", "relu", "unit activation sigma", choices=ACTIVATIONS),
+        "scaling": Option("str", "mean_field", "'mean_field' (f = 1/n sum) or 'ntk' (1/sqrt n)",
+                          choices=("mean_field", "ntk"), when=_sim, when_doc=SIM),
+        "bias": Option("bool", True, "units sigma(<w,x> + b)", when=_sim, when_doc=SIM),
+        "noise": Option("float", 1.0, "likelihood sd (E = -(1/N) sum log N(y | f, noise^2))",
+                        positive=True, when=_sim, when_doc=SIM),
+        "weight_decay": Option("float", 0.0, "lambda of lambda * int (a^2 + |w|^2 + b^2)/2 dmu",
+                               low=0.0),
+        "prior": {
+            "a_scale": Option("float", 1.0, "a ~ N(0, a_scale^2)", positive=True, when=_sim, when_doc=SIM),
+            "w_scale": Option("float", None, "w ~ N(0, w_scale^2 I) (default 1/sqrt(d))", positive=True,
+                              when=_sim, when_doc=SIM),
+            "b_scale": Option("float", 1.0, "b ~ N(0, b_scale^2)", positive=True, when=_sim, when_doc=SIM),
+        },
+    },
+    "dynamics": {
+        "kernel": Option("str", "wasserstein", "'wasserstein', 'langevin', 'kinetic' or 'wfr'",
+                         choices=KERNELS),
+        "step_size": Option("float", 0.1, "dt, in mean-field time", positive=True),
+        "temperature": Option("float", _default_temperature, "tau (default 1e-4; 0 for wfr)", low=0.0,
+                              when=_kernel("langevin", "kinetic", "wfr"),
+                              when_doc="kernel 'langevin', 'kinetic' or 'wfr'"),
+        "adjusted": Option("bool", False, "Metropolis-adjusted (MALA)", when=_kernel("langevin"),
+                           when_doc="kernel 'langevin'"),
+        "friction": Option("float", 1.0, "gamma of the kinetic Langevin dynamics", positive=True,
+                           when=_kernel("kinetic"), when_doc="kernel 'kinetic'"),
+        "rate": Option("float", 1.0, "reaction rate alpha", low=0.0, when=_kernel("wfr"),
+                       when_doc="kernel 'wfr'"),
+        "mode": Option("str", "birth_death", "'birth_death' or 'weighted'", choices=("birth_death", "weighted"),
+                       when=_kernel("wfr"), when_doc="kernel 'wfr'"),
+        "birth": Option("str", "clone", "'clone' or 'prior' (birth-death refills)", choices=("clone", "prior"),
+                        when=lambda c: _kernel("wfr")(c) and c["mode"] in ("birth_death", None),
+                        when_doc="kernel 'wfr' with mode 'birth_death'"),
+    },
+    "run": {
+        "steps": Option("int", 1000, "steps T per run", low=1),
+        "save_every": Option("int", _default_save_every, "steps between kept draws (default T/100)",
+                             low=1, when=_sim, when_doc=SIM),
+        "chains": Option("int", 1, "independent replicas of the particle system", low=1, when=_sim,
+                         when_doc=SIM),
+        "seed": Option("int", 0, "PRNG seed of the runs (width n uses fold_in(seed, n))", low=0),
+        "checkpoint_every": Option("int", _default_checkpoint_every,
+                                   "steps between checkpoints, a multiple of save_every (default: ~10 per run)",
+                                   low=1, when=_sim, when_doc=SIM),
+        "device": Option("str", "auto", "'auto', 'cpu', 'gpu' or 'tpu' (JAX platform)",
+                         choices=("auto", "cpu", "gpu", "tpu")),
+        "replicates": Option("int", 1, "seeds seed, seed+1, ... of f1_vs_f2", low=1, when=_f1f2,
+                             when_doc=F1F2),
+    },
+    "diagnostics": {
+        "summary": Option("bool", True, "energy trajectory and ArviZ ess/r_hat (mf.diagnostics.summary)",
+                          when=_sim, when_doc=SIM),
+        "fluctuations": Option("bool", False, "n E||f_n - f||^2 over widths (needs chains >= 2)",
+                               when=_sim, when_doc=SIM),
+        "chaos": Option("bool", False, "propagation of chaos (needs chains >= 2)", when=_sim, when_doc=SIM),
+        "marginals": Option("bool", False, "histograms of the one-particle marginals", when=_sim,
+                            when_doc=SIM),
+        "reference": Option("str", "replica_mean", "reference f of the fluctuations",
+                            choices=("replica_mean", "widest"), when=_sim, when_doc=SIM),
+        "burn_in": Option("float", 0.5, "fraction of draws dropped before ess/r_hat", low=0.0, high=0.99,
+                          when=_sim, when_doc=SIM),
+        "num_bootstrap": Option("int", 500, "bootstrap resamples of the intervals", low=10, when=_sim,
+                                when_doc=SIM),
+        "unit_points": Option("int", 16, "held-out points where the unit functions phi are stored",
+                              low=0, when=_sim, when_doc=SIM),
+    },
+    "baselines": {
+        "f1_optimum": Option("bool", False, "certified global optimum of the weight-decay energy "
+                             "(mf.baselines.f1_optimum; needs cvxpy)", when=_sim, when_doc=SIM),
+        "f1_method": Option("str", "auto", "'auto', 'exact' (d + bias <= 3) or 'grid'",
+                            choices=("auto", "exact", "grid"), when=_sim, when_doc=SIM),
+        "methods": Option("strs", ["mean_field", "random_features", "kernel"], "methods compared",
+                          choices=F1_VS_F2_METHODS, when=_f1f2, when_doc=F1F2),
+        "ridge": Option("float", None, "fixed ridge (default: selected by the criterion)", positive=True,
+                        when=_f1f2, when_doc=F1F2),
+        "criterion": Option("str", "gcv", "ridge selection: 'gcv' or 'loo'", choices=("gcv", "loo"),
+                            when=_f1f2, when_doc=F1F2),
+    },
+}
+
+
+def draw_sections() -> tuple[str, ...]:
+    """The sections whose values fix the draws (see :func:`fingerprint`)."""
+    return DRAW_SECTIONS
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------------------------
+def load_toml(path) -> dict:
+    """Parse a TOML file; a syntax error becomes a :class:`ConfigError` naming the line."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError([("<file>", f"no such file: {path}")], str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([("<toml>", f"not valid TOML: {exc}")], str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([("<file>", f"cannot read: {exc}")], str(path)) from None
+
+
+def _parse_value(text: str):
+    """A ``--set`` value: a TOML value (``3``, ``1e-3``, ``true``, ``[16, 32]``, ``"x"``), or else
+    the text itself as a string (``--set dynamics.kernel=wfr``)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_overrides(items: Sequence[str]) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:
+    """``["a.b=1", ...]`` -> ``([("a.b", 1), ...], errors)``."""
+    out, errors = [], []
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            errors.append((f"--set {item}", "expected KEY=VALUE, e.g. --set model.width=64"))
+            continue
+        out.append((key, _parse_value(value.strip())))
+    return out, errors
+
+
+def apply_overrides(raw: dict, items: Sequence[str]) -> tuple[dict, list[tuple[str, str]]]:
+    """Set dotted keys in (a copy of) ``raw``; returns the new dict and the errors (unknown keys
+    are left to :func:`resolve`, which reports them with the others)."""
+    raw = json.loads(json.dumps(raw, default=str)) if raw else {}
+    pairs, errors = parse_overrides(items)
+    for key, value in pairs:
+        parts = key.split(".")
+        node = raw
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                errors.append((f"--set {key}", f"{'.'.join(parts[:i + 1])} is a value, not a table"))
+                break
+            node = nxt
+        else:
+            node[parts[-1]] = value
+    return raw, errors
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------------
+def _type_name(value) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def _range_text(opt: Option) -> str:
+    if opt.positive:
+        return " > 0"
+    if opt.low is not None and opt.high is not None:
+        return f" in [{opt.low:g}, {opt.high:g}]"
+    if opt.low is not None:
+        return f" >= {opt.low:g}"
+    return ""
+
+
+def _check_number(value, opt: Option, integer: bool):
+    """``(value, error or None)`` for one number."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        return None, f"expected {kind}{_range_text(opt)}, got {_type_name(value)} {value!r}"
+    if not integer:
+        value = float(value)
+        if not math.isfinite(value):
+            return None, f"expected a finite number{_range_text(opt)}, got {value!r}"
+    if (opt.positive and not value > 0) or (opt.low is not None and value < opt.low) or (
+            opt.high is not None and value > opt.high):
+        return None, f"must be{_range_text(opt)}, got {value!r}"
+    return value, None
+
+
+def _check_value(value, opt: Option, ctx: dict):
+    """Type and range of one value: ``(converted value, error message or None)``."""
+    t = opt.type
+    if t == "bool":
+        if not isinstance(value, bool):
+            return None, f"expected true or false, got {_type_name(value)} {value!r}"
+        return value, None
+    if t == "str":
+        if not isinstance(value, str):
+            return None, f"expected a string, got {_type_name(value)} {value!r}"
+        if opt.choices is not None and value not in opt.choices:
+            hint = difflib.get_close_matches(value, opt.choices, n=1)
+            more = f" (did you mean {hint[0]!r}?)" if hint else ""
+            return None, f"must be one of {', '.join(map(repr, opt.choices))}; got {value!r}{more}"
+        return value, None
+    if t in ("int", "float"):
+        return _check_number(value, opt, t == "int")
+    if t == "ints":
+        if isinstance(value, list):
+            if opt.lists is None or not opt.lists(ctx):
+                return None, f"expected a single integer{_range_text(opt)} here, got a list"
+            if not value:
+                return None, "expected a non-empty list of integers"
+            out = []
+            for i, v in enumerate(value):
+                v2, err = _check_number(v, opt, True)
+                if err:
+                    return None, f"element {i}: {err}"
+                out.append(v2)
+            if len(set(out)) != len(out):
+                return None, f"the list has repeated values: {out}"
+            return out, None
+        return _check_number(value, opt, True)
+    if t == "strs":
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            return None, f"expected a non-empty list of strings, got {_type_name(value)} {value!r}"
+        bad = [v for v in value if opt.choices is not None and v not in opt.choices]
+        if bad:
+            return None, f"unknown value(s) {bad}; choose among {list(opt.choices)}"
+        if len(set(value)) != len(value):
+            return None, f"the list has repeated values: {value}"
+        return list(value), None
+    raise AssertionError(f"unknown option type {t}")  # pragma: no cover
+
+
+def _context(raw: dict) -> dict:
+    """The switches that decide which keys apply, read leniently from the raw config."""
+    def get(section, key, default, choices):
+        table = raw.get(section)
+        v = table.get(key, default) if isinstance(table, dict) else default
+        return v if isinstance(v, str) and v in choices else None
+
+    return {
+        "kind": get("experiment", "kind", "simulate", KINDS),
+        "kernel": get("dynamics", "kernel", "wasserstein", KERNELS),
+        "source": get("data", "source", "teacher_student", ("teacher_student", "file")),
+        "mode": get("dynamics", "mode", "birth_death", ("birth_death", "weighted")),
+    }
+
+
+def _walk(raw: dict, schema: dict, prefix: str, ctx: dict, errors: list, out: dict, resolved_root: dict):
+    """Validate the keys of one table; fill ``out`` with the values given (defaults come later)."""
+    for key, value in raw.items():
+        path = f"{prefix}{key}"
+        if key not in schema:
+            hint = difflib.get_close_matches(key, list(schema), n=1)
+            more = f" (did you mean {prefix}{hint[0]}?)" if hint else ""
+            known = ", ".join(k for k in schema)
+            errors.append((path, f"unknown key{more}; known keys here: {known}"))
+            continue
+        spec = schema[key]
+        if isinstance(spec, dict):
+            if not isinstance(value, dict):
+                errors.append((path, f"expected a table [{path}], got {_type_name(value)}"))
+                continue
+            out[key] = {}
+            _walk(value, spec, f"{path}.", ctx, errors, out[key], resolved_root)
+            continue
+        if isinstance(value, dict):
+            errors.append((path, f"expected a value, got a table"))
+            continue
+        if spec.when is not None and not spec.when(ctx):
+            errors.append((path, f"does not apply here: only used with {spec.when_doc}"))
+            continue
+        v, err = _check_value(value, spec, ctx)
+        if err:
+            errors.append((path, err))
+        else:
+            out[key] = v
+
+
+def _fill_defaults(schema: dict, out: dict, ctx: dict, cfg: dict, bad: set, prefix: str = ""):
+    for key, spec in schema.items():
+        path = f"{prefix}{key}"
+        if isinstance(spec, dict):
+            sub = out.setdefault(key, {})
+            _fill_defaults(spec, sub, ctx, cfg, bad, f"{path}.")
+            if not sub:
+                out.pop(key)
+            continue
+        if key in out or path in bad or (spec.when is not None and not spec.when(ctx)):
+            continue
+        default = spec.default
+        if callable(default):
+            try:
+                default = default(cfg)
+            except (KeyError, TypeError):  # depends on a key that is itself invalid
+                continue
+        if default is not None:
+            out[key] = default
+
+
+def _cross_checks(cfg: dict, ctx: dict, errors: list, given: dict):
+    """Checks between keys (only on keys that were themselves valid)."""
+    run, dyn, model, data = cfg["run"], cfg["dynamics"], cfg["model"], cfg["data"]
+    diag, base = cfg.get("diagnostics", {}), cfg.get("baselines", {})
+    steps = run.get("steps")
+    if ctx["kind"] is None:  # reported already; the kind-specific checks would only add noise
+        return
+    if ctx["kind"] == "simulate":
+        k = run.get("save_every")
+        if steps is not None and k is not None and k > steps:
+            errors.append(("run.save_every", f"must be <= run.steps = {steps} (no draw would be kept), got {k}"))
+        ce = run.get("checkpoint_every")
+        if k is not None and ce is not None and ce % k:
+            errors.append(("run.checkpoint_every",
+                           f"must be a multiple of run.save_every = {k}, got {ce}"))
+        chains = run.get("chains")
+        for name in ("fluctuations", "chaos"):
+            if diag.get(name) and chains is not None and chains < 2:
+                errors.append((f"diagnostics.{name}",
+                               f"needs independent replicas: set run.chains >= 2 (it is {chains})"))
+        if dyn.get("kernel") == "wfr" and model.get("scaling") == "ntk":
+            errors.append(("model.scaling", "kernel 'wfr' needs the mean-field scaling (the reaction "
+                           "V = dE/dm has no limit in the NTK scaling)"))
+        if dyn.get("kernel") == "langevin" and dyn.get("adjusted") and dyn.get("temperature") == 0:
+            errors.append(("dynamics.adjusted", "needs dynamics.temperature > 0"))
+        if base.get("f1_optimum"):
+            why = []
+            if model.get("activation") not in (None, "relu"):
+                why.append(f"model.activation = 'relu' (got {model['activation']!r})")
+            if model.get("weight_decay") == 0.0:
+                why.append("model.weight_decay > 0 (the TV penalty of the F1 problem)")
+            if model.get("noise") not in (None, 1.0):
+                why.append(f"model.noise = 1 (got {model['noise']!r})")
+            if model.get("scaling") == "ntk":
+                why.append("model.scaling = 'mean_field'")
+            dim = data.get("dim")
+            if isinstance(dim, int) and dim + int(bool(model.get("bias", True))) > 5:
+                why.append(f"data.dim + bias <= 5 (got dim {dim}: the certified optimum is computed "
+                           "exactly for d + bias <= 3, on a grid up to 5)")
+            if why:
+                errors.append(("baselines.f1_optimum", "needs " + "; ".join(why)))
+    else:
+        if dyn.get("kernel") not in (None, "wasserstein"):
+            errors.append(("dynamics.kernel", "experiment kind 'f1_vs_f2' trains with 'wasserstein' "
+                           f"(the weight-decay gradient flow), got {dyn['kernel']!r}"))
+        if ctx["source"] == "file":
+            errors.append(("data.source", "experiment kind 'f1_vs_f2' draws its own teacher-student data"))
+        if isinstance(model.get("width"), list) and isinstance(data.get("num_data"), list):
+            errors.append(("model.width", "f1_vs_f2 sweeps either model.width or data.num_data, not both"))
+        act_m, act_d = model.get("activation"), data.get("activation")
+        if "activation" in given.get("model", {}) and act_m is not None and act_d is not None and act_m != act_d:
+            errors.append(("model.activation", f"f1_vs_f2 uses one activation for teacher and student: "
+                           f"set it equal to data.activation ({act_d!r}), got {act_m!r}"))
+
+
+def resolve(raw: dict, *, stem: str = "experiment", base_dir: str | Path | None = None,
+            source: str | None = None) -> dict:
+    """Validate ``raw`` (a parsed TOML document) and return the resolved configuration.
+
+    :param stem: default ``experiment.name``.
+    :param base_dir: directory that relative ``data.path`` values are relative to.
+    :raises ConfigError: with every problem found.
+    """
+    errors: list[tuple[str, str]] = []
+    if not isinstance(raw, dict):
+        raise ConfigError([("<root>", "expected a table")], source)
+    ctx = _context(raw)
+    given: dict = {}
+    _walk(raw, SCHEMA, "", ctx, errors, given, given)
+    bad = {path for path, _ in errors}
+    cfg = {section: dict(given.get(section, {})) for section in SCHEMA}
+    for section in cfg:  # nested tables given
+        for key, value in given.get(section, {}).items():
+            cfg[section][key] = value
+    cfg["__stem__"] = stem
+    # defaults in dependency order: experiment, data, model, dynamics, run (steps before save_every
+    # before checkpoint_every), diagnostics, baselines
+    for section, schema in SCHEMA.items():
+        if section == "run":
+            for key in ("steps", "save_every", "checkpoint_every"):
+                _fill_defaults({key: schema[key]}, cfg[section], ctx, cfg, bad, f"{section}.")
+        _fill_defaults(schema, cfg[section], ctx, cfg, bad, f"{section}.")
+    cfg.pop("__stem__")
+    if ctx["source"] == "file" or "path" in cfg["data"]:
+        path = cfg["data"].get("path")
+        if path is None and "data.path" not in bad:
+            errors.append(("data.path", "required when data.source = 'file'"))
+        elif path is not None:
+            p = Path(path).expanduser()
+            if not p.is_absolute() and base_dir is not None:
+                p = Path(base_dir) / p
+            p = p.resolve()
+            if p.suffix.lower() not in (".npz", ".csv"):
+                errors.append(("data.path", f"expected a .npz or .csv file, got {path!r}"))
+            elif not p.is_file():
+                errors.append(("data.path", f"no such file: {p}"))
+            cfg["data"]["path"] = str(p)
+    _cross_checks(cfg, ctx, errors, given)
+    if errors:
+        raise ConfigError(errors, source)
+    return {s: v for s, v in cfg.items() if v}
+
+
+def _drop_stale(raw: dict, before: dict, overridden: set, notes: list):
+    """After ``--set`` changed a switch (kernel, kind, source, mode), drop the keys *of the file*
+    that no longer apply (e.g. ``temperature`` when ``--set dynamics.kernel=wasserstein``)."""
+    ctx = _context(raw)
+    changed = [k for k in ctx if ctx[k] != before[k]]
+    if not changed:
+        return
+
+    def walk(table, schema, prefix):
+        for key in list(table):
+            spec, path = schema.get(key), f"{prefix}{key}"
+            if isinstance(spec, dict) and isinstance(table[key], dict):
+                walk(table[key], spec, f"{path}.")
+            elif isinstance(spec, Option) and path not in overridden and spec.when is not None \
+                    and spec.when(before) and not spec.when(ctx):
+                del table[key]
+                notes.append(f"{path} (from the file) is dropped: it only applies with {spec.when_doc}")
+
+    walk(raw, SCHEMA, "")
+
+
+def load_config(path, overrides: Sequence[str] = (), notes: list | None = None) -> dict:
+    """Read, override (``--set``) and resolve a configuration file (see :func:`resolve`).
+
+    Keys of the file that stop applying because ``--set`` changed the kernel, the experiment kind,
+    the data source or the reaction mode are dropped, with a line appended to ``notes``.
+    """
+    path = Path(path)
+    raw = load_toml(path)
+    before = _context(raw)
+    raw, errors = apply_overrides(raw, overrides)
+    _drop_stale(raw, before, {k for k, _ in parse_overrides(overrides)[0]}, notes if notes is not None else [])
+    try:
+        cfg = resolve(raw, stem=path.stem, base_dir=path.parent, source=str(path))
+    except ConfigError as exc:
+        raise ConfigError(errors + exc.errors, str(path)) from None
+    if errors:
+        raise ConfigError(errors, str(path))
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# writing, fingerprint, packaged configs
+# ---------------------------------------------------------------------------------------------
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def to_toml(cfg: dict, header: str = "") -> str:
+    """The resolved configuration as TOML text (tables in schema order)."""
+    lines = [f"# {line}" for line in header.splitlines()]
+
+    def table(name, values):
+        scalars = {k: v for k, v in values.items() if not isinstance(v, dict)}
+        if lines:
+            lines.append("")
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
+        for k, v in values.items():
+            if isinstance(v, dict):
+                table(f"{name}.{k}", v)
+
+    for section in SCHEMA:
+        if section in cfg:
+            table(section, cfg[section])
+    return "\n".join(lines) + "\n"
+
+
+def fingerprint(cfg: dict) -> str:
+    """SHA-256 of the values that determine the draws (``data, model, dynamics, run`` without
+    ``run.device``): two configurations with the same fingerprint give the same draws."""
+    part = {s: cfg.get(s, {}) for s in DRAW_SECTIONS}
+    part["run"] = {k: v for k, v in part["run"].items() if k != "device"}
+    return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()
+
+
+def _configs_dir():
+    return resources.files("mfsample").joinpath("configs")
+
+
+def packaged_configs() -> dict[str, str]:
+    """``{name: first comment line}`` of the configurations shipped in ``mfsample/configs``."""
+    out = {}
+    for entry in sorted(_configs_dir().iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            first = next((ln[1:].strip() for ln in entry.read_text().splitlines() if ln.startswith("#")), "")
+            out[entry.name[:-5]] = first
+    return out
+
+
+def packaged_config_path(name: str) -> Path:
+    """Path of a packaged configuration (``"quickstart"`` or ``"quickstart.toml"``)."""
+    stem = name[:-5] if name.endswith(".toml") else name
+    names = packaged_configs()
+    if stem not in names:
+        hint = difflib.get_close_matches(stem, list(names), n=1)
+        more = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise KeyError(f"no packaged configuration {name!r}{more}; available: {', '.join(names)}")
+    return Path(str(_configs_dir().joinpath(f"{stem}.toml")))
+
+
+def schema_table() -> str:
+    """Every key with its type, default and meaning (``mfsample configs --keys``)."""
+    rows = []
+
+    def walk(schema, prefix):
+        for key, spec in schema.items():
+            if isinstance(spec, dict):
+                walk(spec, f"{prefix}{key}.")
+                continue
+            default = "(computed)" if callable(spec.default) else (
+                "-" if spec.default is None else _toml_value(spec.default))
+            where = f" [{spec.when_doc}]" if spec.when_doc else ""
+            rows.append(f"{prefix + key:<28} {spec.type:<6} {default:<16} {spec.doc}{where}")
+
+    walk(SCHEMA, "")
+    return "\n".join(rows)

@@ -1,0 +1,312 @@
+"""``mfsample run / report / configs`` (mfsample/cli.py, runner.py, report.py), driven in a subprocess.
+
+Claims checked: an invalid configuration is refused before any compute with every error and exit
+status 2; a run killed with SIGKILL and resumed gives draws bit-identical to an uninterrupted run
+(and both equal one ``mf.simulate`` call); a truncated or modified checkpoint is refused with a
+message naming the file; ``report`` writes an HTML page whose embedded images are PNGs that
+decode; a divergence ends with exit status 1 naming the step and the step size.
+
+Cost: XLA compilation dominates.  The subprocesses share a persistent JAX compilation cache
+(created per test session), so only the first run of a configuration compiles.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from mfsample.cli import main
+from mfsample.runner import chunk_plan, read_checkpoint
+
+#: the quickstart at a size whose chunks take long enough to kill the process between them
+#: (10 checkpoints of 40 steps), yet compile and run in a few seconds
+TINY = ["--set", "data.dim=4", "--set", "data.num_data=256", "--set", "data.teacher_width=2",
+        "--set", "data.num_test=16", "--set", "model.width=64", "--set", "run.steps=400",
+        "--set", "run.save_every=10", "--set", "run.checkpoint_every=40", "--set", "run.chains=2"]
+
+#: tiny sizes of each packaged configuration (tests marked slow)
+PACKAGED_TINY = {
+    "quickstart": ["run.steps=20", "model.width=8", "data.num_data=32", "data.dim=3", "run.chains=2"],
+    "global_convergence": ["run.steps=40", "run.save_every=10", "model.width=16", "run.chains=2"],
+    "fluctuations": ["run.steps=20", "run.save_every=10", "model.width=[8, 16]", "data.num_data=32",
+                     "run.chains=3", "diagnostics.num_bootstrap=20"],
+    "chaos": ["run.steps=20", "run.save_every=10", "model.width=[8, 16]", "data.num_data=32", "run.chains=3",
+              "diagnostics.num_bootstrap=20"],
+    "f1_vs_f2": ["data.dim=[2, 3]", "model.width=8", "data.num_data=16", "run.steps=5", "data.num_test=32",
+                 "run.replicates=2"],
+}
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="session")
+def cli_env(tmp_path_factory):
+    env = dict(os.environ)
+    env.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax-cache")),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return env
+
+
+def cli(env, *args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "mfsample.cli", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def netcdf_arrays(path):
+    """Every variable of every group of an InferenceData file, as numpy arrays."""
+    import arviz
+
+    idata = arviz.from_netcdf(path)
+    return {f"{g}/{v}": getattr(idata, g)[v].values for g in idata.groups() for v in getattr(idata, g).data_vars}
+
+
+@pytest.fixture(scope="module")
+def reference_run(cli_env, tmp_path_factory):
+    """An uninterrupted run of the quickstart at TINY size."""
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    proc = cli(cli_env, "run", "quickstart", "--out", out, *TINY)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------------
+def test_invalid_config_reports_every_error_and_computes_nothing(cli_env, tmp_path):
+    """Five mistakes in the file plus one in --set: exit status 2, each key path on stderr, and no
+    output directory (validation precedes any compute)."""
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        '[model]\nwidht = 16\nactivation = "relu6"\n'
+        '[dynamics]\nkernel = "wasserstein"\nstep_size = -1.0\ntemperature = 0.1\n'
+        '[run]\nsteps = "many"\n')
+    out = tmp_path / "out"
+    proc = cli(cli_env, "run", config, "--out", out, "--set", "run.chains=0")
+    assert proc.returncode == 2
+    for path in ("model.widht", "model.activation", "dynamics.step_size", "dynamics.temperature", "run.steps",
+                 "run.chains"):
+        assert re.search(rf"^\s+{re.escape(path)}: ", proc.stderr, re.M), (path, proc.stderr)
+    assert "(6 errors)" in proc.stderr
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# resumption
+# ---------------------------------------------------------------------------------------------
+def test_sigkill_then_resume_gives_the_uninterrupted_draws(cli_env, reference_run, tmp_path):
+    """Kill -9 after the second checkpoint, run the same command again: the run resumes from the
+    last checkpoint and its draws equal the uninterrupted run's bit for bit (every variable of
+    every group of the netCDF file)."""
+    ref_out, _ = reference_run
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "mfsample.cli", "run", "quickstart", "--out", str(out), *TINY]
+    proc = subprocess.Popen(cmd, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if "checkpoint 2/10 saved" in line:
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    state_path = out / "checkpoints" / "width_64" / "state.npz"
+    _, meta = read_checkpoint(state_path)
+    assert 80 <= meta["step"] < 400  # killed mid-way, after checkpoint 2
+    assert not (out / "draws").exists()
+
+    resumed = cli(cli_env, "run", "quickstart", "--out", out, *TINY)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming at step {meta['step']}/400" in resumed.stderr
+    a = netcdf_arrays(ref_out / "draws" / "width_64.nc")
+    b = netcdf_arrays(out / "draws" / "width_64.nc")
+    assert a.keys() == b.keys() and {"posterior/w", "sample_stats/energy", "predictions/f"} <= a.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    run = json.loads((out / "run.json").read_text())
+    assert [s["resumed"] for s in run["sessions"]] == [True]  # the killed session never finished
+
+
+@pytest.mark.slow  # ~5 s of compilation in this process
+def test_chunked_run_equals_one_simulate_call(reference_run):
+    """The draws of the chunked run (initial draw, then 10 chunks) are those of a single
+    ``mf.simulate`` call from the same initial state: checkpointing does not change the chain.
+    Tolerance: different compiled programs (scan lengths) may round differently in float32, so
+    1e-5 relative; the draws' steps must match exactly."""
+    import arviz
+    import jax
+
+    import mfsample as mf
+    from mfsample.config import load_config, packaged_config_path
+    from mfsample.experiments.replicate import initial_draw
+    from mfsample.runner import load_data, make_kernel, model_kwargs
+
+    ref_out, _ = reference_run
+    cfg = load_config(packaged_config_path("quickstart"), [s for s in TINY if s != "--set"])
+    data = load_data(cfg)
+    kernel, kw = make_kernel(cfg), model_kwargs(cfg, 64)
+    key = jax.random.fold_in(jax.random.PRNGKey(cfg["run"]["seed"]), 64)
+    state, _, _ = initial_draw(kernel, key, (data.x, data.y), kw, 2)
+    sim = mf.simulate(kernel, key, data.x, data.y, num_steps=400, save_every=10, num_chains=2, init_state=state,
+                      progress_bar=False, **kw)
+    idata = arviz.from_netcdf(ref_out / "draws" / "width_64.nc")
+    np.testing.assert_array_equal(idata.sample_stats["step"].values[:, 1:], sim.stats["step"])
+    np.testing.assert_allclose(idata.posterior["w"].values[:, 1:], sim.samples["w"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(idata.sample_stats["energy"].values[:, 1:], sim.stats["energy"], rtol=1e-5)
+
+
+def test_chunk_plan_keeps_simulate_draw_grid():
+    """Chunks sum to T, every chunk but the first is a multiple of save_every, and the first
+    absorbs T mod save_every: draws fall at steps skip + k, skip + 2k, ..., T as in simulate."""
+    for steps, k, ce in ((400, 10, 40), (1003, 10, 100), (7, 7, 7), (95, 10, 30)):
+        plan = chunk_plan(steps, k, ce)
+        assert sum(plan) == steps
+        skip = steps % k
+        assert all(c % k == 0 for c in [plan[0] - skip] + plan[1:])
+        assert all(c <= ce for c in plan[1:])
+
+
+def test_damaged_checkpoints_are_refused(cli_env, reference_run, tmp_path):
+    """A truncated draws file and a state file whose numbers were changed (and re-zipped, so that
+    the zip itself is valid) are both refused before any compute: exit status 2 and one message
+    naming each file with its cause (unreadable / content hash)."""
+    ref_out, _ = reference_run
+    out = tmp_path / "copy"
+    shutil.copytree(ref_out, out)
+    ck = out / "checkpoints" / "width_64"
+    truncated = ck / "draws_0003.npz"
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    tampered = ck / "state.npz"
+    with np.load(tampered) as z:
+        arrays = {k: z[k] for k in z.files}
+    name = next(k for k in sorted(arrays) if arrays[k].dtype == np.float32 and arrays[k].size > 1)
+    arrays[name] = arrays[name].copy()
+    arrays[name].flat[0] += 1.0
+    np.savez(tampered, **arrays)
+    proc = cli(cli_env, "run", "--resume", out)
+    assert proc.returncode == 2, proc.stderr
+    assert "refusing to resume" in proc.stderr and "2 damaged or foreign checkpoint files" in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert any("draws_0003.npz" in ln and "truncated or corrupted" in ln for ln in lines), proc.stderr
+    assert any("state.npz" in ln and "content hash" in ln for ln in lines), proc.stderr
+    # nothing was rewritten (copytree keeps modification times)
+    assert (out / "draws" / "width_64.nc").stat().st_mtime <= (ref_out / "draws" / "width_64.nc").stat().st_mtime
+
+
+def test_rerun_with_another_configuration_is_refused(reference_run, capsys):
+    """The same --out with different draw-determining values is not resumed: exit status 2 with
+    the differing keys; nothing is recomputed."""
+    ref_out, _ = reference_run
+    status = main(["run", "quickstart", "--out", str(ref_out), *TINY, "--set", "run.seed=5"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "different configuration" in err and "run.seed: 1" in err and "5 now" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------------
+def test_report_embeds_decodable_png_figures(cli_env, reference_run):
+    """``report`` prints the summary table and writes one self-contained HTML file whose images are
+    base64 PNGs that matplotlib decodes to RGBA arrays; summary.json records versions and device."""
+    import matplotlib.image as mpimg
+
+    ref_out, run_proc = reference_run
+    proc = cli(cli_env, "report", ref_out)
+    assert proc.returncode == 0, proc.stderr
+    assert "E(0)" in proc.stdout and f"wrote {ref_out / 'report.html'}" in proc.stdout
+    page = (ref_out / "report.html").read_text()
+    assert "src=\"http" not in page and "<script" not in page  # nothing external
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    summary = json.loads((ref_out / "summary.json").read_text())
+    assert len(images) == len(summary["figures"]) >= 2  # energy, energy trace (temperature > 0)
+    for b64 in images:
+        raw = base64.b64decode(b64, validate=True)
+        assert raw.startswith(PNG_SIGNATURE)
+        import io
+
+        img = mpimg.imread(io.BytesIO(raw), format="png")
+        assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    env = summary["environment"]
+    for key in ("python", "jax", "numpyro", "arviz"):
+        assert env[key]
+    assert env["device"]["kind"]
+    # the table printed by run and by report show the same numbers (report recomputes them)
+    row = summary["widths"][0]
+    assert f"{row['energy_final']:.6f}" in run_proc.stdout and f"{row['energy_final']:.6f}" in proc.stdout
+    # E(t) <= E(0): the Langevin run at tau = 1e-4 fits the teacher (from E(0) - E(t) ~ 0.1)
+    assert row["energy_final"] < row["energy_initial"] - 1e-2
+
+
+def test_report_of_an_incomplete_run_is_refused(tmp_path, capsys):
+    (tmp_path / "config.toml").write_text('[experiment]\nname = "x"\n[model]\nwidth = 4\n')
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not complete" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# failures and the other commands
+# ---------------------------------------------------------------------------------------------
+def test_divergence_exits_1_with_step_and_step_size(tmp_path, capsys):
+    """A Wasserstein flow with dt = 1e30 overflows at its first step: exit status 1, the message
+    names the step, the step size and suggests a smaller one; the checkpoints before it are kept."""
+    out = tmp_path / "div"
+    status = main(["run", "quickstart", "--out", str(out), "--no-progress", "--set", "dynamics.kernel=wasserstein",
+                   "--set", "dynamics.step_size=1e30", "--set", "model.width=4", "--set", "data.num_data=8",
+                   "--set", "data.dim=2", "--set", "run.steps=4", "--set", "run.chains=1",
+                   "--set", "data.num_test=4"])
+    err = capsys.readouterr().err
+    assert status == 1, err
+    assert re.search(r"divergence at step \d+", err) and "step_size = 1e+30" in err
+    assert "--set dynamics.step_size=2.5e+29" in err
+    assert (out / "checkpoints" / "width_4" / "draws_0000.npz").is_file()
+
+
+def test_configs_list_and_show(capsys):
+    assert main(["configs"]) == 0
+    listing = capsys.readouterr().out
+    for name in PACKAGED_TINY:
+        assert name in listing
+    assert main(["configs", "show", "global_convergence"]) == 0
+    text = capsys.readouterr().out
+    assert "f1_optimum = true" in text and "full:" in text
+    assert main(["configs", "show", "quickstrat"]) == 2
+    assert "did you mean 'quickstart'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(PACKAGED_TINY))
+def test_every_packaged_config_runs_at_tiny_size(cli_env, tmp_path, name):
+    """Each packaged configuration runs end to end at tiny size (exit 0, summary, figures, report)."""
+    if name == "global_convergence":
+        pytest.importorskip("cvxpy")
+    sets = [a for s in PACKAGED_TINY[name] for a in ("--set", s)]
+    out = tmp_path / name
+    start = time.perf_counter()
+    proc = cli(cli_env, "run", name, "--out", out, *sets)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["figures"] and all((out / "figures" / f).is_file() for f in summary["figures"])
+    if name == "fluctuations":
+        assert np.isfinite(summary["fluctuations"]["exponent"])
+    if name == "chaos":
+        assert set(summary["chaos"]["covariance"]) >= {"a", "w_norm", "b"}
+    if name == "global_convergence":
+        assert summary["f1_optimum"]["gap"] < 1e-6 * summary["f1_optimum"]["value"]
+    if name == "f1_vs_f2":
+        assert set(summary["f1_vs_f2"]["relative_error"]) == {"mean_field", "random_features", "kernel"}
+    report = cli(cli_env, "report", out)
+    assert report.returncode == 0, report.stderr
+    print(f"{name}: {time.perf_counter() - start:.1f} s")

@@ -1,6 +1,6 @@
 """mfsample: mean-field neural networks as particle measures moved by NumPyro transition kernels."""
 
-from . import activations, baselines, data, diagnostics, dynamics, energy, experiments, kernels, models, scaling
+from . import activations, baselines, data, diagnostics, dynamics, energy, experiments, games, kernels, models, scaling
 from .diagnostics import to_inference_data
 from .energy import (
     ParticleEnergy,
@@ -22,6 +22,7 @@ __all__ = [
     "experiments",
     "diagnostics",
     "to_inference_data",
+    "games",
     "dynamics",
     "models",
     "kernels",

@@ -12,8 +12,26 @@ import jax
 import jax.numpy as jnp
 
 from .activations import get_activation
+from .data_symmetric import (
+    SYMMETRIC_TARGETS,
+    SymmetricData,
+    pad_sets,
+    sample_sets,
+    set_function,
+    symmetric_targets,
+)
 
-__all__ = ["TeacherStudent", "teacher_student", "sample_inputs"]
+__all__ = [
+    "TeacherStudent",
+    "teacher_student",
+    "sample_inputs",
+    "SYMMETRIC_TARGETS",
+    "SymmetricData",
+    "pad_sets",
+    "sample_sets",
+    "set_function",
+    "symmetric_targets",
+]
 
 
 def sample_inputs(rng_key, num_data: int, dim: int, inputs: str = "gaussian"):

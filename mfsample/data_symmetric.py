@@ -4,7 +4,9 @@ A set ``X = (x_1..x_k)`` has elements drawn iid uniformly from a box: ``[-1, 1]^
 (``sampling="narrow"``), or, per set, a random sub-box ``prod_l [lo_l, hi_l]`` with
 ``lo_l < hi_l`` uniform in ``[-1, 1]`` (``sampling="wide"``, so that ``mu_X`` does not concentrate
 on one law as ``k`` grows).  Sets of different sizes are stacked as a padded array ``(N, K, d)`` with
-a mask ``(N, K)``.  Targets (``r_i = |x_i|``, Euclidean norm, as in the authors' code):
+a mask ``(N, K)``.  Targets, with the element feature ``r_i = 1/|x_i|`` (``feature="inverse_norm"``,
+the default, as the experiments' specification states) or ``r_i = |x_i|`` (``feature="norm"``, as
+in the authors' code, whose values are bounded on the box):
 
 * ``"neuron"``: a teacher of the network's own architecture with one outer unit,
   ``f*(X) = relu(<mu_X, psi*>)``, ``psi*(x) = sum_k c_k relu(<w_k, x>)`` with ``w_k`` uniform on the
@@ -16,7 +18,7 @@ a mask ``(N, K)``.  Targets (``r_i = |x_i|``, Euclidean norm, as in the authors'
 * ``"mean"``, ``"max"``, ``"second_largest"``: ``(1/k) sum_i r_i``, ``max_i r_i``, and the
   second largest ``r_i`` (the only one for a set of one element);
 * ``"softmax"``: ``lambda log((1/k) sum_i exp(r_i / lambda))`` (``lambda = 0.1``), a smooth maximum that,
-  unlike ``max``, is a continuous function of ``mu_X``;
+  unlike ``max``, is a weakly continuous function of ``mu_X``;
 * ``"potential"``: a pairwise interaction energy, minus the mean inverse distance
   ``-(1/(k(k-1))) sum_{i != j} 1/|x_i - x_j|`` (0 for one element).
 """
@@ -30,7 +32,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .activations import get_activation
 
 __all__ = [
     "SYMMETRIC_TARGETS",
@@ -152,10 +153,15 @@ def _neuron(smooth, w, c, shift, scale, sets, mask):
     return jax.nn.softplus(pooled) if smooth else jnp.maximum(pooled, 0.0)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _closed_form(name, lam, sets, mask):
+FEATURES = ("inverse_norm", "norm")
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _closed_form(name, lam, feature, sets, mask):
     x, m = _masked(sets, mask)
     r = jnp.linalg.norm(x, axis=-1)
+    if feature == "inverse_norm":
+        r = 1.0 / r
     k = jnp.sum(m, axis=1)
     if name == "mean":
         return _mean(r, m)
@@ -175,7 +181,7 @@ def _closed_form(name, lam, sets, mask):
 
 
 def set_function(name: str, rng_key=None, *, dim: int, teacher_width: int = 10,
-                 softmax_temperature: float = 0.1):
+                 softmax_temperature: float = 0.1, feature: str = "inverse_norm"):
     """The set function ``name`` (see the module docstring) as ``(target(sets, mask=None) -> (N,), teacher)``.
 
     ``rng_key`` draws the teacher of ``"neuron"`` / ``"smooth_neuron"`` (ignored otherwise); the
@@ -183,6 +189,8 @@ def set_function(name: str, rng_key=None, *, dim: int, teacher_width: int = 10,
     """
     if name not in SYMMETRIC_TARGETS:
         raise ValueError(f"unknown target {name!r}; choose among {SYMMETRIC_TARGETS}")
+    if feature not in FEATURES:
+        raise ValueError(f"feature must be one of {FEATURES}, got {feature!r}")
     if name in ("neuron", "smooth_neuron"):
         if rng_key is None:
             raise ValueError(f"target {name!r} needs an rng_key to draw its teacher")
@@ -199,14 +207,15 @@ def set_function(name: str, rng_key=None, *, dim: int, teacher_width: int = 10,
         raise ValueError(f"softmax_temperature must be positive, got {softmax_temperature!r}")
 
     def target(sets, mask=None):
-        return _closed_form(name, lam, jnp.asarray(sets), mask)
+        return _closed_form(name, lam, feature, jnp.asarray(sets), mask)
 
     return target, None
 
 
 def symmetric_targets(rng_key, target: str = "neuron", *, dim: int, num_sets: int, set_size,
                       max_set_size: int | None = None, sampling: str = "narrow", noise: float = 0.0,
-                      teacher_width: int = 10, softmax_temperature: float = 0.1) -> SymmetricData:
+                      teacher_width: int = 10, softmax_temperature: float = 0.1,
+                      feature: str = "inverse_norm") -> SymmetricData:
     """Draw a symmetric target and ``num_sets`` labelled training sets of size ``set_size``.
 
     ``set_size`` is an integer or an inclusive range ``(low, high)``; test sets of other sizes come
@@ -230,7 +239,7 @@ def symmetric_targets(rng_key, target: str = "neuron", *, dim: int, num_sets: in
     _check_size(set_size)
     k_teacher, k_sets, k_noise = jax.random.split(rng_key, 3)
     fn, teacher = set_function(target, k_teacher, dim=dim, teacher_width=teacher_width,
-                               softmax_temperature=softmax_temperature)
+                               softmax_temperature=softmax_temperature, feature=feature)
 
     def sample(key, n, size, max_size=None):
         k_x, k_eps = jax.random.split(key)

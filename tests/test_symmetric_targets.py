@@ -27,17 +27,35 @@ def test_closed_form_targets_on_a_hand_made_set():
         "potential": [-(1 / (3 * np.sqrt(2)) + 1 / 5 + 1) / 3, 0.0],
     }
     for name, values in expect.items():
-        fn, teacher = set_function(name, dim=2)
+        fn, teacher = set_function(name, dim=2, feature="norm")
         assert teacher is None
         # float32 arithmetic on O(1)-O(10) numbers
         np.testing.assert_allclose(fn(sets, mask), values, rtol=1e-5, err_msg=name)
+
+
+def test_inverse_norm_targets_on_a_hand_made_set():
+    """The default element feature is r_i = 1/|x_i|: on {(3,4), (0,2), (0,0.5)} the features are
+    1/5, 1/2, 2 (one-element set {(0, 4)}: 1/4)."""
+    sets, mask = pad_sets([np.array([[3.0, 4.0], [0.0, 2.0], [0.0, 0.5]]), np.array([[0.0, 4.0]])])
+    r = np.array([0.2, 0.5, 2.0])
+    expect = {
+        "mean": [r.mean(), 0.25],
+        "max": [2.0, 0.25],
+        "second_largest": [0.5, 0.25],
+        "softmax": [0.1 * np.log(np.mean(np.exp(r / 0.1))), 0.25],
+    }
+    for name, values in expect.items():
+        fn, _ = set_function(name, dim=2)
+        np.testing.assert_allclose(fn(sets, mask), values, rtol=1e-5, err_msg=name)
+    with pytest.raises(ValueError, match="feature"):
+        set_function("mean", dim=2, feature="sqrt")
 
 
 @pytest.mark.parametrize("name", SYMMETRIC_TARGETS)
 def test_targets_are_symmetric_and_ignore_padding(name):
     """Every target is invariant under permutations of the elements of each set, and neither the
     padding values nor extra padded slots change it."""
-    fn, _ = set_function(name, jax.random.PRNGKey(0), dim=3)
+    fn, _ = set_function(name, jax.random.PRNGKey(0), dim=3, feature="norm")
     sets, mask = sample_sets(jax.random.PRNGKey(1), 16, (1, 6), 3, max_set_size=7)
     y = fn(sets, mask)
     assert y.shape == (16,) and np.all(np.isfinite(y))

@@ -342,7 +342,7 @@ def to_inference_data(
     energy = getattr(kernel, "energy", None)
     if energy is None and kernel is not None and hasattr(kernel, "build_energy"):
         energy = kernel.build_energy(model_args, model_kwargs)
-    dims = dict(dims or {})
+    dims = {**getattr(kernel, "sample_dims", {}), **dict(dims or {})}
     chains, draws = next(iter(samples.values())).shape[:2]
     step_size = getattr(kernel, "step_size", None)
     time = _times(stats, step_size, chains, draws)
@@ -374,7 +374,7 @@ def to_inference_data(
         if name == "time" or v.shape[:2] != (chains, draws) or v.ndim != 2:
             continue
         stat_vars[name] = xr.Variable(["chain", "draw"], v,
-                                      attrs={"description": STAT_DESCRIPTIONS.get(name, name)})
+                                      attrs={"description": {**STAT_DESCRIPTIONS, **getattr(kernel, "stat_descriptions", {})}.get(name, name)})
     groups["sample_stats"] = xr.Dataset(stat_vars, coords={"chain": coords["chain"],
                                                            "draw": coords["draw"], "time": ("draw", time)})
 

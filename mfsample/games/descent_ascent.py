@@ -29,7 +29,6 @@ One step is the Lie splitting of :mod:`~mfsample.kernels.wfr`, every field taken
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -41,6 +40,7 @@ from numpyro.util import is_prng_key
 from ..kernels.base import check_step_size, check_temperature
 from ..kernels.reaction import birth_death_step, centered_first_variation, effective_sample_size, fisher_rao_reweight
 from ..kernels.steps import all_finite, langevin_noise, mean_field_norm, transport_step, tree_select
+from ..kernels.wfr import _check_rate
 from .game import Game
 
 __all__ = ["GameState", "GameSetup", "build_kernel", "DescentAscent"]
@@ -111,14 +111,6 @@ def _pair(name, value, check):
     return v, v
 
 
-def _check_rate(rate):
-    if not isinstance(rate, numbers.Real) or isinstance(rate, bool):
-        raise TypeError(f"rate must be a real number, got {type(rate).__name__}")
-    if not np.isfinite(rate) or rate < 0:
-        raise ValueError(f"rate must be non-negative and finite, got {rate!r}")
-    return float(rate)
-
-
 def game_fields(game: Game, z, masses, temperature) -> _Fields:
     """Value ``L``, first variations and the drifts ``P(grad V_x - tau_x grad log mu0)`` (x) and
     ``-P(grad V_y + tau_y grad log mu0)`` (y) at ``(z, masses)``."""
@@ -148,8 +140,9 @@ def build_kernel(game: Game, step_size: float, temperature=(0.0, 0.0), rate=(0.0
                  mode: str = "weighted", birth: str = "clone"):
     """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted.
 
-    ``z = {"x": (nx, dx), "y": (ny, dy)}``; ``masses = {"x": ..., "y": ...}`` (entries ``None``:
-    uniform).  ``temperature`` and ``rate`` are pairs ``(for_x, for_y)``.
+    ``z = {"x": (nx, dx), "y": (ny, dy)}`` (projected onto the spaces by their retraction);
+    ``masses = {"x": ..., "y": ...}`` (entries ``None``: uniform).  ``temperature`` and ``rate`` are
+    pairs ``(for_x, for_y)``.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -162,7 +155,7 @@ def build_kernel(game: Game, step_size: float, temperature=(0.0, 0.0), rate=(0.0
     taus = {"x": tx, "y": ty}
 
     def init_fn(z, masses, rng_key):
-        z = {"x": jnp.asarray(z["x"]), "y": jnp.asarray(z["y"])}
+        z = {k: spaces[k].retract(jnp.asarray(z[k])) for k in ("x", "y")}  # onto the spaces
         dtype = jnp.result_type(z["x"].dtype, z["y"].dtype)
         full = {}
         for k in ("x", "y"):

@@ -5,7 +5,8 @@
 * :func:`circle` – ``l(x, y) = exp(kappa (<x, y> - 1))`` on the circle (a pursuit–evasion game:
   y wants to be where x is, x to flee), whose unique equilibrium is uniform–uniform;
 * :func:`polynomial` – random quadratic games on spheres ``S^{d-1}`` (Domingo-Enrich, Jelassi,
-  Mensch, Rotskoff & Bruna, NeurIPS 2020, §5), non-convex–non-concave, mixed equilibria unknown.
+  Mensch, Rotskoff & Bruna, NeurIPS 2020, §5), non-convex–non-concave, mixed equilibria unknown,
+  Nash gap exact (each best response is a trust-region subproblem).
 
 Each returns an :class:`Example`: the :class:`~mfsample.games.Game` plus what is known about it.
 """
@@ -23,7 +24,7 @@ from scipy.special import ive
 from .game import Box, Game, Sphere
 
 __all__ = ["Example", "bilinear", "circle", "polynomial", "circle_angles", "circle_w1_to_uniform",
-           "von_mises_points"]
+           "von_mises_points", "sphere_quadratic_max"]
 
 
 class Example(NamedTuple):
@@ -184,6 +185,50 @@ def circle(kappa: float = 2.0) -> Example:
                    "both players uniform on the circle (unique)")
 
 
+def sphere_quadratic_max(b_mat, b_vec, iters: int = 80):
+    """Global maximum of ``q(u) = u^T B u + b.u`` over the unit sphere (the trust-region subproblem).
+
+    With ``B = Q diag(lambda) Q^T`` and ``c = Q^T b``, the maximiser is ``u = sum_i c_i q_i /
+    (2 (mu - lambda_i))`` for the ``mu >= lambda_max`` with ``|u| = 1``.  Easy case: ``mu >
+    lambda_max``, found by bisection on ``(lambda_max, lambda_max + |b|/2]`` where ``|u(mu)|``
+    decreases to ``<= 1``.  Hard case (``c`` orthogonal to the top eigenvector, which is what a
+    mixed equilibrium's flat best-response set looks like): ``mu = lambda_max`` and ``u = r +/- t
+    q_top``, ``r`` the other components, ``t = sqrt(1 - |r|^2)``.  Every candidate is normalised
+    onto the sphere and the best value is returned, so the answer is a feasible point, exact up to
+    float32 rounding in both cases.  Returns ``(u*, q(u*))``.
+    """
+    b_mat = 0.5 * (b_mat + b_mat.T)
+    lam, q = jnp.linalg.eigh(b_mat)
+    c = q.T @ b_vec
+    top = lam[-1]
+    scale = 1.0 + jnp.abs(lam).max() + jnp.linalg.norm(b_vec)
+
+    def norm2(mu):
+        return jnp.sum(c**2 / (4 * (mu - lam) ** 2))
+
+    def bisect(_, lohi):
+        lo, hi = lohi
+        mid = 0.5 * (lo + hi)
+        big = norm2(mid) > 1.0  # root above mid
+        return jnp.where(big, mid, lo), jnp.where(big, hi, mid)
+
+    tiny = 1e-7 * scale
+    lo, hi = jax.lax.fori_loop(0, iters, bisect, (top + tiny, top + 0.5 * jnp.linalg.norm(b_vec) + tiny))
+    mu = 0.5 * (lo + hi)
+    easy = q @ (c / (2 * (mu - lam)))
+    # hard case: the components off the top eigenspace, completed along the top eigenvector
+    gap = top - lam
+    off = gap > 1e-6 * scale
+    rest = q @ jnp.where(off, c / (2 * jnp.where(off, gap, 1.0)), 0.0)
+    t = jnp.sqrt(jnp.clip(1.0 - rest @ rest, 0.0, 1.0))
+    cands = jnp.stack([easy, rest + t * q[:, -1], rest - t * q[:, -1]])
+    cands = cands / jnp.linalg.norm(cands, axis=-1, keepdims=True)
+    vals = jnp.einsum("kd,de,ke->k", cands, b_mat, cands) + cands @ b_vec
+    vals = jnp.where(jnp.isnan(vals), -jnp.inf, vals)
+    best = jnp.argmax(vals)
+    return cands[best], vals[best]
+
+
 def polynomial(rng_key, dim: int, *, dim_y: int | None = None) -> Example:
     """Random quadratic game on spheres: ``x in S^{dx-1}``, ``y in S^{dy-1}`` (``dy = dx = dim`` by default),
 
@@ -192,7 +237,12 @@ def polynomial(rng_key, dim: int, *, dim_y: int | None = None) -> Example:
     the family of polynomial games of Domingo-Enrich et al. (NeurIPS 2020, §5), entries iid
     ``N(0, 1/dim)`` (our scaling: spectral norms and ``|a|`` are O(1), so the payoff range stays
     O(1) as ``dim`` grows).  Non-convex–non-concave: no pure equilibrium in general, mixed
-    equilibria unknown; compare dynamics by :func:`~mfsample.games.nash_gap`.
+    equilibria unknown (``distance`` is ``None``).
+
+    ``exact_gap``: each deviation problem is a quadratic on a sphere, ``max_{|y|=1} y^T A_2 y +
+    y.(A_1^T m_x + a_1) + const`` and ``min_{|x|=1} x^T A_0 x + x.(A_1 m_y + a_0) + const``
+    (``m`` the means), solved globally by :func:`sphere_quadratic_max`: the Nash gap is exact here,
+    which makes these games a check of :func:`~mfsample.games.nash_gap`'s multi-start search.
     """
     dx = int(dim)
     dy = dx if dim_y is None else int(dim_y)
@@ -209,7 +259,29 @@ def polynomial(rng_key, dim: int, *, dim_y: int | None = None) -> Example:
 
     payoff.__name__ = "polynomial"
     game = Game(payoff, Sphere(dx), Sphere(dy))
-    return Example(game, f"polynomial on spheres (dim {dx}x{dy})", None, None, None, "unknown (mixed)")
+
+    def gap_one(x, y, mx, my):
+        mean_x, mean_y = mx @ x, my @ y
+        const_y = b0 @ mean_x + jnp.sum(mx * jnp.einsum("id,de,ie->i", x, a0, x))    # E_x[x^T A0 x + a0.x]
+        const_x = b1 @ mean_y + jnp.sum(my * jnp.einsum("id,de,ie->i", y, a2, y))
+        _, max_y = sphere_quadratic_max(a2, a1.T @ mean_x + b1)
+        _, neg_min_x = sphere_quadratic_max(-a0, -(a1 @ mean_y + b0))
+        return (max_y + const_y) + (neg_min_x - const_x)
+
+    gap_batch = jax.jit(jax.vmap(gap_one))
+
+    def exact_gap(x, y, masses_x=None, masses_y=None):
+        x, y = jnp.asarray(x), jnp.asarray(y)
+        lead = x.shape[:-2]
+        mx = jnp.full(x.shape[:-1], 1.0 / x.shape[-2], x.dtype) if masses_x is None else jnp.broadcast_to(
+            jnp.asarray(masses_x, x.dtype), x.shape[:-1])
+        my = jnp.full(y.shape[:-1], 1.0 / y.shape[-2], y.dtype) if masses_y is None else jnp.broadcast_to(
+            jnp.asarray(masses_y, y.dtype), y.shape[:-1])
+        out = gap_batch(x.reshape((-1,) + x.shape[-2:]), y.reshape((-1,) + y.shape[-2:]),
+                        mx.reshape((-1, x.shape[-2])), my.reshape((-1, y.shape[-2])))
+        return out.reshape(lead)
+
+    return Example(game, f"polynomial on spheres (dim {dx}x{dy})", None, None, exact_gap, "unknown (mixed)")
 
 
 def von_mises_points(rng_key, n: int, mean_angle: float, concentration: float):

@@ -2,5 +2,21 @@
 
 from .gibbs import gibbs_model
 from .shallow import check_masses, shallow_network
+from .symmetric import (
+    SymmetricRandomFeatures,
+    nested_init_params,
+    symmetric_frozen_params,
+    symmetric_network,
+    symmetric_predict,
+)
 
-__all__ = ["shallow_network", "gibbs_model", "check_masses"]
+__all__ = [
+    "shallow_network",
+    "gibbs_model",
+    "check_masses",
+    "symmetric_network",
+    "symmetric_frozen_params",
+    "nested_init_params",
+    "symmetric_predict",
+    "SymmetricRandomFeatures",
+]

@@ -24,7 +24,9 @@ coordinate it replaces (:func:`symmetric_frozen_params`), so S3 is S2 with ``c``
 initial draw and S2 is S1 whose units all share one initial inner layer that is never moved:
 ``symmetric_network(klass="S3")`` trained by any kernel equals ``klass="S2"`` trained with the
 kernel option ``frozen=("c",)`` from the same ``c``, and ``klass="S2"`` equals ``klass="S1"`` with
-``frozen=("w", "b")`` started from ``w_j = w``, ``b_j = b`` for every ``j`` (tested).  Frozen layers
+``frozen=("w", "b")`` started from ``w_j = w``, ``b_j = b`` for every ``j`` (:func:`nested_init_params`
+starts the three classes at one network; the tests check that energies and velocities coincide on
+these slices).  Frozen layers
 are constants of the model, not latent sites (the particle plate holds every latent site), drawn
 from ``frozen_key`` (default ``PRNGKey(0)``) or given as ``frozen_params``.
 
@@ -35,6 +37,7 @@ is harmless) and a set must hold at least one element.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -44,7 +47,6 @@ import numpyro
 import numpyro.distributions as dist
 
 from ..activations import get_activation
-from ..baselines.random_features import RandomFeatures
 from ..scaling import SCALING_INFER_KEY, scaling_exponent
 from .shallow import _is_concrete, check_masses
 
@@ -54,6 +56,7 @@ __all__ = [
     "symmetric_network",
     "symmetric_frozen_params",
     "nested_init_params",
+    "symmetric_predict",
     "check_sets",
     "pooled_features",
     "set_features",
@@ -305,50 +308,89 @@ def symmetric_network(
     return f
 
 
-class SymmetricRandomFeatures(RandomFeatures):
+def symmetric_predict(params: dict, sets, mask=None, **model_kwargs):
+    """``f(X)`` of :func:`symmetric_network` at given particles ``params`` (its trained sites).
+
+    ``model_kwargs`` are the model's keywords (``width``, ``inner_width``, ``klass``, activations,
+    ``frozen_key`` ...), which must match those of training for the frozen layers to be the same.
+
+    >>> import jax, jax.numpy as jnp
+    >>> sets = jnp.ones((2, 3, 4))
+    >>> symmetric_predict({"a": jnp.ones(5)}, sets, width=5, inner_width=3, klass="S3").shape
+    (2,)
+    """
+    klass = _check_klass(model_kwargs.get("klass", "S1"))
+    need = [k for k in TRAINED_SITES[klass] if not (k == "b" and not model_kwargs.get("bias", True))]
+    missing = [k for k in need if k not in params]
+    if missing:
+        raise ValueError(f"params of a {klass} network must hold {need}; missing {missing}")
+    model = numpyro.handlers.substitute(numpyro.handlers.seed(symmetric_network, 0), data=params)
+    return numpyro.handlers.trace(model).get_trace(sets, mask=mask, **model_kwargs)["f"]["value"]
+
+
+@functools.lru_cache(maxsize=None)
+def _set_ridge_solver():
+    """:class:`~mfsample.baselines.RandomFeatures` whose features are given: its SVD ridge and GCV/LOO.
+
+    Built on first use: ``mfsample.baselines`` imports the models package, so importing it at module
+    level here would be circular.
+    """
+    from ..baselines.random_features import RandomFeatures
+
+    class _SetRidge(RandomFeatures):
+        def features(self, x):
+            return self.feature_fn(x)
+
+    return _SetRidge
+
+
+class SymmetricRandomFeatures:
     r"""S3 in closed form: ridge regression on the frozen set features ``h_j(X) = sigma(<mu_X, psi_j>)``.
 
     The S3 network ``f(X) = (1/n) sum_j a_j h_j(X)`` is linear in ``a``; with ``Psi = H / sqrt(n)``
     and ``c = a / sqrt(n)`` the fit is :class:`~mfsample.baselines.RandomFeatures`' ridge regression
-    (same SVD, same GCV/LOO selection when ``ridge=None``),
+    (its SVD and its GCV/LOO selection when ``ridge=None``; only the features differ),
 
-        min_c (1/N) |Psi c - y|^2 + lambda |c|^2,
+        min_c (1/N) |Psi c - y|^2 + lambda |c|^2.
 
-    only the features differ.  The Wasserstein flow of ``symmetric_network(klass="S3")`` (unit noise)
-    is ``dc/dt = -(1/N) Psi^T (Psi c - y)``: it converges to ``fit(ridge=0)`` (least squares of
-    minimum norm) plus the part of ``c(0)`` in the null space of ``Psi``; mean-field Langevin at
-    temperature ``tau`` has a Gaussian stationary law with mean ``fit(ridge=tau * noise^2 / a_scale^2)``.
+    The Wasserstein flow of ``symmetric_network(klass="S3")`` (unit noise) is
+    ``dc/dt = -(1/N) Psi^T (Psi c - y)``: it converges to ``fit(ridge=0)`` (least squares of minimum
+    norm) plus the part of ``c(0)`` in the null space of ``Psi``; mean-field Langevin at temperature
+    ``tau`` has a Gaussian stationary law with mean ``fit(ridge=tau * noise^2 / a_scale^2)``.
 
     :param int width, inner_width: ``n`` and ``m`` of the S3 network.
+    :param activation, inner_activation: ``sigma`` and ``sigma_in``, as the model's.
     :param frozen_params: ``{"c", "w", "b"}``; default: :func:`symmetric_frozen_params` drawn from
-        ``frozen_key`` (default ``PRNGKey(0)``) when the dimension is known (first ``fit``).  The same
-        key as the model's gives the same features.
+        ``frozen_key`` (default ``PRNGKey(0)``, the model's default) once the dimension is known.
+    :param criterion, ridges: ridge selection (``"gcv"`` or ``"loo"``) when ``fit`` gets ``ridge=None``.
 
-    ``fit(sets, y, ridge=None, mask=None)``, ``predict(sets, mask=None)``, ``a_``, ``ridge_``.
+    After ``fit(sets, y, ridge=None, mask=None)``: ``a_`` (the S3 particles ``a``), ``ridge_``,
+    ``selection_``; ``predict(sets, mask=None)`` is the network's ``f``.
     """
 
     def __init__(self, width: int, inner_width: int, activation="relu", inner_activation="relu", *,
                  frozen_key=None, frozen_params: dict | None = None, c_scale: float = 1.0,
                  w_scale: float | None = None, b_scale: float = 1.0, bias: bool = True,
                  criterion: str = "gcv", ridges=None):
-        super().__init__(width, activation, criterion=criterion, ridges=ridges)
+        self.width = _positive_int("width", width)
         self.inner_width = _positive_int("inner_width", inner_width)
-        self.inner_activation = inner_activation
+        get_activation(activation)
+        get_activation(inner_activation)
+        self.activation, self.inner_activation = activation, inner_activation
         self.frozen_key = frozen_key
         self.frozen_params = frozen_params
         self.scales = dict(c_scale=c_scale, w_scale=w_scale, b_scale=b_scale, bias=bias)
+        self.criterion, self.ridges = criterion, ridges
 
     def _params(self, dim):
-        if self.frozen_params is None or "c" not in self.frozen_params:
-            s = self.scales
-            w_scale = 1.0 / np.sqrt(dim) if s["w_scale"] is None else s["w_scale"]
-            self.frozen_params = _frozen(None, self.frozen_key, "S3", self.width, self.inner_width, dim,
-                                         s["c_scale"], w_scale, s["b_scale"], s["bias"])
+        s = self.scales
+        w_scale = 1.0 / np.sqrt(dim) if s["w_scale"] is None else s["w_scale"]
+        self.frozen_params = _frozen(self.frozen_params, self.frozen_key, "S3", self.width, self.inner_width,
+                                     dim, s["c_scale"], w_scale, s["b_scale"], s["bias"])
         return self.frozen_params
 
-    def features(self, x):
-        """``Psi = H / sqrt(n)`` of shape ``(N, n)`` for ``x = sets`` or ``x = (sets, mask)``."""
-        sets, mask = x if isinstance(x, tuple) else (x, None)
+    def features(self, sets, mask=None):
+        """``Psi = H / sqrt(n)`` of shape ``(N, n)``."""
         sets = jnp.asarray(sets)
         fp = self._params(sets.shape[-1])
         h = set_features(sets, mask, c=fp["c"], w=fp["w"], b=fp["b"], activation=self.activation,
@@ -356,12 +398,20 @@ class SymmetricRandomFeatures(RandomFeatures):
         return h / np.sqrt(self.width)
 
     def fit(self, sets, y, ridge: float | None = None, mask=None):
-        return super().fit((sets, mask), y, ridge)
+        """Ridge regression of ``y`` on ``Psi`` (``ridge=0``: minimum-norm least squares; ``None``: GCV/LOO)."""
+        solver = _set_ridge_solver()(self.width, criterion=self.criterion, ridges=self.ridges)
+        solver.feature_fn = lambda x: self.features(*x)
+        solver.fit((sets, mask), y, ridge)
+        self.a_, self.ridge_, self.selection_ = solver.a_, solver.ridge_, solver.selection_
+        return self
 
     def predict(self, sets, mask=None):
-        return super().predict((sets, mask))
+        """``f(X) = (1/n) sum_j a_j h_j(X)``."""
+        if not hasattr(self, "a_"):
+            raise ValueError("call fit first")
+        return self.features(sets, mask) @ (self.a_ / np.sqrt(self.width))
 
     @property
     def params(self) -> dict:
-        """``{"a"}``: the S3 network's particle site (zeros before ``fit``)."""
+        """``{"a"}``: the S3 network's particle site, for ``init_params`` or :func:`symmetric_predict`."""
         return {"a": getattr(self, "a_", jnp.zeros(self.width))}

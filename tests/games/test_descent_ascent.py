@@ -61,22 +61,6 @@ def test_birth_death_at_rate_zero_is_gda(bilinear):
     np.testing.assert_array_equal(s1.masses["x"], np.full(5, 1 / 5, np.float32))
 
 
-def test_birth_death_kills_high_x_and_duplicates_high_y():
-    """Birth–death signs (the weighted ones are checked exactly above).  l(x, y) = x + y on
-    [-1, 1]: V_x(x) = x + const, V_y(y) = y + const.  With alpha dt = 0.5 and a transport of
-    dt = 1e-3 per step (0.03 in 30 steps) the reaction dominates: x-particles with large x die and
-    y-particles with large y duplicate, so the mean of x must fall and that of y rise by far more
-    than transport can (from ~0, uniform draws, to beyond -/+0.3)."""
-    mode = "birth_death"
-    game = games.Game(lambda x, y: x[0] + y[0], games.Box(1), games.Box(1))
-    kernel = games.DescentAscent(game, step_size=1e-3, rate=500.0, mode=mode)
-    sim = mf.simulate(kernel, jax.random.PRNGKey(3), width=(100, 80), num_steps=30, progress_bar=False)
-    mean_x = np.sum(sim.samples["masses_x"][0, -1] * sim.samples["x"][0, -1, :, 0])
-    mean_y = np.sum(sim.samples["masses_y"][0, -1] * sim.samples["y"][0, -1, :, 0])
-    assert mean_x < -0.3 and mean_y > 0.3
-    assert sim.stats["deaths_x"].sum() > 0 and sim.stats["births_y"].sum() > 0
-
-
 def _circle_runs():
     """Circle game, x ~ von Mises(0, 2), y ~ von Mises(pi/2, 2) (n_x = 256, n_y = 192), dt = 0.1,
     t = 100: GDA, and WFR descent-ascent with small noise (tau = 0.05, alpha = 1) in both modes."""
@@ -125,6 +109,19 @@ def test_wfr_descent_ascent_finds_the_circle_equilibrium_and_gda_cycles(circle_r
     assert speed[-8:].min() > 0.5 * speed[0]
 
 
+def test_birth_death_kills_high_x_and_duplicates_high_y():
+    """Birth–death signs (the weighted ones are checked exactly above).  l(x, y) = x + y on
+    [-1, 1]: V_x(x) = x + const, V_y(y) = y + const.  With alpha dt = 0.5 and a transport of
+    dt = 1e-3 per step (0.03 in 30 steps) the reaction dominates: x-particles with large x die and
+    y-particles with large y duplicate, so the mean of x must fall and that of y rise by far more
+    than transport can (from ~0, uniform draws, to beyond -/+0.3)."""
+    game = games.Game(lambda x, y: x[0] + y[0], games.Box(1), games.Box(1))
+    kernel = games.DescentAscent(game, step_size=1e-3, rate=500.0, mode="birth_death")
+    sim = mf.simulate(kernel, jax.random.PRNGKey(3), width=(100, 80), num_steps=30, save_every=30,
+                      progress_bar=False)
+    assert sim.samples["x"][0, -1, :, 0].mean() < -0.3 and sim.samples["y"][0, -1, :, 0].mean() > 0.3
+
+
 def test_particle_count_and_mass_simplex_preserved(circle_runs):
     """Both populations keep their sizes (256 and 192), stay on the circle, and the masses stay
     on the simplex (non-negative, sum 1 to float32 rounding); birth–death masses stay uniform and
@@ -143,6 +140,7 @@ def test_particle_count_and_mass_simplex_preserved(circle_runs):
     assert runs["wfr_weighted"]["sim"].stats["ess_x"][0, -1] < 256
 
 
+@pytest.mark.slow  # ~4 s (two more compilations); the circle test above makes the same claim by default
 def test_noisy_descent_ascent_converges_on_the_bilinear_game_where_gda_spirals_out():
     """Bilinear game on [-1, 1]^2 (A = I, x* = y* = 0, where the entropic equilibrium is the exact
     one), 64 particles each started in small squares far from the equilibrium (exact gap 2.4):

@@ -5,7 +5,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
 import pytest
 from numpyro import handlers
 
@@ -130,7 +129,8 @@ def test_sites_plates_and_frozen_layers():
     np.testing.assert_array_equal(f2["b"], f3["b"])
     params = {"a": jnp.ones(6)}
     kw = dict(width=6, inner_width=5, klass="S3", frozen_key=key)
-    np.testing.assert_array_equal(_f(sets, params, **kw), _f(sets, params, frozen_params=f3, **{**kw, "frozen_key": None}))
+    given = _f(sets, params, frozen_params=f3, **{**kw, "frozen_key": None})
+    np.testing.assert_array_equal(_f(sets, params, **kw), given)
     assert not np.allclose(_f(sets, params, **kw), _f(sets, params, **{**kw, "frozen_key": jax.random.PRNGKey(6)}))
 
 
@@ -188,7 +188,7 @@ def test_s3_flow_converges_to_min_norm_least_squares_from_its_initialisation():
               frozen_key=jax.random.PRNGKey(6))
     rf = SymmetricRandomFeatures(n, 16, "tanh", "tanh", frozen_key=kw["frozen_key"])
     rf.fit(data.sets, data.y, ridge=0.0, mask=data.mask)
-    psi = np.asarray(rf.features((data.sets, data.mask)), np.float64)
+    psi = np.asarray(rf.features(data.sets, data.mask), np.float64)
     A = psi.T @ psi / psi.shape[0]
     eig = np.linalg.eigvalsh(psi @ psi.T / psi.shape[0])     # the non-zero spectrum of A (cond ~1e4)
     dt, steps, every = float(1.0 / eig.max()), 100_000, 250
@@ -223,11 +223,12 @@ def test_s3_langevin_stationary_mean_is_the_ridge_solution(s3_problem):
     rf.fit(data.sets, data.y, ridge=lam, mask=data.mask)
     pe = energy_from_model(symmetric_network, (data.sets, data.y),
                            dict(mask=data.mask, noise=noise, a_scale=a_scale, **kw))
-    at_ridge = evaluate_drift(pe, {"a": jnp.asarray(rf.a_)}, None, tau).drift["a"]
-    at_zero = evaluate_drift(pe, {"a": jnp.zeros(kw["width"])}, None, tau).drift["a"]
+    drift = jax.jit(lambda a, t: evaluate_drift(pe, {"a": a}, None, t).drift["a"])
+    at_ridge = drift(jnp.asarray(rf.a_), tau)
+    at_zero = drift(jnp.zeros(kw["width"]), tau)
     # float32 cancellation in (1/N) H^T (H a/n - y) + lam a with |a| ~ 10: ~1e-6 absolute
     assert float(jnp.max(jnp.abs(at_ridge))) < 1e-4 * float(jnp.max(jnp.abs(at_zero)))
-    wrong = evaluate_drift(pe, {"a": jnp.asarray(rf.a_)}, None, 4 * tau).drift["a"]
+    wrong = drift(jnp.asarray(rf.a_), 4 * tau)
     assert float(jnp.max(jnp.abs(wrong))) > 1e-2 * float(jnp.max(jnp.abs(at_zero)))
 
 
@@ -246,13 +247,13 @@ def test_wasserstein_fisher_rao_trains_the_set_network():
 
 
 #: the neuron problem of the generalisation test: dt = 0.2 keeps every energy monotone (0.5 did not for S2)
-NEURON = dict(width=32, inner_width=8, dt=0.2, steps=5000)
+NEURON = dict(width=32, inner_width=8, dt=0.2, steps=2500)
 
 
 def _neuron_problem(seed):
     key = jax.random.PRNGKey(seed)
     data = symmetric_targets(key, "neuron", dim=DIM, num_sets=128, set_size=4)
-    test = data.sample(jax.random.fold_in(key, 9), 1024, (2, 10))
+    test = data.sample(jax.random.fold_in(key, 9), 512, (2, 10))
     return data, test, jax.random.fold_in(key, 5)
 
 
@@ -312,13 +313,14 @@ def test_nesting_s3_is_s2_with_c_frozen_and_s2_is_s1_with_shared_inner_layer_fro
 
 def test_s1_generalises_better_than_s2_and_s3_on_a_neuron():
     """Zweig & Bruna's separation: on a single-neuron symmetric teacher relu(<mu_X, psi*>), trained on
-    128 sets of 4 elements and tested on 1024 sets of 2..10 elements, the mean-field-trained S1 beats
+    128 sets of 4 elements and tested on 512 sets of 2..10 elements, the mean-field-trained S1 beats
     the kernel method S3 by a wide margin and S1 <= S2 <= S3 in a majority of 5 seeds.
 
-    All three start from the same network (nested_init_params) and run the same flow time t = 1000.
-    Measured relative test errors (8 seeds): S1 0.008-0.062, S2 0.21-1.02, S3 0.49-1.12 (flow) and
-    0.28-0.84 (closed-form S3 with the GCV ridge); the ordering held in 7 of 8 seeds.  The stated margin
-    (S1 at most half of S3's error, flow or GCV ridge, in every seed) leaves a factor >= 2 of slack."""
+    All three start from the same network (nested_init_params) and run the same flow time t = 500.
+    Measured relative test errors (seeds 0-9): S1 0.018-0.27 (0.018-0.12 on seeds 0-4), S2 0.21-1.15,
+    S3 0.52-1.16 (flow) and 0.26-0.87 (closed-form S3 with the GCV ridge); the ordering held in 10 of 10
+    seeds; S1 / S3 <= 0.14 on seeds 0-4 (<= 0.37 on 0-9).  Stated margin: S1 at most half of S3's
+    error (flow and GCV ridge) in every seed, S1 below 0.2 (1 is the best constant)."""
     errs = []
     for seed in range(5):
         data, test, fk = _neuron_problem(seed)
@@ -330,6 +332,6 @@ def test_s1_generalises_better_than_s2_and_s3_on_a_neuron():
     errs = np.array(errs)   # columns: S1, S2, S3 (flow), S3 (closed form, GCV ridge)
     assert np.all(errs[:, 0] <= 0.5 * errs[:, 2]), errs
     assert np.all(errs[:, 0] <= 0.5 * errs[:, 3]), errs
-    assert np.all(errs[:, 0] < 0.15), errs     # S1 learns the neuron (1 = the best constant)
+    assert np.all(errs[:, 0] < 0.2), errs      # S1 learns the neuron (1 = the best constant)
     ordered = (errs[:, 0] <= errs[:, 1]) & (errs[:, 1] <= errs[:, 2])
     assert ordered.sum() >= 3, errs

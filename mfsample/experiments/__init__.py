@@ -5,7 +5,9 @@ from .f1_vs_f2 import headline_table, weight_decay_network
 from .f1_vs_f2 import f1_vs_f2
 
 from .replicate import replicate  # noqa: E402  (rebinds the name from the module to the function)
+from .symmetric_generalization import matched_widths, symmetric_generalization  # noqa: E402
 
 f1_vs_f2_experiment = _f1_vs_f2_module
 
-__all__ = ["f1_vs_f2", "f1_vs_f2_experiment", "headline_table", "weight_decay_network", "replicate"]
+__all__ = ["f1_vs_f2", "f1_vs_f2_experiment", "headline_table", "weight_decay_network", "replicate",
+           "symmetric_generalization", "matched_widths"]

@@ -182,7 +182,7 @@ def test_s3_flow_converges_to_min_norm_least_squares_from_its_initialisation():
     c_LS = SymmetricRandomFeatures.fit(ridge=0) (minimum-norm least squares, the ridge -> 0 limit), so
     the flow converges to the closed-form ridge -> 0 solution plus the null-space part of its init
     (exactly c_LS from c(0) = 0)."""
-    data = symmetric_targets(jax.random.PRNGKey(5), "softmax", dim=DIM, num_sets=6, set_size=(2, 4))
+    data = symmetric_targets(jax.random.PRNGKey(5), "softmax", dim=DIM, num_sets=6, set_size=(2, 4), feature="norm")
     n = 12
     kw = dict(width=n, inner_width=16, klass="S3", activation="tanh", inner_activation="tanh",
               frozen_key=jax.random.PRNGKey(6))
@@ -236,7 +236,7 @@ def test_s3_langevin_stationary_mean_is_the_ridge_solution(s3_problem):
 def test_wasserstein_fisher_rao_trains_the_set_network():
     """The model takes `masses`, so WFR (weighted mode) runs on it: the energy decreases and the
     masses stay a probability vector."""
-    data = symmetric_targets(jax.random.PRNGKey(2), "mean", dim=DIM, num_sets=32, set_size=3)
+    data = symmetric_targets(jax.random.PRNGKey(2), "mean", dim=DIM, num_sets=32, set_size=3, feature="norm")
     kernel = mf.WassersteinFisherRao(symmetric_network, step_size=0.2, rate=1.0, mode="weighted")
     sim = mf.simulate(kernel, jax.random.PRNGKey(0), data.sets, data.y, num_steps=100, save_every=50,
                       progress_bar=False, width=8, inner_width=4, klass="S2", mask=data.mask)

@@ -38,15 +38,19 @@ from numpyro.infer.mcmc import MCMCKernel
 from numpyro.util import is_prng_key
 
 from ..kernels.base import check_step_size, check_temperature
-from ..kernels.reaction import birth_death_step, centered_first_variation, effective_sample_size, fisher_rao_reweight
+from ..kernels.reaction import (
+    birth_death_step,
+    centered_first_variation,
+    check_rate,
+    check_reaction_mode,
+    effective_sample_size,
+    fisher_rao_reweight,
+)
 from ..kernels.steps import all_finite, langevin_noise, mean_field_norm, transport_step, tree_select
-from ..kernels.wfr import _check_rate
 from .game import Game
 
 __all__ = ["GameState", "GameSetup", "build_kernel", "DescentAscent"]
 
-MODES = ("weighted", "birth_death")
-BIRTHS = ("clone", "prior")
 
 
 class GameState(NamedTuple):
@@ -144,10 +148,7 @@ def build_kernel(game: Game, step_size: float, temperature=(0.0, 0.0), rate=(0.0
     ``masses = {"x": ..., "y": ...}`` (entries ``None``: uniform).  ``temperature`` and ``rate`` are
     pairs ``(for_x, for_y)``.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if birth not in BIRTHS:
-        raise ValueError(f"birth must be one of {BIRTHS}, got {birth!r}")
+    check_reaction_mode(mode, birth)
     dt = step_size
     (tx, ty), (ax, ay) = temperature, rate
     weighted = mode == "weighted"
@@ -318,16 +319,11 @@ class DescentAscent(MCMCKernel):
                  birth="clone"):
         if not isinstance(game, Game):
             raise TypeError(f"game must be a mfsample.games.Game, got {type(game).__name__}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if birth not in BIRTHS:
-            raise ValueError(f"birth must be one of {BIRTHS}, got {birth!r}")
-        if mode == "weighted" and birth != "clone":
-            raise ValueError("birth='prior' is a birth-death option; weighted particles are never reborn")
+        check_reaction_mode(mode, birth)
         self.game = game
         self.step_size = check_step_size(step_size)
         self.temperatures = _pair("temperature", temperature, check_temperature)
-        self.rates = _pair("rate", rate, _check_rate)
+        self.rates = _pair("rate", rate, check_rate)
         self.mode, self.birth = mode, birth
         self._setup: GameSetup | None = None
         self._sample_fn = None

@@ -17,10 +17,13 @@ Each is a small pure function of the particle pytree ``z`` (particle axis leadin
 
 from __future__ import annotations
 
+import numbers
+
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import logsumexp
 
 __all__ = [
@@ -30,6 +33,10 @@ __all__ = [
     "fire_probability",
     "BirthDeath",
     "birth_death_step",
+    "MODES",
+    "BIRTHS",
+    "check_rate",
+    "check_reaction_mode",
 ]
 
 
@@ -170,3 +177,27 @@ def birth_death_step(rng_key, z, v_centered, rate, dt, *, birth="clone", prior_s
         births=jnp.sum(duplicated).astype(jnp.int32),
         deaths=jnp.sum(killed).astype(jnp.int32),
     )
+
+
+MODES = ("birth_death", "weighted")
+BIRTHS = ("clone", "prior")
+
+
+def check_rate(rate):
+    """The reaction rate ``alpha``: a finite real number >= 0."""
+    if not isinstance(rate, numbers.Real) or isinstance(rate, bool):
+        raise TypeError(f"rate must be a real number, got {type(rate).__name__}")
+    if not np.isfinite(rate) or rate < 0:
+        raise ValueError(f"rate must be non-negative and finite, got {rate!r}")
+    return float(rate)
+
+
+def check_reaction_mode(mode: str, birth: str):
+    """``mode`` in :data:`MODES`, ``birth`` in :data:`BIRTHS`, and ``birth="prior"`` only with birth-death."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if birth not in BIRTHS:
+        raise ValueError(f"birth must be one of {BIRTHS}, got {birth!r}")
+    if mode == "weighted" and birth != "clone":
+        raise ValueError("birth='prior' is a birth-death option; weighted particles are never reborn")
+    return mode, birth

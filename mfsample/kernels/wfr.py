@@ -29,13 +29,18 @@ from numpyro.infer.util import constrain_fn
 
 from ..energy import ParticleEnergy, first_variation
 from .base import ParticleKernel, ParticleState, check_temperature, guarded_update, init_particle_state
-from .reaction import birth_death_step, centered_first_variation, effective_sample_size, fisher_rao_reweight
+from .reaction import (
+    birth_death_step,
+    centered_first_variation,
+    check_rate,
+    check_reaction_mode,
+    effective_sample_size,
+    fisher_rao_reweight,
+)
 from .steps import all_finite, evaluate_drift, langevin_noise, mean_field_norm, transport_step
 
 __all__ = ["WFRState", "build_kernel", "WassersteinFisherRao"]
 
-MODES = ("birth_death", "weighted")
-BIRTHS = ("clone", "prior")
 
 
 #: the reaction's state fields, appended to ParticleState's
@@ -82,10 +87,7 @@ def check_reaction_energy(energy: ParticleEnergy):
 def build_kernel(energy: ParticleEnergy, step_size: float, rate: float, temperature: float = 0.0,
                  mode: str = "birth_death", birth: str = "clone"):
     """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if birth not in BIRTHS:
-        raise ValueError(f"birth must be one of {BIRTHS}, got {birth!r}")
+    check_reaction_mode(mode, birth)
     check_reaction_energy(energy)
     dt, tau, n = step_size, temperature, energy.width
     weighted = mode == "weighted"
@@ -154,12 +156,6 @@ def build_kernel(energy: ParticleEnergy, step_size: float, rate: float, temperat
     return init_fn, step_fn
 
 
-def _check_rate(rate):
-    if not isinstance(rate, numbers.Real) or isinstance(rate, bool):
-        raise TypeError(f"rate must be a real number, got {type(rate).__name__}")
-    if not np.isfinite(rate) or rate < 0:
-        raise ValueError(f"rate must be non-negative and finite, got {rate!r}")
-    return float(rate)
 
 
 class WassersteinFisherRao(ParticleKernel):
@@ -213,15 +209,9 @@ class WassersteinFisherRao(ParticleKernel):
                 "WassersteinFisherRao takes the Euler transport on the full data: `transport` (optax) "
                 "and `batch_size` (minibatches) are not supported (V = dE/dm needs the full energy)"
             )
-        self.rate = _check_rate(rate)
+        self.rate = check_rate(rate)
         self.temperature = check_temperature(temperature)
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if birth not in BIRTHS:
-            raise ValueError(f"birth must be one of {BIRTHS}, got {birth!r}")
-        if mode == "weighted" and birth != "clone":
-            raise ValueError("birth='prior' is a birth-death option; weighted particles are never reborn")
-        self.mode, self.birth = mode, birth
+        self.mode, self.birth = check_reaction_mode(mode, birth)
 
     @property
     def sample_field(self):

@@ -96,7 +96,6 @@ def test_adjusted_langevin_agrees_with_nuts_on_the_gibbs_model():
     for k in obs_nuts:
         m1, m2 = np.asarray(obs_nuts[k]).mean(1), np.asarray(obs_mala[k]).mean(1)
         se = np.sqrt(m1.var(ddof=1) / m1.size + m2.var(ddof=1) / m2.size)
-        print(k, m1.mean(), m2.mean(), se)
         assert abs(m1.mean() - m2.mean()) < 4 * se + 1e-3, (k, m1.mean(), m2.mean(), se)
 
 

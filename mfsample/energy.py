@@ -64,6 +64,7 @@ class ParticleEnergy(NamedTuple):
     site_names: tuple
     frozen: tuple = ()
     subsample: Callable | None = None
+    block_size: int | None = None
 
 
 def _per_particle(x, n: int):
@@ -100,6 +101,7 @@ def energy_from_model(
     particle_plate: str = "particle",
     scaling: str | float | None = None,
     frozen: tuple = (),
+    block_size: int | str | None = None,
 ) -> ParticleEnergy:
     """Build the :class:`ParticleEnergy` of a NumPyro ``model`` for fixed data.
 
@@ -114,6 +116,19 @@ def energy_from_model(
     agree with the model's if both are given.  Sites named in ``frozen`` keep their initial
     draw from ``mu0`` (zero velocity, no noise): e.g. ``frozen=("w", "b")`` trains only the
     output weights, the random-feature gradient flow.
+
+    ``block_size`` evaluates the energy as a sum over blocks of ``B`` data,
+
+        E = -(1/N) sum_b sum_{i in block b} log p(y_i | particles),
+
+    one block at a time (``lax.scan``, each block rematerialised in the backward pass), so that
+    the ``N x n`` activations are never held at once: the peak is about ``B x n`` activations
+    (see :func:`mfsample.blocking.activation_bytes`).  Every array argument whose leading axis
+    has the data size ``N`` is split along it (the likelihood must factorise over that axis, as
+    for ``batch_size``).  ``None`` (or ``B >= N``): one block, the plain energy; ``"auto"``: the
+    largest ``B`` whose activations fit in a fraction of the free memory
+    (:func:`mfsample.blocking.auto_block_size`).  Results agree with the unblocked energy to
+    float32 summation order.
     """
     model_kwargs = dict(model_kwargs or {})
     tr = handlers.trace(handlers.seed(model, 0)).get_trace(*model_args, **model_kwargs)
@@ -183,8 +198,8 @@ def energy_from_model(
     def unconstrain(params):
         return {k: transforms[k].inv(jnp.asarray(params[k])) for k in latent}
 
-    def _trace(params, masses):
-        kwargs = dict(base_kwargs)
+    def _trace(params, masses, args=model_args, kw=None):
+        kwargs = dict(base_kwargs if kw is None else kw)
         if masses is not None:
             if not accepts_masses:
                 raise TypeError(
@@ -193,10 +208,11 @@ def energy_from_model(
                 )
             kwargs["masses"] = masses
         m = handlers.substitute(handlers.seed(model, 0), data=params)
-        return handlers.trace(m).get_trace(*model_args, **kwargs)
+        return handlers.trace(m).get_trace(*args, **kwargs)
 
-    def energy(z, masses=None):
-        t = _trace(constrain(z), masses)
+    def log_likelihood_sum(params, masses, args, kw):
+        """``sum_i log p(y_i | particles)`` over the data in ``args``/``kw`` (one block)."""
+        t = _trace(params, masses, args, kw)
         total = 0.0
         for name in observed:
             s = t[name]
@@ -204,7 +220,40 @@ def energy_from_model(
             if s["scale"] is not None:
                 lp = lp * s["scale"]
             total = total + jnp.sum(lp)
-        return -total / num_data
+        return total
+
+    full_size = int(round(num_data))
+
+    def is_per_datum(v):
+        return isinstance(v, (jax.Array, np.ndarray)) and np.ndim(v) >= 1 and np.shape(v)[0] == full_size
+
+    if isinstance(block_size, str):
+        if block_size != "auto":
+            raise ValueError(f"block_size must be an integer >= 1, 'auto' or None, got {block_size!r}")
+        from .blocking import auto_block_size
+
+        block_size = auto_block_size(full_size, int(width), num_chains=1)
+    elif block_size is not None:
+        if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
+            raise ValueError(f"block_size must be an integer >= 1, 'auto' or None, got {block_size!r}")
+        block_size = int(block_size)
+    if block_size is not None and block_size >= full_size:
+        block_size = None
+    if block_size is not None and not any(
+            is_per_datum(v) for v in list(model_args) + list(base_kwargs.values())):
+        raise ValueError(
+            f"block_size={block_size} needs per-datum array arguments (leading axis of size "
+            f"N = {full_size}) to split; this model has none")
+
+    def energy(z, masses=None):
+        params = constrain(z)
+        if block_size is None:
+            return -log_likelihood_sum(params, masses, model_args, base_kwargs) / num_data
+        from .blocking import blocked_sum
+
+        return -blocked_sum(
+            lambda a, kw: log_likelihood_sum(params, masses, a, kw),
+            model_args, base_kwargs, block_size, is_per_datum) / num_data
 
     def log_prior(z):
         params = constrain(z)
@@ -221,11 +270,6 @@ def energy_from_model(
         t = handlers.trace(handlers.seed(model, rng_key)).get_trace(*model_args, **base_kwargs)
         return unconstrain({k: t[k]["value"] for k in latent})
 
-    full_size = int(round(num_data))
-
-    def is_per_datum(v):
-        return isinstance(v, (jax.Array, np.ndarray)) and np.ndim(v) >= 1 and np.shape(v)[0] == full_size
-
     def subsample(rng_key, batch_size):
         """Energy of ``batch_size`` data drawn without replacement: ``-(1/B) sum_{i in batch} log p``.
 
@@ -240,6 +284,7 @@ def energy_from_model(
         return energy_from_model(
             model, tuple(take(a) for a in model_args), {k: take(v) for k, v in base_kwargs.items()},
             particle_plate=particle_plate, scaling=p, frozen=frozen,
+            block_size=block_size if block_size is not None and block_size < batch_size else None,
         )
 
     result = ParticleEnergy(
@@ -255,6 +300,7 @@ def energy_from_model(
         site_names=tuple(latent),
         frozen=frozen,
         subsample=subsample,
+        block_size=block_size,
     )
     return result
 

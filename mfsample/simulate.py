@@ -39,6 +39,9 @@ class Simulation(NamedTuple):
       as ``init_state`` to continue.
     - **first_divergence** – ``(num_chains,)`` first diverging step of each chain (``-1``: none).
     - **kernel**, **model_args**, **model_kwargs** – what was run (for :func:`mfsample.to_inference_data`).
+    - **output** – the netCDF file the draws were streamed to (``simulate(..., output=path)``;
+      then ``samples`` and ``stats`` are ``None``: open it with ``arviz.from_netcdf`` or
+      :func:`mfsample.to_inference_data`).
     """
 
     samples: dict
@@ -49,6 +52,7 @@ class Simulation(NamedTuple):
     kernel: Any = None
     model_args: tuple = ()
     model_kwargs: dict | None = None
+    output: str | None = None
 
 
 def _positive_int(name, value):
@@ -57,15 +61,18 @@ def _positive_int(name, value):
     return int(value)
 
 
-def _compiled_runner(kernel, num_chains, save_every, num_draws, static_kwargs, collect_deterministic):
+def _compiled_runner(kernel, num_chains, save_every, num_draws, static_kwargs, collect_deterministic,
+                     placement=None):
     cache = kernel.__dict__.setdefault("_mfsample_simulate_cache", {})
-    key = (num_chains, save_every, num_draws, static_kwargs, collect_deterministic)
+    key = (num_chains, save_every, num_draws, static_kwargs, collect_deterministic,
+           None if placement is None else placement.key)
     try:
         hash(key)
     except TypeError:  # an unhashable static argument (e.g. a callable with state): no caching
         key = None
     if key is not None and key in cache:
         return cache[key]
+    constrain = (lambda s: s) if placement is None else placement.constrain  # noqa: E731
 
     def run(state, args, array_kwargs):
         kwargs = {**dict(static_kwargs), **array_kwargs}
@@ -83,18 +90,68 @@ def _compiled_runner(kernel, num_chains, save_every, num_draws, static_kwargs, c
             step_fn, post = jax.vmap(step_fn), jax.vmap(post)
 
         def advance(s, n):
-            return jax.lax.fori_loop(0, n, lambda i, ss: step_fn(ss), s)
+            return jax.lax.fori_loop(0, n, lambda i, ss: constrain(step_fn(ss)), s)
 
         def one_draw(s, _):
             s = advance(s, save_every)
             return s, (post(getattr(s, field)), {f: getattr(s, f) for f in fields})
 
-        return jax.lax.scan(one_draw, state, None, length=num_draws)
+        return jax.lax.scan(one_draw, constrain(state), None, length=num_draws)
 
-    fn = jax.jit(run, donate_argnums=())
+    if placement is None:
+        fn = jax.jit(run)
+    else:  # state stays sharded; the kept draws come back whole on every process
+        fn = jax.jit(run, out_shardings=(placement.state, placement.replicated))
     if key is not None:
         cache[key] = fn
     return fn
+
+
+class _Placement(NamedTuple):
+    """How a sharded run lays out its state and data (see :mod:`mfsample.sharding`)."""
+
+    mesh: Any
+    state: Any          # tree of NamedSharding, like the state
+    replicated: Any
+    key: tuple          # hashable description for the compile cache
+
+    def constrain(self, state):
+        return jax.lax.with_sharding_constraint(state, self.state)
+
+
+def _placement(state, devices, shard, num_chains, width):
+    from .sharding import SHARD_MODES, make_mesh, place, replicated, state_shardings
+
+    if shard not in SHARD_MODES:
+        raise ValueError(f"shard must be one of {SHARD_MODES}, got {shard!r}")
+    mesh = make_mesh(devices)
+    k = mesh.devices.size
+    if shard == "auto":
+        shard = "chains" if num_chains >= k and num_chains % k == 0 else "particles"
+    if shard == "chains":
+        if num_chains % k:
+            raise ValueError(f"num_chains={num_chains} is not divisible by the {k} devices; "
+                             "shard='particles' splits each replica's particles instead")
+        shardings = state_shardings(state, mesh, axis=0, size=num_chains)
+    else:
+        if width % k:
+            raise ValueError(f"the width {width} (particles) is not divisible by the {k} devices; "
+                             "choose a width that is a multiple of the number of devices")
+        shardings = state_shardings(state, mesh, axis=1 if num_chains > 1 else 0, size=width)
+    placement = _Placement(mesh, shardings, replicated(mesh),
+                           (tuple(d.id for d in mesh.devices.flat), shard))
+    return placement, place(state, shardings)
+
+
+def _draw_bytes(runner, state, model_args, array_kwargs):
+    """Bytes of one kept draw (particles, deterministic sites, stats), from shapes alone."""
+    out = jax.eval_shape(runner, state, model_args, array_kwargs)[1]
+    return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(out))
+
+
+#: draws of one compiled chunk are capped at this many bytes (the host memory simulate needs
+#: beyond the kept draws is about one chunk)
+CHUNK_BYTES = 64 * 2 ** 20
 
 
 def simulate(
@@ -108,6 +165,11 @@ def simulate(
     init_state=None,
     progress_bar: bool = True,
     collect_deterministic: bool = True,
+    output=None,
+    overwrite: bool = False,
+    chunk_size: int | None = None,
+    devices=None,
+    shard: str = "auto",
     **model_kwargs,
 ) -> Simulation:
     """Run ``num_steps`` steps of ``kernel`` in compiled ``lax.scan`` chunks, keeping every ``save_every``-th state.
@@ -115,6 +177,10 @@ def simulate(
     Same key, same draws as ``MCMC(kernel, num_warmup=0, num_samples=num_steps,
     thinning=save_every, num_chains=num_chains)`` with any ``chain_method``: the chains use
     ``jax.random.split(rng_key, num_chains)`` and the same step function.
+
+    Memory: the kept draws are written into arrays allocated once (or, with ``output``, appended
+    to a netCDF file chunk by chunk), so the host memory is the kept draws plus one chunk of at
+    most ``CHUNK_BYTES`` (64 MiB) — or one chunk alone when streaming.
 
     :param kernel: an mfsample kernel (e.g. :class:`~mfsample.WassersteinFlow`).
     :param rng_key: PRNG key.
@@ -126,12 +192,31 @@ def simulate(
     :param init_state: a previous ``Simulation.last_state`` to continue from.
     :param progress_bar: show a tqdm bar with the energy (the run is split in ~20 compiled chunks).
     :param collect_deterministic: also record the model's deterministic sites (e.g. ``f``).
+    :param output: path of a netCDF file to stream the draws to (ArviZ layout: ``posterior``,
+        ``sample_stats``, ...; see :class:`mfsample.io.DrawWriter`); the result then holds no
+        draws (``samples``/``stats`` are ``None``) and ``output`` names the file.
+    :param overwrite: replace an existing ``output`` file.
+    :param chunk_size: draws per compiled chunk (default: ~1/20 of the run with a progress bar,
+        capped so that a chunk takes at most ``CHUNK_BYTES``).
+    :param devices: shard the run over devices (:mod:`mfsample.sharding`): an int ``k`` (the first
+        ``k`` devices), ``"all"``, a list of devices or a 1-D ``Mesh``; ``None``: one device.
+    :param shard: ``"particles"`` (split each replica's particles; the width must be divisible by
+        the number of devices), ``"chains"`` (split the replicas) or ``"auto"`` (chains when they
+        divide evenly over the devices, else particles).
     """
     num_steps = _positive_int("num_steps", num_steps)
     save_every = _positive_int("save_every", save_every)
     num_chains = _positive_int("num_chains", num_chains)
+    if chunk_size is not None:
+        chunk_size = _positive_int("chunk_size", chunk_size)
     if save_every > num_steps:
         raise ValueError(f"save_every={save_every} exceeds num_steps={num_steps}: no draw would be kept")
+    if output is not None:
+        import os
+
+        output = os.fspath(output)
+        if os.path.exists(output) and not overwrite:
+            raise FileExistsError(f"{output} exists; pass overwrite=True to replace it")
     if init_state is None:
         keys = jax.random.split(rng_key, num_chains) if num_chains > 1 else rng_key
         state = kernel.init(keys, 0, init_params, model_args, model_kwargs)
@@ -139,39 +224,74 @@ def simulate(
         kernel._energy = kernel.build_energy(model_args, model_kwargs)
         state = init_state
     array_kwargs, static_kwargs = split_static_kwargs(model_kwargs)
+    placement = None
+    if devices is not None:
+        width = int(kernel.energy.width) if getattr(kernel, "energy", None) is not None else None
+        if width is None:
+            raise ValueError("devices= needs a kernel whose energy has a width (particle count)")
+        placement, state = _placement(state, devices, shard, num_chains, width)
+        from .sharding import place
+
+        rep = placement.replicated
+        model_args = tuple(place(a, rep) if isinstance(a, (jax.Array, np.ndarray)) else a for a in model_args)
+        array_kwargs = place(array_kwargs, jax.tree.map(lambda _: rep, array_kwargs))
     num_draws = num_steps // save_every
     skip = num_steps - num_draws * save_every
     if skip:  # MCMC keeps the last draw of each group of `save_every` steps, ending at num_steps
-        state = _compiled_runner(kernel, num_chains, skip, 1, static_kwargs, False)(
+        state = _compiled_runner(kernel, num_chains, skip, 1, static_kwargs, False, placement)(
             state, model_args, array_kwargs)[0]
 
-    chunk = num_draws if not progress_bar else max(1, math.ceil(num_draws / 20))
+    if chunk_size is None:
+        chunk = num_draws if not progress_bar else max(1, math.ceil(num_draws / 20))
+        one = _compiled_runner(kernel, num_chains, save_every, 1, static_kwargs, collect_deterministic, placement)
+        per_draw = _draw_bytes(one, state, model_args, array_kwargs)
+        chunk = max(1, min(chunk, CHUNK_BYTES // max(per_draw, 1)))
+    else:
+        chunk = min(chunk_size, num_draws)
     bar = None
     if progress_bar:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=num_steps, desc=type(kernel).__name__, leave=True)
         bar.update(skip)
-    outputs, done = [], 0
-    while done < num_draws:
-        n = min(chunk, num_draws - done)
-        runner = _compiled_runner(kernel, num_chains, save_every, n, static_kwargs, collect_deterministic)
-        state, out = runner(state, model_args, array_kwargs)
-        outputs.append(out)
-        done += n
+    writer = None
+    if output is not None:
+        from .io import DrawWriter
+
+        writer = DrawWriter(output, kernel=kernel, model_args=tuple(model_args), model_kwargs=dict(model_kwargs),
+                            num_chains=num_chains, num_draws=num_draws, overwrite=overwrite)
+    samples = stats = None
+    times, done = [], 0
+    try:
+        while done < num_draws:
+            n = min(chunk, num_draws - done)
+            runner = _compiled_runner(kernel, num_chains, save_every, n, static_kwargs, collect_deterministic,
+                                      placement)
+            state, (chunk_samples, chunk_stats) = runner(state, model_args, array_kwargs)
+            chunk_samples = jax.tree.map(lambda x: _chains_first(x, num_chains), chunk_samples)
+            chunk_stats = {k: _chains_first(v, num_chains) for k, v in chunk_stats.items()}
+            times.append(chunk_stats["time"][0])
+            if writer is not None:
+                writer.append(chunk_samples, chunk_stats)
+            else:
+                if samples is None:  # allocate the kept draws once, fill chunk by chunk
+                    samples = jax.tree.map(lambda x: _empty_draws(x, num_draws), chunk_samples)
+                    stats = {k: _empty_draws(v, num_draws) for k, v in chunk_stats.items()}
+                jax.tree.map(lambda dst, src: dst.__setitem__((slice(None), slice(done, done + n)), src),
+                             samples, chunk_samples)
+                for k, v in chunk_stats.items():
+                    stats[k][:, done:done + n] = v
+            del chunk_samples, chunk_stats
+            done += n
+            if bar is not None:
+                bar.update(n * save_every)
+                bar.set_postfix(energy=f"{float(jnp.mean(state.energy)):.5g}")
+    finally:
         if bar is not None:
-            bar.update(n * save_every)
-            bar.set_postfix(energy=f"{float(jnp.mean(state.energy)):.5g}")
-    if bar is not None:
-        bar.close()
+            bar.close()
+        if writer is not None:
+            writer.close()
 
-    samples, stats = jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *outputs)
-
-    def chains_first(x):  # (draw, chain, ...) -> (chain, draw, ...); add the chain axis if absent
-        return np.swapaxes(x, 0, 1) if num_chains > 1 else x[None]
-
-    samples = jax.tree.map(chains_first, samples)  # a dict of sites, or an array for a single-prior energy_fn
-    stats = {k: chains_first(v) for k, v in stats.items()}
     first = np.atleast_1d(np.asarray(state.divergence_step))
     if np.any(first >= 0):
         chains = [int(c) for c in np.nonzero(first >= 0)[0]]
@@ -180,6 +300,17 @@ def simulate(
             f"{[int(first[c]) for c in chains]}; they were frozen there (try a smaller step_size)",
             RuntimeWarning, stacklevel=2,
         )
-    time = stats["time"][0, :].astype(np.float64) if num_draws else np.zeros(0)
+    time = np.concatenate(times).astype(np.float64) if num_draws else np.zeros(0)
     return Simulation(samples=samples, stats=stats, time=time, last_state=state, first_divergence=first,
-                      kernel=kernel, model_args=tuple(model_args), model_kwargs=dict(model_kwargs))
+                      kernel=kernel, model_args=tuple(model_args), model_kwargs=dict(model_kwargs),
+                      output=output)
+
+
+def _chains_first(x, num_chains):
+    """(draw, chain, ...) device array -> (chain, draw, ...) host array; adds the chain axis if absent."""
+    x = np.asarray(x)
+    return np.swapaxes(x, 0, 1) if num_chains > 1 else x[None]
+
+
+def _empty_draws(x, num_draws):
+    return np.empty((x.shape[0], num_draws) + x.shape[2:], x.dtype)

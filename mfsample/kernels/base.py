@@ -30,6 +30,7 @@ __all__ = [
     "check_step_size",
     "check_temperature",
     "check_batch_size",
+    "check_block_size",
     "check_transport",
 ]
 
@@ -173,6 +174,14 @@ def check_batch_size(batch_size):
     return int(batch_size)
 
 
+def check_block_size(block_size):
+    if block_size is None or block_size == "auto":
+        return block_size
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
+        raise ValueError(f"block_size must be an integer >= 1, 'auto' or None, got {block_size!r}")
+    return int(block_size)
+
+
 def check_transport(transport):
     if transport is None:
         return None
@@ -213,7 +222,10 @@ class ParticleKernel(MCMCKernel):
     (only for models that do not declare theirs), ``width`` (with ``energy_fn``) and ``frozen``
     (particle sites kept at their initial draw, e.g. ``("w", "b")`` for random features),
     ``transport`` (an optax transformation replacing the Euler transport step) and
-    ``batch_size`` (minibatch stochastic gradients; ``>= N`` means full batch).
+    ``batch_size`` (minibatch stochastic gradients; ``>= N`` means full batch) and
+    ``block_size`` (evaluate the energy in blocks of that many data so that the ``N x n``
+    activations are never held at once; ``"auto"``, the default, blocks only when they would
+    not fit in a quarter of the free memory, see :mod:`mfsample.blocking`; ``None``: never).
     """
 
     sample_field = "z"
@@ -231,6 +243,7 @@ class ParticleKernel(MCMCKernel):
         frozen: tuple = (),
         transport=None,
         batch_size: int | None = None,
+        block_size: int | str | None = "auto",
     ):
         if (model is None) == (energy_fn is None):
             raise ValueError("give exactly one of `model` or `energy_fn`")
@@ -246,6 +259,7 @@ class ParticleKernel(MCMCKernel):
         self.frozen = frozen
         self.transport = check_transport(transport)
         self.batch_size = check_batch_size(batch_size)
+        self.block_size = check_block_size(block_size)
         self._energy: ParticleEnergy | None = None
         self._sample_fn = None
         self._model_args = ()
@@ -286,6 +300,7 @@ class ParticleKernel(MCMCKernel):
             return energy_from_model(
                 self._model, model_args, model_kwargs,
                 particle_plate=self.particle_plate, scaling=self.scaling, frozen=self.frozen,
+                block_size=self.block_size,
             )
         width = self.width
         if width is None:
@@ -379,9 +394,34 @@ class ParticleKernel(MCMCKernel):
             energy = self._energy
             single = isinstance(self._prior, dist.Distribution)
             return (lambda z: energy.constrain(z)["theta"]) if single else energy.constrain
-        return lambda z: constrain_fn(
-            self._model, model_args, model_kwargs, z, return_deterministic=True
+        post = lambda z, a=tuple(model_args), kw=model_kwargs: constrain_fn(  # noqa: E731
+            self._model, a, kw, z, return_deterministic=True
         )
+        energy = self._energy
+        if energy is None or energy.block_size is None:
+            return post
+        return self._blocked_postprocess(post, energy, tuple(model_args), dict(model_kwargs))
+
+    def _blocked_postprocess(self, post, energy, model_args, model_kwargs):
+        """The deterministic sites evaluated over blocks of data (``energy.block_size``)."""
+        from ..blocking import blocked_map
+
+        num_data = int(round(energy.num_data))
+        site_names = set(energy.site_names)
+
+        def is_per_datum(v):
+            return isinstance(v, (jax.Array, np.ndarray)) and np.ndim(v) >= 1 and np.shape(v)[0] == num_data
+
+        def run(z):
+            shapes = jax.eval_shape(post, z)
+            per_datum = {k for k, s in shapes.items()
+                         if k not in site_names and len(s.shape) >= 1 and s.shape[0] == num_data}
+            fixed = {k: v for k, v in model_kwargs.items() if k == "masses"}
+            data_kwargs = {k: v for k, v in model_kwargs.items() if k != "masses"}
+            return blocked_map(lambda a, kw: post(z, a, {**kw, **fixed}), model_args, data_kwargs,
+                               energy.block_size, is_per_datum, lambda k: k in per_datum)
+
+        return run
 
     def get_diagnostics_str(self, state):
         return "energy {:.5g}, |v| {:.3g}{}".format(

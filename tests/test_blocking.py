@@ -1,0 +1,110 @@
+"""Blocked energy (issue 6): same numbers as the plain energy, bounded activation memory."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mfsample as mf
+from mfsample.blocking import ACTIVATION_COPIES, activation_bytes, auto_block_size, blocked_sum
+from mfsample.energy import energy_and_velocity, energy_from_model, first_variation
+
+
+@pytest.fixture(scope="module")
+def data():
+    return mf.data.teacher_student(jax.random.PRNGKey(0), dim=4, teacher_width=3, num_data=300)
+
+
+def _energy(data, block_size, width=32, **kw):
+    return energy_from_model(mf.models.shallow_network, (data.x, data.y),
+                             {"width": width, "masses": None, **kw}, block_size=block_size)
+
+
+# float32: the blocked sum adds the same terms in another order; relative differences of a few
+# ulps times log2(number of terms) are expected, 1e-5 leaves an order of magnitude of room
+RTOL = 1e-5
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 64, 100, 299])
+def test_blocked_energy_velocity_first_variation_match_plain(data, block_size):
+    plain, blocked = _energy(data, None), _energy(data, block_size)
+    assert blocked.block_size == block_size and plain.block_size is None
+    z = plain.sample_prior(jax.random.PRNGKey(1))
+    m = jax.random.dirichlet(jax.random.PRNGKey(2), jnp.ones(32))
+    e0, v0 = energy_and_velocity(plain, z, m)
+    e1, v1 = energy_and_velocity(blocked, z, m)
+    np.testing.assert_allclose(e1, e0, rtol=RTOL)
+    for k in v0:
+        np.testing.assert_allclose(v1[k], v0[k], rtol=RTOL, atol=1e-6)
+    np.testing.assert_allclose(first_variation(blocked, z, m), first_variation(plain, z, m), rtol=RTOL, atol=1e-6)
+
+
+def test_block_size_at_least_num_data_is_the_plain_energy(data):
+    assert _energy(data, 300).block_size is None
+    assert _energy(data, 10_000).block_size is None
+
+
+def test_blocked_sum_covers_every_datum_once():
+    # sum_i i over 0..N-1 in blocks with a remainder: exact in integers
+    x = jnp.arange(103.0)
+    total = blocked_sum(lambda a, kw: jnp.sum(a[0]), (x,), {}, 10, lambda v: jnp.ndim(v) >= 1)
+    assert float(total) == 103 * 102 / 2
+
+
+def test_auto_block_size_from_memory():
+    # everything fits: no blocking
+    assert auto_block_size(1000, 256, memory=2 ** 40) == 1000
+    # 1 MiB budget at fraction 1/4 -> B = 2^18 / (ACTIVATION_COPIES * 256 * 4)
+    b = auto_block_size(10 ** 6, 256, memory=2 ** 20)
+    assert b == 2 ** 18 // (ACTIVATION_COPIES * 256 * 4)
+    assert activation_bytes(b, 256) <= 2 ** 18 < activation_bytes(b + 1, 256)
+    assert auto_block_size(10 ** 6, 10 ** 9, memory=2 ** 20) == 1  # never below one datum
+
+
+def test_invalid_block_size(data):
+    for bad in [0, -3, 2.5, "big", True]:
+        with pytest.raises(ValueError, match="block_size"):
+            _energy(data, bad)
+    with pytest.raises(ValueError, match="block_size"):
+        mf.WassersteinFlow(mf.models.shallow_network, step_size=0.1, block_size=0)
+
+
+def test_compiled_temporary_memory_follows_the_block_formula():
+    """XLA's own memory analysis of the compiled gradient: the plain step holds ~N x n
+    activations, the blocked one ~B x n, within ACTIVATION_COPIES copies."""
+    N, n, d = 2048, 1024, 8
+    x, y = jnp.ones((N, d)), jnp.ones(N)
+
+    def temp_bytes(block_size):
+        def grad(z, x, y):
+            pe = energy_from_model(mf.models.shallow_network, (x, y), {"width": n}, block_size=block_size)
+            return energy_and_velocity(pe, z)
+
+        z = energy_from_model(mf.models.shallow_network, (x[:2], y[:2]), {"width": n}).sample_prior(
+            jax.random.PRNGKey(0))
+        return jax.jit(grad).lower(z, x, y).compile().memory_analysis().temp_size_in_bytes
+
+    plain, blocked = temp_bytes(None), temp_bytes(128)
+    state = 8 * n * (d + 2) * 4  # particles, gradients and a few temporaries of the particle arrays
+    assert plain >= N * n * 4  # at least one full N x n float32 activation matrix
+    assert blocked <= activation_bytes(128, n) + state
+    assert blocked < plain / 8  # B/N = 1/16: blocking must cut the temporaries by ~16x
+
+
+@pytest.mark.parametrize("kernel_cls,kw", [
+    (mf.WassersteinFlow, {}),
+    (mf.MeanFieldLangevin, {"temperature": 1e-3}),
+    (mf.WassersteinFisherRao, {"rate": 1.0, "mode": "birth_death"}),
+    (mf.WassersteinFisherRao, {"rate": 1.0, "mode": "weighted"}),
+])
+def test_kernels_with_blocks_follow_the_plain_trajectory(data, kernel_cls, kw):
+    """Same key, blocked vs plain energy: the whole trajectory and the deterministic f agree to
+    float32 rounding (20 steps: errors grow at most geometrically with the step's Lipschitz
+    constant, hence atol 1e-4 on O(1) particles)."""
+    runs = [mf.simulate(kernel_cls(mf.models.shallow_network, step_size=0.5, block_size=b, **kw),
+                        jax.random.PRNGKey(3), data.x, data.y, width=32, num_steps=20, save_every=5,
+                        progress_bar=False) for b in (None, 64)]
+    assert runs[1].kernel.energy.block_size == 64
+    for k in runs[0].samples:
+        np.testing.assert_allclose(runs[1].samples[k], runs[0].samples[k], rtol=1e-4, atol=1e-4)
+    assert runs[1].samples["f"].shape == (1, 4, 300)

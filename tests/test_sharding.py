@@ -1,0 +1,138 @@
+"""Particles and chains sharded over devices (issue 6).
+
+Several host devices exist only if XLA is told before JAX starts, so each check runs in a fresh
+Python with ``XLA_FLAGS=--xla_force_host_platform_device_count=K``; the multi-host check starts
+two such processes joined by ``jax.distributed.initialize`` (JAX's own runtime, CPU collectives
+over gloo), as on a cluster.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+import mfsample as mf
+
+RUN = textwrap.dedent("""
+    import json, os, sys
+    import jax, numpy as np, mfsample as mf
+    out = {"devices": len(jax.devices())}
+    data = mf.data.teacher_student(jax.random.PRNGKey(0), dim=4, teacher_width=3, num_data=256)
+    kernels = {
+        "wasserstein": lambda: mf.WassersteinFlow(mf.models.shallow_network, step_size=0.5),
+        "langevin": lambda: mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.5, temperature=1e-3),
+        "birth_death": lambda: mf.WassersteinFisherRao(mf.models.shallow_network, step_size=0.5,
+                                                        rate=1.0, mode="birth_death"),
+    }
+    for name, make in kernels.items():
+        for chains, shard in [(1, "particles"), (4, "particles"), (4, "chains")]:
+            kw = dict(width=64, num_steps=20, save_every=10, num_chains=chains, progress_bar=False)
+            ref = mf.simulate(make(), jax.random.PRNGKey(2), data.x, data.y, **kw)
+            sh = mf.simulate(make(), jax.random.PRNGKey(2), data.x, data.y, devices=4, shard=shard, **kw)
+            spec = list(sh.last_state.z["w"].sharding.spec)
+            err = max(float(np.max(np.abs(ref.samples[k] - sh.samples[k]))) for k in ref.samples)
+            out[f"{name}/{chains}/{shard}"] = [err, spec, len(sh.last_state.z["w"].sharding.device_set)]
+    try:
+        mf.simulate(kernels["wasserstein"](), jax.random.PRNGKey(2), data.x, data.y, width=66,
+                    num_steps=2, progress_bar=False, devices=4, shard="particles")
+    except ValueError as e:
+        out["indivisible"] = str(e)
+    print("RESULT", json.dumps(out))
+""")
+
+
+def _run(code, devices, *args, timeout=240):
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+           "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+def test_sharded_runs_equal_the_single_device_run():
+    """Same key, 4 devices vs 1: the noise is drawn with the partitionable threefry, so only the
+    order of float32 sums differs (the all-reduce of f adds 4 partial sums). 20 steps of an O(1)
+    system: atol 1e-4 is ~10^3 float32 ulps, far below any real difference (a wrong noise or a
+    missing psum moves particles by O(dt) = 0.5)."""
+    out = _run(RUN, 4)
+    assert out["devices"] == 4
+    for name in ("wasserstein", "langevin", "birth_death"):
+        for key, axis_spec in [("1/particles", ["devices"]),
+                               ("4/particles", [None, "devices"]),
+                               ("4/chains", ["devices"])]:
+            err, spec, ndev = out[f"{name}/{key}"]
+            assert err < 1e-4, (name, key, err)
+            assert spec == axis_spec and ndev == 4, (name, key, spec, ndev)
+    assert "not divisible" in out["indivisible"]
+
+
+def test_devices_argument_is_checked():
+    data = mf.data.teacher_student(jax.random.PRNGKey(0), dim=3, teacher_width=2, num_data=16)
+    k = mf.WassersteinFlow(mf.models.shallow_network, step_size=0.1)
+    kw = dict(width=8, num_steps=2, progress_bar=False)
+    with pytest.raises(ValueError, match="device_count"):
+        mf.simulate(k, jax.random.PRNGKey(0), data.x, data.y, devices=len(jax.devices()) + 1, **kw)
+    with pytest.raises(ValueError, match="shard"):
+        mf.simulate(k, jax.random.PRNGKey(0), data.x, data.y, devices=1, shard="units", **kw)
+    with pytest.raises(TypeError, match="devices"):
+        mf.simulate(k, jax.random.PRNGKey(0), data.x, data.y, devices=[1, 2], **kw)
+    # one device through the sharding path is the plain run
+    a = mf.simulate(k, jax.random.PRNGKey(0), data.x, data.y, **kw)
+    b = mf.simulate(k, jax.random.PRNGKey(0), data.x, data.y, devices=1, **kw)
+    np.testing.assert_array_equal(a.samples["w"], b.samples["w"])
+
+
+MULTIHOST = textwrap.dedent("""
+    import json, sys
+    import jax
+    process_id, port = int(sys.argv[1]), sys.argv[2]
+    if process_id >= 0:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2,
+                                   process_id=process_id)
+    import numpy as np, mfsample as mf
+    data = mf.data.teacher_student(jax.random.PRNGKey(0), dim=4, teacher_width=3, num_data=128)
+    kernel = mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.5, temperature=1e-3)
+    sim = mf.simulate(kernel, jax.random.PRNGKey(2), data.x, data.y, width=64, num_steps=20,
+                      save_every=10, progress_bar=False, devices="all", shard="particles")
+    print("RESULT", json.dumps({"processes": jax.process_count(), "devices": len(jax.devices()),
+                                "local": len(jax.local_devices()), "w": sim.samples["w"].tolist()}))
+""")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return str(s.getsockname()[1])
+
+
+def test_multi_host_path_with_two_processes():
+    """Two processes of two CPU devices each, joined by jax.distributed.initialize: the particles
+    are sharded over the 4 devices of both processes, every process gets the whole draws back, and
+    they equal a one-process run on 4 local devices (float32 summation order: atol 1e-4)."""
+    port = _free_port()
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    procs = [subprocess.Popen([sys.executable, "-c", MULTIHOST, str(i), port], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = []
+    for p in procs:
+        try:
+            stdout, stderr = p.communicate(timeout=240)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        assert p.returncode == 0, stderr[-3000:]
+        outs.append(json.loads([ln for ln in stdout.splitlines() if ln.startswith("RESULT ")][-1][7:]))
+    single = _run(MULTIHOST, 4, "-1", "0")
+    for o in outs:
+        assert (o["processes"], o["devices"], o["local"]) == (2, 4, 2)
+        np.testing.assert_allclose(o["w"], single["w"], atol=1e-4)
+    assert single["processes"] == 1 and single["devices"] == 4

@@ -102,6 +102,7 @@ def energy_from_model(
     scaling: str | float | None = None,
     frozen: tuple = (),
     block_size: int | str | None = None,
+    num_replicas: int = 1,
 ) -> ParticleEnergy:
     """Build the :class:`ParticleEnergy` of a NumPyro ``model`` for fixed data.
 
@@ -126,8 +127,8 @@ def energy_from_model(
     (see :func:`mfsample.blocking.activation_bytes`).  Every array argument whose leading axis
     has the data size ``N`` is split along it (the likelihood must factorise over that axis, as
     for ``batch_size``).  ``None`` (or ``B >= N``): one block, the plain energy; ``"auto"``: the
-    largest ``B`` whose activations fit in a fraction of the free memory
-    (:func:`mfsample.blocking.auto_block_size`).  Results agree with the unblocked energy to
+    largest ``B`` whose activations, for ``num_replicas`` replicas evaluated at once (vectorised
+    chains), fit in a fraction of the free memory (:func:`mfsample.blocking.auto_block_size`).  Results agree with the unblocked energy to
     float32 summation order.
     """
     model_kwargs = dict(model_kwargs or {})
@@ -232,7 +233,7 @@ def energy_from_model(
             raise ValueError(f"block_size must be an integer >= 1, 'auto' or None, got {block_size!r}")
         from .blocking import auto_block_size
 
-        block_size = auto_block_size(full_size, int(width), num_chains=1)
+        block_size = auto_block_size(full_size, int(width), num_chains=max(1, int(num_replicas)))
     elif block_size is not None:
         if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
             raise ValueError(f"block_size must be an integer >= 1, 'auto' or None, got {block_size!r}")

@@ -300,7 +300,7 @@ class ParticleKernel(MCMCKernel):
             return energy_from_model(
                 self._model, model_args, model_kwargs,
                 particle_plate=self.particle_plate, scaling=self.scaling, frozen=self.frozen,
-                block_size=self.block_size,
+                block_size=self.block_size, num_replicas=getattr(self, "_num_replicas", 1),
             )
         width = self.width
         if width is None:
@@ -314,6 +314,8 @@ class ParticleKernel(MCMCKernel):
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
         model_kwargs = dict(model_kwargs or {})
         masses = model_kwargs.get("masses")
+        batched = not is_prng_key(rng_key)
+        self._num_replicas = int(rng_key.shape[0]) if batched else 1
         energy = self.build_energy(model_args, model_kwargs)
         if masses is not None:
             if not energy.accepts_masses:
@@ -325,7 +327,6 @@ class ParticleKernel(MCMCKernel):
 
         if init_params is not None:
             init_params = self._as_site_dict(init_params)
-        batched = not is_prng_key(rng_key)
         self._sample_fn = jax.vmap(step_fn) if batched else step_fn
         if self._compile_init(energy) and not isinstance(rng_key, jax.core.Tracer):
             array_kwargs, static_kwargs = split_static_kwargs(

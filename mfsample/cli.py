@@ -7,6 +7,9 @@
   netCDF), ``summary.json`` and the figures (:mod:`mfsample.report`).  Running again on the same
   ``DIR`` (or ``mfsample run --resume DIR``) continues from the last checkpoint and gives the draws
   of an uninterrupted run.  ``CONFIG`` may also name a packaged configuration (``quickstart``).
+  With ``--set output.stream=true`` (or ``[output] stream = true``) the draws are appended to their
+  netCDF file chunk by chunk during the run, so memory holds one checkpoint chunk of draws
+  (:class:`mfsample.io.DrawWriter`); a run directory keeps the setting it was started with.
 * ``mfsample report DIR`` recomputes the diagnostics and figures from the saved draws, writes
   ``DIR/report.html`` (self-contained, figures embedded) and prints the summary table.
 * ``mfsample configs`` lists the packaged configurations, ``mfsample configs show NAME`` prints one,
@@ -117,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "An existing --out of the same configuration is resumed.",
         epilog="examples:\n  mfsample run quickstart --out runs/qs\n"
                "  mfsample run my.toml --set dynamics.step_size=0.05 --set 'model.width=[32, 64, 128]'\n"
-               "  mfsample run --resume runs/qs\n",
+               "  mfsample run --resume runs/qs\n"
+               "  mfsample run long.toml --set output.stream=true   # draws appended to the netCDF as the run goes\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("config", nargs="?", metavar="CONFIG",
                      help="a TOML file, or the name of a packaged configuration (mfsample configs)")

@@ -11,6 +11,9 @@ A configuration is a TOML file (read with :mod:`tomllib`) with the sections
 * ``[dynamics]`` – the kernel (``wasserstein``, ``langevin``, ``kinetic``, ``wfr``) and its
   parameters (step size ``dt``, temperature ``tau``, rate ``alpha``, mode, ...);
 * ``[run]`` – steps, save interval, chains (independent replicas), seed, checkpoint interval, device;
+* ``[output]`` – ``stream``: append each width's draws to its netCDF file chunk by chunk during the
+  run (memory bounded by one checkpoint chunk; :class:`mfsample.io.DrawWriter`) instead of keeping
+  ``.npz`` draw checkpoints that are assembled into the netCDF file at the end;
 * ``[diagnostics]`` – which §4 diagnostics to compute (summary, fluctuations, chaos, marginals);
 * ``[baselines]`` – baselines to fit (the F1 optimum; the methods of ``f1_vs_f2``).
 
@@ -233,6 +236,11 @@ SCHEMA: dict[str, dict[str, Any]] = {
                          choices=("auto", "cpu", "gpu", "tpu")),
         "replicates": Option("int", 1, "seeds seed, seed+1, ... of f1_vs_f2", low=1, when=_f1f2,
                              when_doc=F1F2),
+    },
+    "output": {
+        "stream": Option("bool", False, "append the draws to draws/width_<n>.nc chunk by chunk during the run "
+                         "(memory: one checkpoint chunk) instead of .npz draw checkpoints assembled at the end",
+                         when=_sim, when_doc=SIM),
     },
     "diagnostics": {
         "summary": Option("bool", True, "energy trajectory and ArviZ ess/r_hat (mf.diagnostics.summary)",

@@ -9,6 +9,10 @@
   RNG key, step counter, ...; every leaf of the state NamedTuple as a plain array);
 * ``draws/width_<n>.nc`` – all draws as ArviZ ``InferenceData`` (:func:`mfsample.to_inference_data`,
   with ``predictions`` at ``data.num_test`` held-out inputs), written when the run is complete;
+* with ``output.stream = true``, ``checkpoints/width_<n>/draws.nc`` instead of the ``draws_*.npz``
+  files: the draws appended chunk by chunk to the netCDF file (:class:`mfsample.io.DrawWriter`),
+  which becomes ``draws/width_<n>.nc`` (``predictions`` added in batches of draws) when the run is
+  complete; memory then holds one chunk of draws, never the whole run;
 * ``run.json`` – versions of Python, jax, numpyro, arviz and the device kind, wall times;
 * ``summary.json`` and ``figures/*.png`` – written by :func:`mfsample.report.analyse`.
 
@@ -23,6 +27,14 @@ the configuration (:func:`mfsample.config.fingerprint`) and a SHA-256 of its who
 a truncated, modified or foreign file, or one written for another configuration, is refused
 (:class:`CheckpointError`) with the file named, never silently recomputed.  Restored states are
 checked leaf by leaf (shape, dtype) against the state the configuration builds.
+
+**Streaming** (``output.stream = true``).  After each chunk its draws are appended to the width's
+netCDF file (closed and complete between appends), *then* the state file is written; the state
+records, for every chunk, its range of draws in the file and the SHA-256 of those draws read back.
+Resuming checks those hashes, removes any draws appended after the recorded ones (a process killed
+between the append and the state file) and appends from there, so the file ends with exactly the
+draws of an uninterrupted run.  The checkpoint layout differs from the ``.npz`` one, so a run
+directory keeps the ``output.stream`` it was started with.
 
 **Exit codes** of the CLI: 0 success, 2 invalid configuration or input (:class:`InputError`,
 :class:`~mfsample.config.ConfigError`), 1 failure during the run (:class:`RunFailure`, e.g. a
@@ -63,6 +75,7 @@ __all__ = [
     "run_experiment",
     "environment",
     "draws_path",
+    "stream_enabled",
 ]
 
 FORMAT = "mfsample-checkpoint"
@@ -297,6 +310,44 @@ def draws_path(out, width: int) -> Path:
     return Path(out) / "draws" / f"width_{width}.nc"
 
 
+def stream_enabled(cfg) -> bool:
+    """Whether the configuration streams its draws to netCDF during the run (``output.stream``)."""
+    return bool(cfg.get("output", {}).get("stream", False))
+
+
+def _stream_checkpoint(out, width: int) -> Path:
+    """The streamed draws of an unfinished width (``draws/width_<n>.nc`` once complete)."""
+    return Path(out) / "checkpoints" / f"width_{width}" / "draws.nc"
+
+
+def _draws_hash(path, start: int, stop: int) -> str:
+    """SHA-256 of draws ``start:stop`` of a streamed file, as read back (see :func:`_content_hash`)."""
+    from .io import read_draws
+
+    return _content_hash(read_draws(path, start, stop), {})
+
+
+def _stream_problems(path: Path, chunks: list) -> list[str]:
+    """What is wrong with a streamed draws file against the chunks a state recorded (empty: fine)."""
+    from .io import count_draws
+
+    if not path.is_file():
+        return [f"{path} is missing: it holds the draws that the state checkpoint records"]
+    try:
+        count = count_draws(path)
+    except (OSError, ValueError) as exc:
+        return [f"{path} is unreadable ({exc}); it is truncated or corrupted"]
+    need = chunks[-1]["draws"][1] if chunks else 0
+    if count < need:
+        return [f"{path} holds {count} draws; the state checkpoint records {need}"]
+    for entry in chunks:
+        start, stop = entry["draws"]
+        if _draws_hash(path, start, stop) != entry["sha256"]:
+            return [f"{path}: draws {start}..{stop - 1} are not those the state checkpoint recorded "
+                    "(the file was modified or replaced)"]
+    return []
+
+
 def environment() -> dict:
     """Versions of Python and the libraries, and the JAX device used."""
     import platform
@@ -384,6 +435,12 @@ def prepare_out_dir(out, cfg) -> bool:
                 f"{out} holds a run of a different configuration; it would not continue the same "
                 "draws:\n" + "\n".join(diffs) + f"\nchoose another --out, or resume it as it is with "
                 f"`mfsample run --resume {out}`")
+        if stream_enabled(old) != stream_enabled(cfg) and any((out / "checkpoints").glob("width_*/state.npz")):
+            was = str(stream_enabled(old)).lower()
+            raise InputError(
+                f"{out} was run with output.stream = {was}; its checkpoints are laid out for that setting. "
+                f"Resume it with the same setting (--set output.stream={was}, or `mfsample run --resume {out}`), "
+                "or choose another --out")
         resumed = True
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not an mfsample run directory (no config.toml); "
@@ -498,6 +555,9 @@ class WidthRun:
         self.plan = chunk_plan(run["steps"], run["save_every"], run["checkpoint_every"])
         self.dir = Path(out) / "checkpoints" / f"width_{self.width}"
         self.fingerprint = fingerprint(cfg)
+        self.stream = stream_enabled(cfg)
+        self.stream_path, self.final_path = _stream_checkpoint(out, self.width), draws_path(out, self.width)
+        self.writer = None
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _template(self):
@@ -507,7 +567,7 @@ class WidthRun:
         return jax.eval_shape(lambda k: self.kernel.init(k, 0, None, self.args, self.kwargs), keys)
 
     def _meta(self, **kw):
-        return dict(kind="state", fingerprint=self.fingerprint, width=self.width, **kw)
+        return dict(kind="state", fingerprint=self.fingerprint, width=self.width, stream=self.stream, **kw)
 
     def load(self):
         """``(state, chunks_done, chunk_index)`` from ``state.npz``, or ``None`` when absent."""
@@ -522,6 +582,9 @@ class WidthRun:
                                   f"{str(meta.get('fingerprint'))[:16]}, this one {self.fingerprint[:16]})")
         if meta.get("plan") != self.plan:
             raise CheckpointError(f"{path} follows another chunk plan {meta.get('plan')} (now {self.plan})")
+        if bool(meta.get("stream", False)) != self.stream:
+            raise CheckpointError(f"{path} was written with output.stream = {str(bool(meta.get('stream'))).lower()}, "
+                                  f"the configuration has {str(self.stream).lower()}")
         state = _restore_state(self._template(), arrays, path)  # the draws files: verify_checkpoints
         return state, meta["chunks_done"], meta["chunks"]
 
@@ -537,12 +600,29 @@ class WidthRun:
             out.append(arrays)
         return out
 
+    def _open_writer(self, keep=None):
+        """The writer of the streamed draws: a new file (``keep=None``) or the existing one after
+        its first ``keep`` draws."""
+        from .io import DrawWriter
+
+        kw = dict(kernel=self.kernel, model_args=self.args, model_kwargs=self.kwargs, num_chains=self.chains,
+                  num_draws=1 + self.cfg["run"]["steps"] // self.save_every, fsync=True)
+        if keep is None:
+            return DrawWriter(self.stream_path, overwrite=True, **kw)
+        return DrawWriter.resume(self.stream_path, keep=keep, **kw)
+
     def save(self, state, samples, stats, chunks, chunks_done):
-        name = f"draws_{len(chunks):04d}.npz"
-        sha = write_checkpoint(self.dir / name, _draw_arrays(samples, stats),
-                               dict(kind="draws", fingerprint=self.fingerprint, width=self.width,
-                                    index=len(chunks)))
-        chunks = chunks + [{"file": name, "sha256": sha}]
+        if self.stream:  # the draws go to the netCDF file first, then the state records them
+            start = self.writer.draws_written
+            self.writer.append(samples, stats)
+            stop = self.writer.draws_written
+            chunks = chunks + [{"draws": [start, stop], "sha256": _draws_hash(self.stream_path, start, stop)}]
+        else:
+            name = f"draws_{len(chunks):04d}.npz"
+            sha = write_checkpoint(self.dir / name, _draw_arrays(samples, stats),
+                                   dict(kind="draws", fingerprint=self.fingerprint, width=self.width,
+                                        index=len(chunks)))
+            chunks = chunks + [{"file": name, "sha256": sha}]
         arrays, paths = _state_arrays(state)
         step = int(np.max(np.asarray(state.step)))
         write_checkpoint(self.dir / "state.npz", arrays,
@@ -565,10 +645,14 @@ class WidthRun:
         if loaded is None:
             state, sample0, stats0 = initial_draw(self.kernel, self.key, self.args, self.kwargs, self.chains)
             state = jax.tree.map(np.asarray, state)
+            if self.stream:
+                self.writer = self._open_writer()
             chunks = self.save(state, sample0, stats0, [], 0)
             done = 0
         else:
             state, done, chunks = loaded
+            if self.stream and done < len(self.plan):  # drop draws appended after the saved state
+                self.writer = self._open_writer(keep=chunks[-1]["draws"][1])
             steps_done = sum(self.plan[:done])
             progress.advance(steps_done)
             if done < len(self.plan):
@@ -602,9 +686,40 @@ class WidthRun:
             progress.report(f"E[n={self.width}]", energy,
                             f"width {self.width}: step {step}/{total} (t = {step * dt:g}), E = {energy:.6g}; "
                             f"checkpoint {c + 1}/{len(self.plan)} saved", steps=self.plan[c])
+        if self.writer is not None:
+            self.writer.close()
         return chunks
 
     # -- assembling -------------------------------------------------------------------------------
+    def _run_attrs(self):
+        cfg = self.cfg
+        return dict(experiment=cfg["experiment"]["name"], fingerprint=self.fingerprint, seed=cfg["run"]["seed"],
+                    mfsample_config=json.dumps(cfg, sort_keys=True))
+
+    def finalize(self):
+        """Streamed draws: add ``predictions`` (in batches of draws) and the run's attributes to the
+        file, then move it to ``draws/width_<n>.nc`` (a completed run resumed redoes this in place)."""
+        import h5netcdf
+
+        from .io import write_predictions
+
+        path = self.stream_path if self.stream_path.exists() else self.final_path
+        unit_points = min(self.cfg["diagnostics"]["unit_points"], len(self.data.x_eval))
+        extra = None
+        if self.data.f_eval is not None:
+            extra = {"f_target": ("eval_point", np.asarray(self.data.f_eval), {"description": "teacher f*(x_eval)"})}
+        write_predictions(path, self.data.x_eval, kernel=self.kernel, model_args=self.args, model_kwargs=self.kwargs,
+                          unit_points=unit_points, constant_data=extra)
+        with h5netcdf.File(str(path), "a", locking=False) as f:
+            for group in f.groups.values():
+                group.attrs.update(self._run_attrs())
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+        if path != self.final_path:
+            self.final_path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, self.final_path)
+            _fsync_dir(self.final_path.parent)
+
     def assemble(self, chunks):
         """All draws (the ``t = 0`` draw first) as an ``InferenceData`` with ``predictions`` at the
         held-out inputs and, for teacher-student data, the target ``f_target`` there."""
@@ -624,9 +739,7 @@ class WidthRun:
         if self.data.f_eval is not None:
             idata.predictions_constant_data["f_target"] = ("eval_point", np.asarray(self.data.f_eval))
             idata.predictions_constant_data["f_target"].attrs["description"] = "teacher f*(x_eval)"
-        cfg = self.cfg
-        attrs = dict(experiment=cfg["experiment"]["name"], fingerprint=self.fingerprint, seed=cfg["run"]["seed"],
-                     mfsample_config=json.dumps(cfg, sort_keys=True))
+        attrs = self._run_attrs()
         for group in idata.groups():
             getattr(idata, group).attrs.update(attrs)
         return idata
@@ -656,7 +769,10 @@ def _run_simulate(cfg, out: Path, progress_mode: str, stream) -> None:
     finally:
         progress.close()
     for r, chunks in zip(runs, all_chunks):
-        _write_netcdf(r.assemble(chunks), draws_path(out, r.width))
+        if r.stream:
+            r.finalize()
+        else:
+            _write_netcdf(r.assemble(chunks), draws_path(out, r.width))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -767,6 +883,12 @@ def verify_checkpoints(out, cfg) -> None:
                 continue
             if meta.get("plan") != plan:
                 problems.append(f"{state} follows another chunk plan {meta.get('plan')} (now {plan})")
+            if meta.get("stream"):  # the draws are in one netCDF file, unfinished or finalised
+                path = _stream_checkpoint(out, n)
+                if not path.exists() and meta.get("chunks_done") == len(plan):
+                    path = draws_path(out, n)
+                problems += _stream_problems(path, meta.get("chunks", []))
+                continue
             for entry in meta.get("chunks", []):
                 p = d / entry["file"]
                 m = check(p, kind="draws", width=n)

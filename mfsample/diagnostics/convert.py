@@ -21,13 +21,16 @@ whole particle system; interacting particles are never on the ``chain`` axis):
 * ``observed_data`` – the model's observed sites (``y``); ``constant_data`` – its array arguments
   (``x``); ``predictions_constant_data`` – ``x_eval``.
 
-Everything round-trips through ``to_netcdf`` / ``arviz.from_netcdf``.
+Everything round-trips through ``to_netcdf`` / ``arviz.from_netcdf``.  The layout is built by small
+helpers (``_layout``, ``_posterior_dataset``, ``_sample_stats_dataset``, ``_prediction_datasets``,
+``_data_groups``, ``_group_attrs``) that :mod:`mfsample.io` reuses to write the same groups chunk by
+chunk.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import arviz as az
 import jax
@@ -94,8 +97,10 @@ def _unpack_run(run, kernel, model_args, model_kwargs):
     return _as_numpy_tree(samples), _as_numpy_tree(stats), kernel, model_args, model_kwargs, single
 
 
-def _times(stats, step_size, num_chains, num_draws):
-    """``t = step * dt`` in float64 (from ``step``, else from the recorded float32 ``time``)."""
+def _times(stats, step_size, num_chains, num_draws, offset=0):
+    """``t = step * dt`` in float64 (from ``step``, else from the recorded float32 ``time``; without
+    either, the draw index counted from ``offset``).  Element-wise in the draws, so a run converted
+    chunk by chunk gets the times of the whole run converted at once."""
     if "step" in stats and step_size is not None:
         steps = stats["step"][0].astype(np.int64)
     elif "time" in stats and step_size is not None:
@@ -103,7 +108,7 @@ def _times(stats, step_size, num_chains, num_draws):
     elif "time" in stats:
         return stats["time"][0].astype(np.float64)
     else:
-        return np.arange(num_draws, dtype=np.float64)
+        return np.arange(offset, offset + num_draws, dtype=np.float64)
     return steps.astype(np.float64) * step_size
 
 
@@ -186,15 +191,22 @@ def _output_function(model, model_args, model_kwargs, x_eval, output_site, outpu
     return out
 
 
-def _evaluate(out, params, masses, width, exponent, unit_points, accepts_masses, batch_size):
-    """Map ``out`` (and the unit functions) over the flattened ``(chain, draw)`` axis."""
+def _flatten_draws(params, masses):
+    """``(chain, draw, ...)`` -> ``(chain * draw, ...)`` for the particle sites and the masses."""
     chains, draws = jax.tree.leaves(params)[0].shape[:2]
     flat = jax.tree.map(lambda v: jnp.asarray(v).reshape((chains * draws,) + v.shape[2:]), params)
     m_flat = None if masses is None else jnp.asarray(masses).reshape(chains * draws, -1)
+    return flat, m_flat
+
+
+def _evaluator(out, item, num_items, width, exponent, unit_points, accepts_masses, batch_size):
+    """A compiled ``fn((flat_params, flat_masses)) -> (f (items, M), phi (items, n, U) or None)``
+    mapping ``out`` (and the unit functions) over a flat axis of draws; ``item`` is one draw
+    (its shapes fix the compiled programme: calls with the same number of items reuse it)."""
     units = unit_points > 0 and accepts_masses
 
-    def one(item):
-        p, m = item
+    def one(it):
+        p, m = it
         mm = jnp.full((width,), 1.0 / width) if m is None else m
         f = out(p, None if m is None else m)
         if not units:
@@ -203,11 +215,20 @@ def _evaluate(out, params, masses, width, exponent, unit_points, accepts_masses,
         jac = jax.jacfwd(lambda mv: out(p, mv)[:unit_points])(mm)  # (U, n)
         return f, (width ** (exponent - 1.0)) * jac.T
 
-    probe = jax.eval_shape(lambda it: one(it)[0], jax.tree.map(lambda v: v[0], (flat, m_flat)))
+    probe = jax.eval_shape(lambda it: one(it)[0], item)
     num_eval = int(np.prod(probe.shape)) if probe.shape else 1
     if batch_size is None:  # keep one batch's activations near 2^24 numbers
-        batch_size = max(1, min(chains * draws, 2 ** 24 // max(1, num_eval * width)))
-    f, phi = jax.jit(lambda xs: jax.lax.map(one, xs, batch_size=batch_size))((flat, m_flat))
+        batch_size = max(1, min(num_items, 2 ** 24 // max(1, num_eval * width)))
+    return jax.jit(lambda xs: jax.lax.map(one, xs, batch_size=batch_size))
+
+
+def _evaluate(out, params, masses, width, exponent, unit_points, accepts_masses, batch_size):
+    """Map ``out`` (and the unit functions) over the flattened ``(chain, draw)`` axis."""
+    chains, draws = jax.tree.leaves(params)[0].shape[:2]
+    flat, m_flat = _flatten_draws(params, masses)
+    fn = _evaluator(out, jax.tree.map(lambda v: v[0], (flat, m_flat)), chains * draws, width, exponent,
+                    unit_points, accepts_masses, batch_size)
+    f, phi = fn((flat, m_flat))
     f = np.asarray(f).reshape(chains, draws, -1)
     if phi is not None:
         phi = np.asarray(phi).reshape(chains, draws, width, -1)
@@ -285,6 +306,140 @@ def _kernel_attrs(kernel, energy):
 
 
 # ---------------------------------------------------------------------------------------------
+# the layout: shared by to_inference_data and the streaming writer (mfsample.io)
+# ---------------------------------------------------------------------------------------------
+class _Layout(NamedTuple):
+    """What fixes the names, dims and attributes of a run's groups (not its draws)."""
+
+    kernel: Any
+    model: Callable | None
+    energy: Any
+    model_args: tuple
+    model_kwargs: dict
+    particle_sites: tuple
+    width: int
+    exponent: float
+    x_arg: int | str | None
+    num_data: int | None
+    event_dims: dict
+    dims: dict
+    step_size: float | None
+    single: bool
+
+
+def _layout(samples, kernel, model, model_args, model_kwargs, dims, x_arg, single) -> _Layout:
+    """The layout of a run whose draws (or one chunk of them) are ``samples``."""
+    model = getattr(kernel, "model", None) if model is None else model
+    energy = getattr(kernel, "energy", None)
+    if energy is None and kernel is not None and hasattr(kernel, "build_energy"):
+        energy = kernel.build_energy(model_args, model_kwargs)
+    dims = {**getattr(kernel, "sample_dims", {}), **dict(dims or {})}
+    particle_sites = tuple(energy.site_names) if energy is not None else tuple(
+        k for k in samples if k != "masses")
+    width = int(energy.width) if energy is not None else int(samples[particle_sites[0]].shape[2])
+    exponent = float(energy.exponent) if energy is not None else 1.0
+    x_train = None
+    if model is not None:
+        x_arg = _resolve_x_arg(model, model_args, model_kwargs, x_arg)
+        if x_arg is not None:
+            x_train = model_args[x_arg] if isinstance(x_arg, int) else model_kwargs[x_arg]
+    num_data = None if x_train is None else int(np.shape(x_train)[0])
+    return _Layout(kernel=kernel, model=model, energy=energy, model_args=tuple(model_args),
+                   model_kwargs=dict(model_kwargs), particle_sites=particle_sites, width=width,
+                   exponent=exponent, x_arg=x_arg, num_data=num_data,
+                   event_dims=_event_dims(model, model_args, model_kwargs), dims=dims,
+                   step_size=getattr(kernel, "step_size", None), single=single)
+
+
+def _draw_coords(layout, chains, draw, time):
+    return {"chain": np.arange(chains), "draw": np.asarray(draw), "particle": np.arange(layout.width),
+            "time": ("draw", np.asarray(time, dtype=np.float64))}
+
+
+def _posterior_dataset(samples, layout, draw, time) -> xr.Dataset:
+    """``posterior``: every site ``(chain, draw, ...)`` with the ``time`` coordinate on ``draw``
+    (``draw`` holds the draws' indices in the whole run)."""
+    chains = next(iter(samples.values())).shape[0]
+    posterior = xr.Dataset(
+        {name: (["chain", "draw"] + _site_dims(name, v, layout.particle_sites, layout.width, layout.num_data,
+                                               layout.event_dims, layout.dims), v)
+         for name, v in samples.items()},
+        coords=_draw_coords(layout, chains, draw, time),
+    )
+    if "masses" in posterior:
+        posterior["masses"].attrs["description"] = "particle masses m_j (sum_j m_j = 1)"
+    return posterior
+
+
+def _sample_stats_dataset(stats, layout, chains, draw, time) -> xr.Dataset:
+    """``sample_stats``: the ``(chain, draw)`` statistics (``time`` is the coordinate instead)."""
+    coords = _draw_coords(layout, chains, draw, time)
+    draws = len(coords["draw"])
+    descriptions = {**STAT_DESCRIPTIONS, **getattr(layout.kernel, "stat_descriptions", {})}
+    stat_vars = {}
+    for name, v in stats.items():
+        if name == "time" or v.shape[:2] != (chains, draws) or v.ndim != 2:
+            continue
+        stat_vars[name] = xr.Variable(["chain", "draw"], v, attrs={"description": descriptions.get(name, name)})
+    return xr.Dataset(stat_vars, coords={k: coords[k] for k in ("chain", "draw", "time")})
+
+
+def _prediction_datasets(f, phi, output_site, layout, draw, time, x_eval) -> dict:
+    """``predictions`` (``f`` and ``phi``) and ``predictions_constant_data`` (``x_eval``)."""
+    coords = _draw_coords(layout, f.shape[0], draw, time)
+    pred = {output_site: (["chain", "draw", "eval_point"], f)}
+    if phi is not None:
+        pred["phi"] = (["chain", "draw", "particle", "unit_point"], phi)
+    pc = {**coords, "eval_point": np.arange(f.shape[-1])}
+    if phi is not None:
+        pc["unit_point"] = np.arange(phi.shape[-1])
+    groups = {"predictions": xr.Dataset(pred, coords=pc)}
+    groups["predictions"][output_site].attrs["description"] = (
+        "network output f_n(x) = n^(1-p) sum_j m_j phi(x; theta_j) at the evaluation points")
+    if phi is not None:
+        groups["predictions"]["phi"].attrs["description"] = (
+            "unit functions phi(x; theta_j) = n^(p-1) df/dm_j at the first unit_point evaluation points")
+    if x_eval is not None:
+        xe = np.asarray(x_eval)
+        groups["predictions_constant_data"] = xr.Dataset(
+            {"x_eval": (["eval_point"] + [f"x_eval_dim_{i}" for i in range(xe.ndim - 1)], xe)},
+            coords={"eval_point": np.arange(xe.shape[0])})
+    return groups
+
+
+def _data_groups(layout) -> dict:
+    """``observed_data`` and ``constant_data`` (those that are not empty)."""
+    observed, constant = _model_data(layout.model, layout.model_args, layout.model_kwargs, layout.num_data)
+    groups = {}
+    if observed:
+        groups["observed_data"] = xr.Dataset(observed)
+    if constant:
+        groups["constant_data"] = xr.Dataset(constant)
+    return groups
+
+
+def _group_attrs(layout, output_site) -> dict:
+    attrs = _kernel_attrs(layout.kernel, layout.energy)
+    attrs["output_site"] = output_site
+    return attrs
+
+
+def _predictor(layout, x_eval, output_site, output_fn, unit_points):
+    """``(out, accepts_masses)`` of the output at ``x_eval`` (``None``: no predictions)."""
+    out = _output_function(layout.model, layout.model_args, layout.model_kwargs, x_eval, output_site,
+                           output_fn, layout.x_arg, layout.single)
+    if out is None:
+        return None
+    accepts = True if output_fn is not None else bool(getattr(layout.energy, "accepts_masses", False))
+    return out, accepts
+
+
+def _is_streamed(run) -> bool:
+    """A :func:`mfsample.simulate` result whose draws were streamed to ``run.output``."""
+    return getattr(run, "output", None) is not None and getattr(run, "samples", None) is None
+
+
+# ---------------------------------------------------------------------------------------------
 # the converter
 # ---------------------------------------------------------------------------------------------
 def to_inference_data(
@@ -323,6 +478,10 @@ def to_inference_data(
     :param dims: ``{site: [dim names after (chain, draw)]}`` overriding the default names.
     :param batch_size: draws evaluated at once when computing predictions (default: memory-bounded).
 
+    A :func:`mfsample.simulate` result whose draws were streamed to a file (``sim.output``; see
+    :class:`mfsample.io.DrawWriter`) is opened from that file, lazily; its ``predictions`` are
+    computed from the posterior read back in batches of draws (:func:`mfsample.io.open_streamed`).
+
     Example::
 
         >>> import jax, mfsample as mf
@@ -336,79 +495,33 @@ def to_inference_data(
         >>> dict(idata.posterior["w"].sizes), dict(idata.predictions["f"].sizes)
         ({'chain': 2, 'draw': 2, 'particle': 8, 'input_dim': 3}, {'chain': 2, 'draw': 2, 'eval_point': 5})
     """
+    if _is_streamed(run):  # the draws are in a netCDF file: open it, predictions by draw batches
+        from ..io import open_streamed
+
+        if dims is not None:
+            raise ValueError("dims are fixed when the draws are written (mfsample.io.DrawWriter(dims=...)); "
+                             f"{run.output} already has its own")
+        return open_streamed(run, x_eval=x_eval, kernel=kernel, model=model, model_args=model_args,
+                             model_kwargs=model_kwargs, output_site=output_site, output_fn=output_fn,
+                             x_arg=x_arg, unit_points=unit_points, batch_size=batch_size)
     samples, stats, kernel, model_args, model_kwargs, single = _unpack_run(
         run, kernel, model_args, model_kwargs)
-    model = getattr(kernel, "model", None) if model is None else model
-    energy = getattr(kernel, "energy", None)
-    if energy is None and kernel is not None and hasattr(kernel, "build_energy"):
-        energy = kernel.build_energy(model_args, model_kwargs)
-    dims = {**getattr(kernel, "sample_dims", {}), **dict(dims or {})}
+    layout = _layout(samples, kernel, model, model_args, model_kwargs, dims, x_arg, single)
     chains, draws = next(iter(samples.values())).shape[:2]
-    step_size = getattr(kernel, "step_size", None)
-    time = _times(stats, step_size, chains, draws)
+    draw = np.arange(draws)
+    time = _times(stats, layout.step_size, chains, draws)
 
-    particle_sites = tuple(energy.site_names) if energy is not None else tuple(
-        k for k in samples if k != "masses")
-    width = int(energy.width) if energy is not None else int(samples[particle_sites[0]].shape[2])
-    exponent = float(energy.exponent) if energy is not None else 1.0
-    x_train = None
-    if model is not None:
-        x_arg = _resolve_x_arg(model, model_args, model_kwargs, x_arg)
-        if x_arg is not None:
-            x_train = model_args[x_arg] if isinstance(x_arg, int) else model_kwargs[x_arg]
-    num_data = None if x_train is None else int(np.shape(x_train)[0])
-    event_dims = _event_dims(model, model_args, model_kwargs)
-
-    coords = {"chain": np.arange(chains), "draw": np.arange(draws), "particle": np.arange(width)}
-    posterior = xr.Dataset(
-        {name: (["chain", "draw"] + _site_dims(name, v, particle_sites, width, num_data, event_dims, dims), v)
-         for name, v in samples.items()},
-        coords={**coords, "time": ("draw", time)},
-    )
-    if "masses" in posterior:
-        posterior["masses"].attrs["description"] = "particle masses m_j (sum_j m_j = 1)"
-
-    groups = {"posterior": posterior}
-    stat_vars = {}
-    for name, v in stats.items():
-        if name == "time" or v.shape[:2] != (chains, draws) or v.ndim != 2:
-            continue
-        stat_vars[name] = xr.Variable(["chain", "draw"], v,
-                                      attrs={"description": {**STAT_DESCRIPTIONS, **getattr(kernel, "stat_descriptions", {})}.get(name, name)})
-    groups["sample_stats"] = xr.Dataset(stat_vars, coords={"chain": coords["chain"],
-                                                           "draw": coords["draw"], "time": ("draw", time)})
-
-    out = _output_function(model, model_args, model_kwargs, x_eval, output_site, output_fn, x_arg, single)
-    if out is not None:
-        params = {k: samples[k] for k in particle_sites}
-        accepts = True if output_fn is not None else bool(getattr(energy, "accepts_masses", False))
-        f, phi = _evaluate(out, params, samples.get("masses"), width, exponent,
+    groups = {"posterior": _posterior_dataset(samples, layout, draw, time),
+              "sample_stats": _sample_stats_dataset(stats, layout, chains, draw, time)}
+    predictor = _predictor(layout, x_eval, output_site, output_fn, unit_points)
+    if predictor is not None:
+        out, accepts = predictor
+        params = {k: samples[k] for k in layout.particle_sites}
+        f, phi = _evaluate(out, params, samples.get("masses"), layout.width, layout.exponent,
                            int(unit_points or 0), accepts, batch_size)
-        pred = {output_site: (["chain", "draw", "eval_point"], f)}
-        if phi is not None:
-            pred["phi"] = (["chain", "draw", "particle", "unit_point"], phi)
-        pc = {**coords, "eval_point": np.arange(f.shape[-1]), "time": ("draw", time)}
-        if phi is not None:
-            pc["unit_point"] = np.arange(phi.shape[-1])
-        groups["predictions"] = xr.Dataset(pred, coords=pc)
-        groups["predictions"][output_site].attrs["description"] = (
-            "network output f_n(x) = n^(1-p) sum_j m_j phi(x; theta_j) at the evaluation points")
-        if phi is not None:
-            groups["predictions"]["phi"].attrs["description"] = (
-                "unit functions phi(x; theta_j) = n^(p-1) df/dm_j at the first unit_point evaluation points")
-        if x_eval is not None:
-            xe = np.asarray(x_eval)
-            groups["predictions_constant_data"] = xr.Dataset(
-                {"x_eval": (["eval_point"] + [f"x_eval_dim_{i}" for i in range(xe.ndim - 1)], xe)},
-                coords={"eval_point": np.arange(xe.shape[0])})
-
-    observed, constant = _model_data(model, model_args, model_kwargs, num_data)
-    if observed:
-        groups["observed_data"] = xr.Dataset(observed)
-    if constant:
-        groups["constant_data"] = xr.Dataset(constant)
-    attrs = _kernel_attrs(kernel, energy)
-    attrs["output_site"] = output_site
+        groups.update(_prediction_datasets(f, phi, output_site, layout, draw, time, x_eval))
+    groups.update(_data_groups(layout))
+    attrs = _group_attrs(layout, output_site)
     for ds in groups.values():
         ds.attrs.update(attrs)
     return az.InferenceData(**groups)

@@ -1,0 +1,156 @@
+"""``mfsample run`` with ``output.stream = true`` (mfsample/runner.py, config.py; issue 6 "Memory").
+
+Claims checked: a streamed run killed with SIGKILL, whose draws file is then given extra draws past
+the checkpoint (what a kill between an append and its state file leaves), resumes to a file whose
+every variable and attribute equals the uninterrupted streamed run's; draws modified after they were
+recorded are refused (exit 2, the file named); a run directory keeps the ``output.stream`` it was
+started with; the streamed file equals the default (``.npz`` checkpoints) run's (slow).
+
+Cost: XLA compilation dominates; the subprocesses share a persistent JAX compilation cache.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import h5netcdf
+import numpy as np
+import pytest
+
+from mfsample.io import DRAW_GROUPS, count_draws
+from mfsample.runner import read_checkpoint
+
+#: 10 checkpoints of 40 steps: chunks long enough to kill the process between two of them
+TINY = ["--set", "data.dim=3", "--set", "data.num_data=128", "--set", "data.teacher_width=2",
+        "--set", "data.num_test=16", "--set", "model.width=32", "--set", "run.steps=400",
+        "--set", "run.save_every=10", "--set", "run.checkpoint_every=40", "--set", "run.chains=2"]
+STREAM = TINY + ["--set", "output.stream=true"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    env = dict(os.environ)
+    env.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax-cache")),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return env
+
+
+def cli(env, *args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "mfsample.cli", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def contents(path):
+    """Every variable (values) and every group's attributes of an InferenceData file."""
+    import arviz
+
+    idata = arviz.from_netcdf(path)
+    out = {}
+    for g in idata.groups():
+        ds = idata[g]
+        out.update({f"{g}/{v}": ds[v].values for v in ds.variables})
+        out[f"{g}.attrs"] = dict(ds.attrs)
+        ds.close()
+    return out
+
+
+def assert_same_contents(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        if name.endswith(".attrs"):
+            assert a[name] == b[name], name
+        else:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def reference(env, tmp_path_factory):
+    """An uninterrupted streamed run."""
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    proc = cli(env, "run", "quickstart", "--out", out, "--progress", "off", *STREAM)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_killed_streamed_run_resumes_to_the_uninterrupted_file(env, reference, tmp_path):
+    """Kill -9 after the second checkpoint; append 4 junk draws to the streamed file (as if killed
+    after an append, before its state file); run the same command: the run resumes from the state,
+    drops the junk, and its draws/width_32.nc equals the uninterrupted run's bit for bit (every
+    variable, every group's attributes)."""
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "mfsample.cli", "run", "quickstart", "--out", str(out), "--progress", "lines",
+           *STREAM]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if "checkpoint 2/10 saved" in line:
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    ckpt = out / "checkpoints" / "width_32"
+    _, meta = read_checkpoint(ckpt / "state.npz")
+    assert meta["stream"] and 80 <= meta["step"] < 400
+    assert not list(ckpt.glob("draws_*.npz")) and not (out / "draws").exists()
+    recorded = meta["chunks"][-1]["draws"][1]
+    stream = ckpt / "draws.nc"
+    have = count_draws(stream)
+    assert have >= recorded == 1 + meta["step"] // 10  # the t = 0 draw, then one per 10 steps
+    with h5netcdf.File(str(stream), "a") as f:  # 4 more complete draws of junk, recorded as complete
+        for g in DRAW_GROUPS:
+            f[g].resize_dimension("draw", have + 4)
+        f["posterior"].variables["w"][:, have:] = 7.0
+        f.attrs["mfsample_draws"] = have + 4
+    resumed = cli(env, "run", "quickstart", "--out", out, "--progress", "lines", *STREAM)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming at step {meta['step']}/400" in resumed.stderr
+    assert not stream.exists()  # moved to draws/ once complete
+    a, b = contents(reference / "draws" / "width_32.nc"), contents(out / "draws" / "width_32.nc")
+    assert {"posterior/w", "sample_stats/energy", "predictions/f", "predictions_constant_data/f_target"} <= a.keys()
+    assert a["posterior/w"].shape[:2] == (2, 41)
+    assert_same_contents(a, b)
+
+
+def test_modified_streamed_draws_are_refused(env, reference, tmp_path):
+    """One number of a recorded draw changed in the streamed file: resuming refuses with exit 2,
+    naming the file and the draws, and leaves the file as it is."""
+    out = tmp_path / "modified"
+    shutil.copytree(reference, out)
+    path = out / "draws" / "width_32.nc"
+    with h5netcdf.File(str(path), "a") as f:
+        f["posterior"].variables["a"][1, 5, 3] += 1.0
+    proc = cli(env, "run", "--resume", out, "--progress", "off")
+    assert proc.returncode == 2, proc.stderr
+    assert str(path) in proc.stderr and "not those the state checkpoint recorded" in proc.stderr
+
+
+def test_a_run_keeps_its_stream_setting(env, reference, tmp_path):
+    """Resuming a streamed run with output.stream = false is refused (exit 2) before any compute:
+    its checkpoints hold no .npz draws."""
+    out = tmp_path / "switched"
+    shutil.copytree(reference, out)
+    proc = cli(env, "run", "quickstart", "--out", out, "--progress", "off", *TINY)
+    assert proc.returncode == 2
+    assert "was run with output.stream = true" in proc.stderr
+
+
+@pytest.mark.slow  # a third run (~15 s)
+def test_streamed_file_equals_the_default_run(env, reference, tmp_path):
+    """The default run (.npz checkpoints assembled at the end) and the streamed run write the same
+    draws and predictions bit for bit; only the stored configuration (output.stream) differs."""
+    out = tmp_path / "default"
+    proc = cli(env, "run", "quickstart", "--out", out, "--progress", "off", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    a, b = contents(reference / "draws" / "width_32.nc"), contents(out / "draws" / "width_32.nc")
+    for name in a:
+        if name.endswith(".attrs"):
+            a[name].pop("mfsample_config")
+            b[name].pop("mfsample_config")
+    assert_same_contents(a, b)

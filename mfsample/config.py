@@ -218,6 +218,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
                        when_doc="kernel 'wfr'"),
         "mode": Option("str", "birth_death", "'birth_death' or 'weighted'", choices=("birth_death", "weighted"),
                        when=_kernel("wfr"), when_doc="kernel 'wfr'"),
+        "block_size": Option("int", None, "data per block of the energy evaluation (bounds the N x n "
+                             "activations; default: automatic from the free memory)", low=1, when=_sim,
+                             when_doc=SIM),
         "birth": Option("str", "clone", "'clone' or 'prior' (birth-death refills)", choices=("clone", "prior"),
                         when=lambda c: _kernel("wfr")(c) and c["mode"] in ("birth_death", None),
                         when_doc="kernel 'wfr' with mode 'birth_death'"),
@@ -234,6 +237,11 @@ SCHEMA: dict[str, dict[str, Any]] = {
                                    low=1, when=_sim, when_doc=SIM),
         "device": Option("str", "auto", "'auto', 'cpu', 'gpu' or 'tpu' (JAX platform)",
                          choices=("auto", "cpu", "gpu", "tpu")),
+        "devices": Option("int", 1, "devices to shard each run over (1: no sharding; on the CPU set "
+                          "XLA_FLAGS=--xla_force_host_platform_device_count=K first)", low=1, when=_sim,
+                          when_doc=SIM),
+        "shard": Option("str", "auto", "what the devices split: 'particles', 'chains' or 'auto'",
+                        choices=("auto", "particles", "chains"), when=_sim, when_doc=SIM),
         "replicates": Option("int", 1, "seeds seed, seed+1, ... of f1_vs_f2", low=1, when=_f1f2,
                              when_doc=F1F2),
     },

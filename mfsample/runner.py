@@ -265,16 +265,15 @@ def make_kernel(cfg):
     dyn = cfg["dynamics"]
     model = weight_decay_network if cfg["model"]["weight_decay"] > 0 else shallow_network
     kind, dt = dyn["kernel"], dyn["step_size"]
+    common = {"step_size": dt, "block_size": dyn.get("block_size") or "auto"}
     if kind == "wasserstein":
-        return kernels.WassersteinFlow(model, step_size=dt)
+        return kernels.WassersteinFlow(model, **common)
     if kind == "langevin":
-        return kernels.MeanFieldLangevin(model, step_size=dt, temperature=dyn["temperature"],
-                                         adjusted=dyn["adjusted"])
+        return kernels.MeanFieldLangevin(model, temperature=dyn["temperature"], adjusted=dyn["adjusted"], **common)
     if kind == "kinetic":
-        return kernels.KineticLangevin(model, step_size=dt, temperature=dyn["temperature"],
-                                       friction=dyn["friction"])
-    return kernels.WassersteinFisherRao(model, step_size=dt, rate=dyn["rate"], temperature=dyn["temperature"],
-                                        mode=dyn["mode"], birth=dyn.get("birth", "clone"))
+        return kernels.KineticLangevin(model, temperature=dyn["temperature"], friction=dyn["friction"], **common)
+    return kernels.WassersteinFisherRao(model, rate=dyn["rate"], temperature=dyn["temperature"],
+                                        mode=dyn["mode"], birth=dyn.get("birth", "clone"), **common)
 
 
 def model_kwargs(cfg, width: int) -> dict:
@@ -551,6 +550,8 @@ class WidthRun:
         self.kwargs = model_kwargs(cfg, width)
         run = cfg["run"]
         self.chains, self.save_every = run["chains"], run["save_every"]
+        devices = run.get("devices") or 1
+        self.sharding = {"devices": devices, "shard": run.get("shard") or "auto"} if devices > 1 else {}
         self.key = jax.random.fold_in(jax.random.PRNGKey(run["seed"]), self.width)
         self.plan = chunk_plan(run["steps"], run["save_every"], run["checkpoint_every"])
         self.dir = Path(out) / "checkpoints" / f"width_{self.width}"
@@ -665,7 +666,7 @@ class WidthRun:
                 try:
                     sim = simulate(self.kernel, self.key, *self.args, num_steps=self.plan[c],
                                    save_every=self.save_every, num_chains=self.chains, init_state=state,
-                                   progress_bar=False, **self.kwargs)
+                                   progress_bar=False, **self.sharding, **self.kwargs)
                 except (FloatingPointError, ArithmeticError, RuntimeError) as exc:
                     step = sum(self.plan[:c])
                     raise RunFailure(f"width {self.width}: failed in the chunk starting at step {step} "

@@ -1,6 +1,7 @@
 """mfsample: mean-field neural networks as particle measures moved by NumPyro transition kernels."""
 
-from . import activations, baselines, data, diagnostics, dynamics, energy, experiments, games, kernels, models, scaling
+from . import (activations, baselines, blocking, data, diagnostics, dynamics, energy, experiments, games, io,
+               kernels, models, scaling, sharding)
 from .diagnostics import to_inference_data
 from .energy import (
     ParticleEnergy,
@@ -29,6 +30,9 @@ __all__ = [
     "energy",
     "activations",
     "scaling",
+    "blocking",
+    "sharding",
+    "io",
     "WassersteinFlow",
     "MeanFieldLangevin",
     "KineticLangevin",

@@ -93,6 +93,55 @@ def _check_frozen(frozen, names):
     return frozen
 
 
+_TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+                  jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError,
+                  jax.errors.UnexpectedTracerError)
+
+
+def _metadata_trace(model, model_args, model_kwargs):
+    """One trace of ``model`` for its sites, shapes and supports, and the size of each observed
+    site's ``log_prob``.
+
+    With concrete data the model is traced abstractly (under ``jax.make_jaxpr``: no arithmetic is
+    done, which matters when the ``N x n`` forward pass is large); only shapes and metadata are
+    read from that trace.  A model that needs concrete values of its latent draws (Python control
+    flow on them) is traced eagerly instead.
+    """
+    def trace():
+        tr = handlers.trace(handlers.seed(model, 0)).get_trace(*model_args, **model_kwargs)
+        sizes = {name: int(np.prod(jnp.shape(site["fn"].log_prob(site["value"]))))
+                 for name, site in tr.items() if site["type"] == "sample" and site["is_observed"]}
+        return tr, sizes
+
+    leaves = jax.tree.leaves((model_args, model_kwargs))
+    if any(isinstance(v, jax.core.Tracer) for v in leaves):
+        return trace()  # already inside a trace: nothing is computed anyway
+    box = {}
+
+    def staged():
+        box["out"] = trace()
+        return 0
+
+    try:
+        jax.make_jaxpr(staged)()
+    except _TRACER_ERRORS:
+        return trace()
+    tr = box["out"][0]
+    supports = [site["fn"].support for site in tr.values() if site["type"] == "sample" and not site["is_observed"]]
+    if any(_holds_tracer(c) for c in supports):  # e.g. Uniform(low, high): its bounds are needed
+        return trace()
+    return box["out"]
+
+
+def _holds_tracer(obj, depth=0) -> bool:
+    """Whether a constraint object (or one it wraps) holds a traced parameter."""
+    if isinstance(obj, jax.core.Tracer):
+        return True
+    if depth > 3 or not hasattr(obj, "__dict__"):
+        return False
+    return any(_holds_tracer(v, depth + 1) for v in vars(obj).values())
+
+
 def energy_from_model(
     model: Callable,
     model_args: tuple = (),
@@ -132,7 +181,7 @@ def energy_from_model(
     float32 summation order.
     """
     model_kwargs = dict(model_kwargs or {})
-    tr = handlers.trace(handlers.seed(model, 0)).get_trace(*model_args, **model_kwargs)
+    tr, lp_sizes = _metadata_trace(model, model_args, model_kwargs)
     latent, observed, width, exponents = [], [], None, set()
     if not any(s["type"] == "sample" and s["is_observed"] for s in tr.values()):
         raise ValueError(
@@ -154,10 +203,10 @@ def energy_from_model(
                 "numpyro.handlers.condition, or move it into the plate"
             )
         n = frames[particle_plate].size
-        value = jnp.asarray(site["value"])
-        if value.ndim == 0 or value.shape[0] != n:
+        value = site["value"]
+        if jnp.ndim(value) == 0 or jnp.shape(value)[0] != n:
             raise ValueError(
-                f"latent site {name!r} has shape {value.shape}: the particle plate "
+                f"latent site {name!r} has shape {jnp.shape(value)}: the particle plate "
                 f"{particle_plate!r} (size {n}) must be its leading axis"
             )
         if width is not None and n != width:
@@ -183,10 +232,8 @@ def energy_from_model(
 
     num_data = 0.0
     for name in observed:
-        site = tr[name]
-        lp = site["fn"].log_prob(site["value"])
-        scale = 1.0 if site["scale"] is None else site["scale"]
-        num_data = max(num_data, float(np.size(lp)) * float(np.mean(scale)))
+        scale = 1.0 if tr[name]["scale"] is None else tr[name]["scale"]
+        num_data = max(num_data, float(lp_sizes[name]) * float(np.mean(scale)))
 
     frozen = _check_frozen(frozen, latent)
     transforms = {name: biject_to(tr[name]["fn"].support) for name in latent}

@@ -30,7 +30,6 @@ def main(argv=None):
     import jax
 
     import mfsample as mf
-    from mfsample.blocking import auto_block_size
 
     dev = jax.devices()[0]
     print(f"# simulate over widths on {dev.platform} ({getattr(dev, 'device_kind', '?')}), jax {jax.__version__}, "
@@ -61,8 +60,6 @@ def main(argv=None):
                 times.append(((t2 - t1) - (t1 - t0)) / args.steps)
             row[label] = max(min(times), 1e-9)
             row[label + "_block"] = kernel.energy.block_size or args.num_data
-        auto_b = auto_block_size(args.num_data, n)
-        assert row["auto_block"] == auto_b or auto_b >= args.num_data
         print(f"| {n} | {row['auto_block']} | {row['auto'] * 1e3:.3g} | {n * args.num_data / row['auto']:.3g} | "
               f"{row['forced'] * 1e3:.3g} | {row['forced'] / row['auto']:.2f} |", flush=True)
 

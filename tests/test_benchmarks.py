@@ -1,0 +1,174 @@
+"""The benchmark suite (``python -m benchmarks``): its references compute the same dynamics as
+``mf.simulate``, its table computes the ratios it claims, and the command produces every column.
+
+No test asserts a time: the machine is shared and timings are not reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import mfsample as mf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # `benchmarks` is a folder of the repository, not part of the package
+
+from benchmarks import alternatives as alt  # noqa: E402
+from benchmarks import run as bench  # noqa: E402
+
+TINY = (3, 16, 64)  # (dim, width, num_data)
+
+
+@pytest.mark.parametrize("name", ["wasserstein", "langevin"])  # wfr: test_quick_run_prints_every_column
+def test_every_reference_follows_simulate(name):
+    """Each reference (hand scan, Python loop, BlackJAX, NumPy, PyTorch) gives ``simulate``'s
+    particles after 6 steps from the same particles.
+
+    ``check_alternatives`` asserts ``allclose`` (rtol = atol = 1e-4) itself; it runs Langevin at
+    tau = 0.05 and WFR at alpha = 5, where a wrong prior term, noise scale or reaction rule moves
+    the particles by far more (see ``test_the_check_tells_a_wrong_update``).
+    """
+    out = bench.check_alternatives(TINY, alt.DYNAMICS[name], 6, mcmc=False)  # MCMC: in the quick run
+    expected = {"hand", "python_loop", "numpy"}
+    expected |= {"blackjax"} if alt.blackjax_available()[0] else set()
+    expected |= {"torch"} if alt.torch_available()[0] else set()
+    compared = {k for k, v in out.items() if isinstance(v, dict) and "max_abs_diff" in v}
+    assert expected <= compared
+    # the particles moved: the comparison is not one of the initial particles with themselves
+    assert out["moved"] > 1e-2
+    if name == "wfr":  # the reaction fired, so the same birth-death events were reproduced
+        assert out["events"] > 0
+    if name == "langevin" and "blackjax" in compared:
+        assert out["blackjax"]["against"] == "hand loop without noise"
+
+
+@pytest.mark.parametrize("name, change", [("langevin", {"temperature": 2 * bench.CHECK_TEMPERATURE}),
+                                          ("wfr", {"rate": 2 * bench.CHECK_RATE}),
+                                          ("wasserstein", {"step_size": 0.101})])
+def test_the_check_tells_a_wrong_update(name, change):
+    """At the check's settings, a reference with a wrong temperature (prior drift and noise
+    scale), reaction rate or step size ends farther from simulate than the check's tolerance."""
+    dim, width, num_data = TINY
+    steps = 6
+    dyn = bench.check_dynamic(alt.DYNAMICS[name])
+    x, y = bench.teacher_student(dim, num_data)
+    kernel = dyn.kernel(mf.models.shallow_network)
+    sim = mf.simulate(kernel, jax.random.PRNGKey(bench.RUN_KEY), x, y, width=width, num_steps=steps,
+                      save_every=steps, collect_deterministic=False, progress_bar=False)
+    state0 = dyn.kernel(mf.models.shallow_network).init(
+        jax.random.PRNGKey(bench.RUN_KEY), 0, None, (x, y), {"width": width})
+    draws = alt.replay_draws(state0.rng_key, dyn, width, dim, steps)
+    z0 = {k: np.asarray(v) for k, v in state0.z.items()}
+    right = alt.NumpyLoop(x, y, dyn, steps, draws)(z0)
+    wrong = alt.NumpyLoop(x, y, dyn._replace(**change), steps, draws)(z0)
+    # the right one agrees to float32 rounding; the wrong one is 10x outside the tolerance
+    assert bench._max_diff(right, sim.last_state.z) < bench.CHECK_ATOL
+    assert bench._max_diff(wrong, sim.last_state.z) > 10 * bench.CHECK_ATOL
+
+
+def test_birth_death_source_is_a_valid_reaction():
+    """The hand-written reaction moves mass as birth-death should: every slot holds a pre-step
+    particle, killed slots (V > Vbar) hold a copy, and nothing moves at rate 0."""
+    n = 64
+    u = jax.random.normal(jax.random.PRNGKey(0), (n,))
+    draws = alt.reaction_draws(jax.random.PRNGKey(1), n)
+    src = np.asarray(alt.birth_death_source(u, draws, 5.0, 0.5))
+    assert src.min() >= 0 and src.max() < n
+    fire = np.asarray(draws["u_fire"]) < -np.expm1(-2.5 * np.abs(np.asarray(u)))
+    killed = fire & (np.asarray(u) > 0)
+    assert killed.any() and np.array_equal(src[killed], np.asarray(draws["src"])[killed])
+    np.testing.assert_array_equal(np.asarray(alt.birth_death_source(u, draws, 0.0, 0.5)), np.arange(n))
+    # NumPy's version is the same rule
+    np.testing.assert_array_equal(
+        alt._numpy_birth_death_source(np.asarray(u), {k: np.asarray(v) for k, v in draws.items()}, 5.0, 0.5), src)
+
+
+def _row(**seconds_and_steps):
+    timings = {k: {"steps": steps, "seconds": secs, "compile_s": [0.0] * len(secs), "compiles": [0] * len(secs)}
+               for k, (secs, steps) in seconds_and_steps.items()}
+    row = {"dynamic": "wasserstein", "size": [10, 256, 1024], "steps": 10, "timings": timings,
+           "per_step_s": bench.per_step_seconds(timings), "na": {"torch": "absent"},
+           "compile": {"first": {"compile_s": 2.5, "compiles": 40, "wall_s": 3.0},
+                       "second": {"compile_s": 0.0, "compiles": 0, "wall_s": 0.1}}}
+    return row
+
+
+def test_table_ratios_come_from_the_medians():
+    """``ratios`` and ``build_table``: simulate / alternative per step from medians, the loop-only
+    estimate from calls of T and 2T steps, and n/a for a path that did not run."""
+    row = _row(simulate=([1.0, 1.2, 1.1], 10), simulate_2T=([2.0, 2.1, 1.9], 20), hand=([0.9, 0.8, 1.0], 10),
+               numpy=([0.5, 0.6, 0.4], 2), floor=([0.45, 0.45, 0.45], 10), mcmc=([2.2], 10),
+               mcmc_bar=([4.4], 10), python_loop=([0.11], 1), blackjax=([0.55], 10))
+    r = bench.ratios(row)
+    assert r["hand"] == pytest.approx(1.1 / 0.9)           # 0.11 s/step over 0.09 s/step
+    assert r["numpy"] == pytest.approx(0.11 / 0.25)        # numpy: 0.5 s / 2 steps
+    assert r["mcmc"] == pytest.approx(0.5) and r["mcmc_bar"] == pytest.approx(0.25)
+    assert r["python_loop"] == pytest.approx(1.0) and r["blackjax"] == pytest.approx(2.0)
+    assert r["torch"] is None
+    loop, fixed = bench.loop_only(row)
+    assert loop == pytest.approx(0.09) and fixed == pytest.approx(0.2)  # (2.0 - 1.1) / 10, 1.1 - 0.9
+    assert r["hand_loop_only"] == pytest.approx(1.0)       # 0.09 / 0.09
+    assert r["floor"] == pytest.approx(0.5)                # 0.045 / 0.09
+    table = bench.build_table([row])
+    header, _, line = table.splitlines()
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    heads = [c.strip() for c in header.strip("|").split("|")]
+    got = dict(zip(heads, cells))
+    assert got["simulate ms/step"] == "110" and got["fixed ms/call"] == "200"
+    assert got["hand scan"] == "1.22" and got["hand, loop only"] == "1.00"
+    assert got["NumPy"] == "0.44" and got["PyTorch CPU"] == "n/a" and got["matmul floor"] == "0.50"
+    assert got["compile, 1st call"] == "2.5 s (40)" and got["2nd call"] == "0 (0.00 s)"
+
+
+def test_quick_run_prints_every_column(tmp_path):
+    """``python -m benchmarks --quick --json`` (a tiny size, birth-death WFR, one round) checks
+    every reference against ``simulate`` (it exits non-zero otherwise), prints the table with
+    every column and writes a number or a reason for every path; the second ``simulate`` call
+    on new data of the same shapes compiles nothing."""
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "benchmarks", "--quick", "--sizes", "3,16,64", "--dynamics", "wfr",
+           "--repeats", "1", "--check-steps", "3", "--no-memory", "--json", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    check = result["checks"]["wfr"]
+    assert check["events"] > 0 and check["moved"] > 1e-2
+    for path in ("hand", "python_loop", "mcmc", "mcmc_bar", "numpy"):
+        assert check[path]["max_abs_diff"] < bench.CHECK_ATOL
+    header = result["table"].splitlines()[0]
+    for label, _ in bench.COLUMNS:
+        assert label in header
+    for label in ("simulate ms/step", "fixed ms/call", "hand, loop only", "matmul floor", "compile, 1st call"):
+        assert label in header
+    assert result["table"].splitlines()[0] in done.stdout
+    (row,) = result["rows"]
+    for _, path in bench.COLUMNS:
+        assert path in row["per_step_s"] or path in row["na"]
+        assert row["per_step_s"].get(path, 1.0) > 0
+    assert row["per_step_s"]["floor"] > 0
+    assert row["compile"]["first"]["compiles"] > 0
+    assert row["compile"]["second"]["compiles"] == 0
+    for key in ("date", "platform", "cpu_count", "jax", "numpyro", "backend"):
+        assert result["machine"][key]
+
+
+def test_memory_probe_counts_the_kept_draws():
+    """The memory probe (a fresh process) reports the bytes of the kept draws: at least the
+    particles' (draws x n x (d + 2) float32) and at most that plus ``f`` and the state fields."""
+    dim, width, num_data, draws = 3, 64, 32, 10  # as many as the warm-up: no second compilation
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.probes", "memory", "--driver", "simulate",
+         "--size", f"{dim},{width},{num_data}", "--draws", str(draws)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    m = json.loads(done.stdout.strip().splitlines()[-1])
+    particles = draws * width * (dim + 2) * 4
+    assert particles <= m["kept_bytes"] <= particles + draws * (num_data + 32) * 8
+    assert m["peak_bytes"] >= m["baseline_bytes"] > 0

@@ -51,14 +51,18 @@ def test_blocked_sum_covers_every_datum_once():
     assert float(total) == 103 * 102 / 2
 
 
-def test_auto_block_size_from_memory():
+def test_auto_block_size_from_memory_and_cache():
     # everything fits: no blocking
-    assert auto_block_size(1000, 256, memory=2 ** 40) == 1000
+    assert auto_block_size(1000, 256, memory=2 ** 40, cache=None) == 1000
+    assert auto_block_size(1000, 256, memory=2 ** 40, cache=2 ** 30) == 1000
+    # cache-sized blocks: one B x n float32 array within the cache
+    assert auto_block_size(8192, 4096, memory=2 ** 40, cache=8 * 2 ** 20) == 512
+    assert auto_block_size(8192, 4096, memory=2 ** 40, cache=8 * 2 ** 20, num_chains=4) == 128
     # 1 MiB budget at fraction 1/4 -> B = 2^18 / (ACTIVATION_COPIES * 256 * 4)
-    b = auto_block_size(10 ** 6, 256, memory=2 ** 20)
+    b = auto_block_size(10 ** 6, 256, memory=2 ** 20, cache=None)
     assert b == 2 ** 18 // (ACTIVATION_COPIES * 256 * 4)
     assert activation_bytes(b, 256) <= 2 ** 18 < activation_bytes(b + 1, 256)
-    assert auto_block_size(10 ** 6, 10 ** 9, memory=2 ** 20) == 1  # never below one datum
+    assert auto_block_size(10 ** 6, 10 ** 9, memory=2 ** 20, cache=None) == 1  # never below one datum
 
 
 def test_invalid_block_size(data):

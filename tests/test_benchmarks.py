@@ -26,7 +26,7 @@ from benchmarks import run as bench  # noqa: E402
 TINY = (3, 16, 64)  # (dim, width, num_data)
 
 
-@pytest.mark.parametrize("name", ["wasserstein", "langevin"])  # wfr: test_quick_run_prints_every_column
+@pytest.mark.parametrize("name", ["wasserstein", "langevin", "wfr"])
 def test_every_reference_follows_simulate(name):
     """Each reference (hand scan, Python loop, BlackJAX, NumPy, PyTorch) gives ``simulate``'s
     particles after 6 steps from the same particles.
@@ -127,6 +127,7 @@ def test_table_ratios_come_from_the_medians():
     assert got["compile, 1st call"] == "2.5 s (40)" and got["2nd call"] == "0 (0.00 s)"
 
 
+@pytest.mark.slow  # ~30 s: the whole suite end to end at the smallest size (default-suite budget)
 def test_quick_run_prints_every_column(tmp_path):
     """``python -m benchmarks --quick --json`` (a tiny size, birth-death WFR, one round) checks
     every reference against ``simulate`` (it exits non-zero otherwise), prints the table with

@@ -108,6 +108,30 @@ def auto_block_size(num_data: int, width: int, *, num_chains: int = 1, itemsize:
     return int(min(num_data, max(1, block)))
 
 
+class _Blocks:
+    """The per-datum arrays of ``(args, kwargs)`` split into ``num_blocks`` full blocks of
+    ``block_size`` rows (stacked on a leading axis, for ``lax.map``) and a remainder."""
+
+    def __init__(self, fn, args, kwargs, block_size, is_per_datum):
+        self.leaves, self.treedef = jax.tree.flatten((tuple(args), dict(kwargs)), is_leaf=lambda v: v is None)
+        self.mask = [is_per_datum(v) for v in self.leaves]
+        self.fn = fn
+        per = [jnp.asarray(v) for v, m in zip(self.leaves, self.mask) if m]
+        num_data = jnp.shape(per[0])[0] if per else 0
+        self.num_blocks, rest = divmod(num_data, block_size)
+        cut = self.num_blocks * block_size
+        self.head = [v[:cut].reshape((self.num_blocks, block_size) + v.shape[1:]) for v in per]
+        self.tail = [v[cut:] for v in per] if rest else None
+        self.any = bool(per)
+
+    def call(self, block_leaves):
+        """``fn`` on one block (the non-per-datum arguments unchanged)."""
+        it = iter(block_leaves)
+        full = [next(it) if m else v for v, m in zip(self.leaves, self.mask)]
+        a, kw = jax.tree.unflatten(self.treedef, full)
+        return self.fn(a, kw)
+
+
 def blocked_sum(fn: Callable, args: tuple, kwargs: dict, block_size: int, is_per_datum: Callable):
     """``sum_b fn(args_b, kwargs_b)`` over blocks of ``block_size`` rows of the per-datum arrays.
 
@@ -116,27 +140,13 @@ def blocked_sum(fn: Callable, args: tuple, kwargs: dict, block_size: int, is_per
     a ``lax.scan`` of a rematerialised (``jax.checkpoint``) body; the remainder ``N mod B``
     is one more call.  Equals ``fn(args, kwargs)`` up to float summation order.
     """
-    leaves, treedef = jax.tree.flatten((tuple(args), dict(kwargs)), is_leaf=lambda v: v is None)
-    mask = [is_per_datum(v) for v in leaves]
-    if not any(mask):
+    blocks = _Blocks(fn, args, kwargs, block_size, is_per_datum)
+    if not blocks.any:
         return fn(tuple(args), dict(kwargs))
-    num_data = next(jnp.shape(v)[0] for v, m in zip(leaves, mask) if m)
-    num_blocks, rest = divmod(num_data, block_size)
-
-    def call(block_leaves):
-        it = iter(block_leaves)
-        full = [next(it) if m else v for v, m in zip(leaves, mask)]
-        a, kw = jax.tree.unflatten(treedef, full)
-        return fn(a, kw)
-
-    body = jax.checkpoint(call)
-    per = [jnp.asarray(v) for v, m in zip(leaves, mask) if m]
-    total = 0.0
-    if num_blocks:
-        head = [v[: num_blocks * block_size].reshape((num_blocks, block_size) + v.shape[1:]) for v in per]
-        total = jnp.sum(jax.lax.map(body, head))
-    if rest:
-        total = total + body([v[num_blocks * block_size:] for v in per])
+    body = jax.checkpoint(blocks.call)
+    total = jnp.sum(jax.lax.map(body, blocks.head)) if blocks.num_blocks else 0.0
+    if blocks.tail is not None:
+        total = total + body(blocks.tail)
     return total
 
 
@@ -148,28 +158,16 @@ def blocked_map(fn: Callable, args: tuple, kwargs: dict, block_size: int, is_per
     axis; the others are taken from the first block (they must not depend on the data).
     Memory: one block's intermediates, plus the concatenated outputs.
     """
-    leaves, treedef = jax.tree.flatten((tuple(args), dict(kwargs)), is_leaf=lambda v: v is None)
-    mask = [is_per_datum(v) for v in leaves]
-    if not any(mask):
+    blocks = _Blocks(fn, args, kwargs, block_size, is_per_datum)
+    if not blocks.any:
         return fn(tuple(args), dict(kwargs))
-    num_data = next(jnp.shape(v)[0] for v, m in zip(leaves, mask) if m)
-    num_blocks, rest = divmod(num_data, block_size)
-
-    def call(block_leaves):
-        it = iter(block_leaves)
-        full = [next(it) if m else v for v, m in zip(leaves, mask)]
-        a, kw = jax.tree.unflatten(treedef, full)
-        return fn(a, kw)
-
-    per = [jnp.asarray(v) for v, m in zip(leaves, mask) if m]
     parts = []
-    if num_blocks:
-        head = [v[: num_blocks * block_size].reshape((num_blocks, block_size) + v.shape[1:]) for v in per]
-        out = jax.lax.map(call, head)
+    if blocks.num_blocks:
+        out = jax.lax.map(blocks.call, blocks.head)
         parts.append({k: (v.reshape((-1,) + v.shape[2:]) if per_datum_outputs(k) else v[0])
                       for k, v in out.items()})
-    if rest:
-        parts.append(call([v[num_blocks * block_size:] for v in per]))
+    if blocks.tail is not None:
+        parts.append(blocks.call(blocks.tail))
     if len(parts) == 1:
         return parts[0]
     return {k: (jnp.concatenate([parts[0][k], parts[1][k]]) if per_datum_outputs(k) else parts[0][k])

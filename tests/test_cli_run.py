@@ -49,14 +49,6 @@ PACKAGED_TINY = {
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="session")
-def cli_env(tmp_path_factory):
-    env = dict(os.environ)
-    env.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax-cache")),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-    return env
-
-
 def cli(env, *args, timeout=300):
     return subprocess.run([sys.executable, "-m", "mfsample.cli", *map(str, args)], env=env,
                           capture_output=True, text=True, timeout=timeout)

@@ -32,11 +32,8 @@ STREAM = TINY + ["--set", "output.stream=true"]
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    env = dict(os.environ)
-    env.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax-cache")),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-    return env
+def env(cli_env):
+    return cli_env
 
 
 def cli(env, *args, timeout=300):

@@ -1,4 +1,7 @@
 import os
+import signal
+import subprocess
+import sys
 
 import jax
 import pytest
@@ -20,3 +23,28 @@ def cli_env(tmp_path_factory):
     env.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax-cache")),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     return env
+
+
+def kill_after_checkpoint(env, *args, checkpoint=2, total=10):
+    """Start ``mfsample <args>`` and SIGKILL it once it reports checkpoint ``checkpoint/total``
+    saved; returns the stderr lines read (asserting the process did die of the kill)."""
+    cmd = [sys.executable, "-m", "mfsample.cli", *map(str, args)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if f"checkpoint {checkpoint}/{total} saved" in line:
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    return seen
+
+
+@pytest.fixture(scope="session")
+def kill_cli_after_checkpoint():
+    """:func:`kill_after_checkpoint`, for the CLI tests (conftest helpers are not importable
+    under ``--import-mode=importlib``)."""
+    return kill_after_checkpoint

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -95,24 +94,14 @@ def test_invalid_config_reports_every_error_and_computes_nothing(cli_env, tmp_pa
 # ---------------------------------------------------------------------------------------------
 # resumption
 # ---------------------------------------------------------------------------------------------
-def test_sigkill_then_resume_gives_the_uninterrupted_draws(cli_env, reference_run, tmp_path):
+def test_sigkill_then_resume_gives_the_uninterrupted_draws(cli_env, reference_run, tmp_path,
+                                                          kill_cli_after_checkpoint):
     """Kill -9 after the second checkpoint, run the same command again: the run resumes from the
     last checkpoint and its draws equal the uninterrupted run's bit for bit (every variable of
     every group of the netCDF file)."""
     ref_out, _ = reference_run
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "mfsample.cli", "run", "quickstart", "--out", str(out), *TINY]
-    proc = subprocess.Popen(cmd, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    seen = []
-    try:
-        for line in proc.stderr:
-            seen.append(line)
-            if "checkpoint 2/10 saved" in line:
-                proc.send_signal(signal.SIGKILL)
-                break
-    finally:
-        proc.wait(timeout=120)
-    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    kill_cli_after_checkpoint(cli_env, "run", "quickstart", "--out", out, *TINY)
     state_path = out / "checkpoints" / "width_64" / "state.npz"
     _, meta = read_checkpoint(state_path)
     assert 80 <= meta["step"] < 400  # killed mid-way, after checkpoint 2

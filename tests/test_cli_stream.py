@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -73,25 +72,14 @@ def reference(env, tmp_path_factory):
     return out
 
 
-def test_killed_streamed_run_resumes_to_the_uninterrupted_file(env, reference, tmp_path):
+def test_killed_streamed_run_resumes_to_the_uninterrupted_file(env, reference, tmp_path,
+                                                               kill_cli_after_checkpoint):
     """Kill -9 after the second checkpoint; append 4 junk draws to the streamed file (as if killed
     after an append, before its state file); run the same command: the run resumes from the state,
     drops the junk, and its draws/width_32.nc equals the uninterrupted run's bit for bit (every
     variable, every group's attributes)."""
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "mfsample.cli", "run", "quickstart", "--out", str(out), "--progress", "lines",
-           *STREAM]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    seen = []
-    try:
-        for line in proc.stderr:
-            seen.append(line)
-            if "checkpoint 2/10 saved" in line:
-                proc.send_signal(signal.SIGKILL)
-                break
-    finally:
-        proc.wait(timeout=120)
-    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    kill_cli_after_checkpoint(env, "run", "quickstart", "--out", out, "--progress", "lines", *STREAM)
     ckpt = out / "checkpoints" / "width_32"
     _, meta = read_checkpoint(ckpt / "state.npz")
     assert meta["stream"] and 80 <= meta["step"] < 400

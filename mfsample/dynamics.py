@@ -53,7 +53,7 @@ from .energy import ParticleEnergy
 from .kernels import kinetic as _kinetic
 from .kernels import langevin as _langevin
 from .kernels import wasserstein as _wasserstein
-from .kernels.base import check_batch_size, check_step_size, check_temperature, check_transport
+from .validation import masses as check_masses
 
 __all__ = [
     "SamplingAlgorithm",
@@ -87,9 +87,12 @@ def from_core(energy: ParticleEnergy, core, masses=None) -> SamplingAlgorithm:
 
     ``init`` takes a PRNG key (particles drawn iid from ``mu0``, as the MCMC kernels do: the key
     is split into an initialisation key and the state's key) or unconstrained positions (a dict
-    of sites, or one array for a single-site energy).
+    of sites, or one array for a single-site energy).  ``masses`` are validated as the kernels
+    validate them (shape ``(n,)``, non-negative, summing to one).
     """
     init_fn, step_fn = core
+    if masses is not None:
+        masses = check_masses(masses, energy.width)
 
     def init(position_or_key, rng_key=None):
         if is_prng_key(position_or_key):
@@ -112,31 +115,23 @@ def from_core(energy: ParticleEnergy, core, masses=None) -> SamplingAlgorithm:
     return SamplingAlgorithm(init, step)
 
 
-def _batch(energy, batch_size):
-    batch_size = check_batch_size(batch_size)
-    return batch_size if batch_size is not None and batch_size < energy.num_data else None
-
-
 def wasserstein_flow(energy: ParticleEnergy, *, step_size, transport=None, batch_size=None,
                      masses=None) -> SamplingAlgorithm:
     """Particle gradient descent ``theta_j <- theta_j - dt grad V(theta_j; mu_n)`` (see :class:`~mfsample.WassersteinFlow`)."""
-    core = _wasserstein.build_kernel(energy, check_step_size(step_size), transport=check_transport(transport),
-                                     batch_size=_batch(energy, batch_size))
+    core = _wasserstein.build_kernel(energy, step_size, transport=transport, batch_size=batch_size)
     return from_core(energy, core, masses)
 
 
 def mean_field_langevin(energy: ParticleEnergy, *, step_size, temperature, adjusted=False, transport=None,
                         batch_size=None, masses=None) -> SamplingAlgorithm:
     """Mean-field Langevin, optionally MALA-adjusted (see :class:`~mfsample.MeanFieldLangevin`)."""
-    core = _langevin.build_kernel(energy, check_step_size(step_size), check_temperature(temperature), adjusted,
-                                  transport=check_transport(transport), batch_size=_batch(energy, batch_size))
+    core = _langevin.build_kernel(energy, step_size, temperature, adjusted, transport=transport,
+                                  batch_size=batch_size)
     return from_core(energy, core, masses)
 
 
 def kinetic_langevin(energy: ParticleEnergy, *, step_size, temperature, friction=1.0,
                      masses=None) -> SamplingAlgorithm:
     """Underdamped mean-field Langevin by BAOAB (see :class:`~mfsample.kernels.KineticLangevin`)."""
-    if not friction > 0:
-        raise ValueError(f"friction must be positive, got {friction!r}")
-    core = _kinetic.build_kernel(energy, check_step_size(step_size), check_temperature(temperature), float(friction))
+    core = _kinetic.build_kernel(energy, step_size, temperature, friction)
     return from_core(energy, core, masses)

@@ -10,19 +10,30 @@ arrays of the same shapes does not recompile.
 from __future__ import annotations
 
 import math
+import os
 import warnings
+import weakref
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
+from . import validation
+from .io import DrawWriter
 from .kernels.base import split_static_kwargs
+from .kernels.contract import PARTICLE_STATISTICS, ParticleDynamics, names
+from .sharding import SHARD_MODES, make_mesh, place, replicated, state_shardings
 
 __all__ = ["Simulation", "simulate"]
 
-#: state fields recorded at every kept draw (besides the particles)
-STAT_FIELDS = ("energy", "time", "grad_norm", "diverging", "accept_prob", "step")
+#: statistics recorded by every particle dynamic (a kernel declares its own: ``kernel.statistics``)
+STAT_FIELDS = names(PARTICLE_STATISTICS)
+
+#: compiled runners of each kernel, keyed by what fixes the compiled programme; held beside the
+#: kernel (not on it), so the kernel is neither modified nor kept alive by the cache
+_RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class Simulation(NamedTuple):
@@ -55,15 +66,9 @@ class Simulation(NamedTuple):
     output: str | None = None
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def _compiled_runner(kernel, num_chains, save_every, num_draws, static_kwargs, collect_deterministic,
                      placement=None):
-    cache = kernel.__dict__.setdefault("_mfsample_simulate_cache", {})
+    cache = _RUNNERS.setdefault(kernel, {})
     key = (num_chains, save_every, num_draws, static_kwargs, collect_deterministic,
            None if placement is None else placement.key)
     try:
@@ -76,16 +81,10 @@ def _compiled_runner(kernel, num_chains, save_every, num_draws, static_kwargs, c
 
     def run(state, args, array_kwargs):
         kwargs = {**dict(static_kwargs), **array_kwargs}
-        energy = kernel.build_energy(args, kwargs)
+        energy = kernel.build_energy(args, kwargs, num_replicas=num_chains)
         _, step_fn = kernel.build(energy)
-        field = getattr(kernel, "sample_field", "z")
-        fields = STAT_FIELDS + tuple(f for f in getattr(kernel, "stat_fields", ()) if f not in STAT_FIELDS)
-        if collect_deterministic:
-            post = kernel.postprocess_fn(args, kwargs)
-        elif field == "particles":  # keep the masses next to the constrained positions
-            post = lambda p: {**energy.constrain(p), "masses": p["masses"]}  # noqa: E731
-        else:
-            post = energy.constrain
+        field, fields = kernel.sample_field, names(kernel.statistics)
+        post = kernel.draw_fn(energy, args, kwargs, deterministic=collect_deterministic)
         if num_chains > 1:
             step_fn, post = jax.vmap(step_fn), jax.vmap(post)
 
@@ -120,8 +119,6 @@ class _Placement(NamedTuple):
 
 
 def _placement(state, devices, shard, num_chains, width):
-    from .sharding import SHARD_MODES, make_mesh, place, replicated, state_shardings
-
     if shard not in SHARD_MODES:
         raise ValueError(f"shard must be one of {SHARD_MODES}, got {shard!r}")
     mesh = make_mesh(devices)
@@ -204,83 +201,46 @@ def simulate(
         the number of devices), ``"chains"`` (split the replicas) or ``"auto"`` (chains when they
         divide evenly over the devices, else particles).
     """
-    num_steps = _positive_int("num_steps", num_steps)
-    save_every = _positive_int("save_every", save_every)
-    num_chains = _positive_int("num_chains", num_chains)
-    if chunk_size is not None:
-        chunk_size = _positive_int("chunk_size", chunk_size)
-    if save_every > num_steps:
-        raise ValueError(f"save_every={save_every} exceeds num_steps={num_steps}: no draw would be kept")
-    if output is not None:
-        import os
-
-        output = os.fspath(output)
-        if os.path.exists(output) and not overwrite:
-            raise FileExistsError(f"{output} exists; pass overwrite=True to replace it")
+    num_steps, save_every, num_chains, chunk_size = _check_counts(num_steps, save_every, num_chains, chunk_size)
+    output = _check_output(output, overwrite)
+    _check_kernel(kernel)
+    energy = kernel.build_energy(model_args, model_kwargs, num_replicas=num_chains)  # validates the data
+    width = energy.width
     if init_state is None:
         keys = jax.random.split(rng_key, num_chains) if num_chains > 1 else rng_key
         state = kernel.init(keys, 0, init_params, model_args, model_kwargs)
-    else:  # continue a run: only validate the data and build the energy
-        kernel._energy = kernel.build_energy(model_args, model_kwargs)
-        state = init_state
+    else:  # continue a run: the state must be one of this dynamic, chains and width
+        state = _check_init_state(kernel, energy, init_state, num_chains)
     array_kwargs, static_kwargs = split_static_kwargs(model_kwargs)
     placement = None
     if devices is not None:
-        width = int(kernel.energy.width) if getattr(kernel, "energy", None) is not None else None
-        if width is None:
-            raise ValueError("devices= needs a kernel whose energy has a width (particle count)")
         placement, state = _placement(state, devices, shard, num_chains, width)
-        from .sharding import place
-
-        rep = placement.replicated
-        model_args = tuple(place(a, rep) if isinstance(a, (jax.Array, np.ndarray)) else a for a in model_args)
-        array_kwargs = place(array_kwargs, jax.tree.map(lambda _: rep, array_kwargs))
+        model_args, array_kwargs = _replicate_data(placement, model_args, array_kwargs)
     num_draws = num_steps // save_every
     skip = num_steps - num_draws * save_every
     if skip:  # MCMC keeps the last draw of each group of `save_every` steps, ending at num_steps
         state = _compiled_runner(kernel, num_chains, skip, 1, static_kwargs, False, placement)(
             state, model_args, array_kwargs)[0]
-
     if chunk_size is None:
-        chunk = num_draws if not progress_bar else max(1, math.ceil(num_draws / 20))
         one = _compiled_runner(kernel, num_chains, save_every, 1, static_kwargs, collect_deterministic, placement)
-        per_draw = _draw_bytes(one, state, model_args, array_kwargs)
-        chunk = max(1, min(chunk, CHUNK_BYTES // max(per_draw, 1)))
-    else:
-        chunk = min(chunk_size, num_draws)
-    bar = None
-    if progress_bar:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=num_steps, desc=type(kernel).__name__, leave=True)
+        chunk_size = _default_chunk(num_draws, progress_bar, _draw_bytes(one, state, model_args, array_kwargs))
+    chunk = min(chunk_size, num_draws)
+    bar = tqdm(total=num_steps, desc=type(kernel).__name__, leave=True) if progress_bar else None
+    if bar is not None:
         bar.update(skip)
-    writer = None
-    if output is not None:
-        from .io import DrawWriter
-
-        writer = DrawWriter(output, kernel=kernel, model_args=tuple(model_args), model_kwargs=dict(model_kwargs),
-                            num_chains=num_chains, num_draws=num_draws, overwrite=overwrite)
-    samples = stats = None
-    times, done = [], 0
+    writer = None if output is None else DrawWriter(
+        output, kernel=kernel, model_args=tuple(model_args), model_kwargs=dict(model_kwargs),
+        num_chains=num_chains, num_draws=num_draws, overwrite=overwrite)
+    sink = _Draws(num_draws, writer)
     try:
+        done = 0
         while done < num_draws:
             n = min(chunk, num_draws - done)
             runner = _compiled_runner(kernel, num_chains, save_every, n, static_kwargs, collect_deterministic,
                                       placement)
             state, (chunk_samples, chunk_stats) = runner(state, model_args, array_kwargs)
-            chunk_samples = jax.tree.map(lambda x: _chains_first(x, num_chains), chunk_samples)
-            chunk_stats = {k: _chains_first(v, num_chains) for k, v in chunk_stats.items()}
-            times.append(chunk_stats["time"][0])
-            if writer is not None:
-                writer.append(chunk_samples, chunk_stats)
-            else:
-                if samples is None:  # allocate the kept draws once, fill chunk by chunk
-                    samples = jax.tree.map(lambda x: _empty_draws(x, num_draws), chunk_samples)
-                    stats = {k: _empty_draws(v, num_draws) for k, v in chunk_stats.items()}
-                jax.tree.map(lambda dst, src: dst.__setitem__((slice(None), slice(done, done + n)), src),
-                             samples, chunk_samples)
-                for k, v in chunk_stats.items():
-                    stats[k][:, done:done + n] = v
+            sink.add(jax.tree.map(lambda x: _chains_first(x, num_chains), chunk_samples),
+                     {k: _chains_first(v, num_chains) for k, v in chunk_stats.items()})
             del chunk_samples, chunk_stats
             done += n
             if bar is not None:
@@ -291,19 +251,115 @@ def simulate(
             bar.close()
         if writer is not None:
             writer.close()
+    first = _warn_divergences(state)
+    return Simulation(samples=sink.samples, stats=sink.stats, time=sink.time(), last_state=state,
+                      first_divergence=first, kernel=kernel, model_args=tuple(model_args),
+                      model_kwargs=dict(model_kwargs), output=output)
 
+
+def _check_counts(num_steps, save_every, num_chains, chunk_size):
+    num_steps = validation.positive_int("num_steps", num_steps)
+    save_every = validation.positive_int("save_every", save_every)
+    num_chains = validation.positive_int("num_chains", num_chains)
+    chunk_size = validation.optional_positive_int("chunk_size", chunk_size)
+    if save_every > num_steps:
+        raise ValueError(f"save_every={save_every} exceeds num_steps={num_steps}: no draw would be kept")
+    return num_steps, save_every, num_chains, chunk_size
+
+
+def _check_output(output, overwrite):
+    if output is None:
+        return None
+    output = os.fspath(output)
+    if os.path.exists(output) and not overwrite:
+        raise FileExistsError(f"{output} exists; pass overwrite=True to replace it")
+    return output
+
+
+def _check_kernel(kernel):
+    if not isinstance(kernel, ParticleDynamics):
+        raise TypeError(
+            f"simulate runs mfsample kernels (mfsample.kernels.ParticleDynamics, e.g. mf.WassersteinFlow); "
+            f"got {type(kernel).__name__}, which lacks "
+            + ", ".join(n for n in ("build_energy", "build", "draw_fn", "statistics", "sample_field")
+                        if not hasattr(kernel, n)))
+
+
+def _check_init_state(kernel, energy, state, num_chains):
+    """``state`` must be a state of this kernel's dynamic with ``num_chains`` chains of the width."""
+    fields = ("z", "masses", "rng_key", "divergence_step")
+    missing = [f for f in fields if not hasattr(state, f)]
+    if missing:
+        raise TypeError(f"init_state must be the last_state of a run of {type(kernel).__name__}; a "
+                        f"{type(state).__name__} has no {', '.join(missing)}")
+    chains = np.shape(state.divergence_step)
+    if chains != (() if num_chains == 1 else (num_chains,)):
+        have = 1 if chains == () else chains[0]
+        raise ValueError(f"init_state holds {have} chain(s) but num_chains={num_chains}; continue with "
+                         f"num_chains={have}")
+    one = state if num_chains == 1 else jax.tree.map(lambda x: x[0], state)
+    n = np.shape(jax.tree.leaves(one.z)[0])[0]
+    if energy.width is not None and n != energy.width:
+        raise ValueError(f"init_state holds {n} particles but this call has width {energy.width}; continue "
+                         "with the width of the run it comes from")
+    init_fn, _ = kernel.build(energy)
+    expected = jax.eval_shape(init_fn, one.z, one.masses, one.rng_key)  # shapes only: nothing computed
+    if type(expected) is not type(one) or jax.tree.structure(expected) != jax.tree.structure(one):
+        raise TypeError(f"init_state is a {type(one).__name__} but {type(kernel).__name__} (with these "
+                        f"settings) moves a {type(expected).__name__}: continue a run with the kernel it "
+                        "was made by")
+    return state
+
+
+def _replicate_data(placement, model_args, array_kwargs):
+    rep = placement.replicated
+    model_args = tuple(place(a, rep) if isinstance(a, (jax.Array, np.ndarray)) else a for a in model_args)
+    return model_args, place(array_kwargs, jax.tree.map(lambda _: rep, array_kwargs))
+
+
+def _default_chunk(num_draws, progress_bar, per_draw_bytes):
+    """~1/20 of the run with a progress bar (else the whole run), at most ``CHUNK_BYTES`` of draws."""
+    chunk = num_draws if not progress_bar else max(1, math.ceil(num_draws / 20))
+    return max(1, min(chunk, CHUNK_BYTES // max(per_draw_bytes, 1)))
+
+
+class _Draws:
+    """Kept draws, filled chunk by chunk into arrays allocated once, or appended to a writer."""
+
+    def __init__(self, num_draws, writer=None):
+        self.num_draws, self.writer = num_draws, writer
+        self.samples = self.stats = None
+        self.done, self.times = 0, []
+
+    def add(self, samples, stats):
+        n = stats["time"].shape[1]
+        self.times.append(stats["time"][0])
+        if self.writer is not None:
+            self.writer.append(samples, stats)
+        else:
+            if self.samples is None:
+                self.samples = jax.tree.map(lambda x: _empty_draws(x, self.num_draws), samples)
+                self.stats = {k: _empty_draws(v, self.num_draws) for k, v in stats.items()}
+            window = (slice(None), slice(self.done, self.done + n))
+            jax.tree.map(lambda dst, src: dst.__setitem__(window, src), self.samples, samples)
+            for k, v in stats.items():
+                self.stats[k][window] = v
+        self.done += n
+
+    def time(self):
+        return np.concatenate(self.times).astype(np.float64) if self.times else np.zeros(0)
+
+
+def _warn_divergences(state):
     first = np.atleast_1d(np.asarray(state.divergence_step))
     if np.any(first >= 0):
         chains = [int(c) for c in np.nonzero(first >= 0)[0]]
         warnings.warn(
             f"particles became non-finite in chain(s) {chains}, first at step(s) "
             f"{[int(first[c]) for c in chains]}; they were frozen there (try a smaller step_size)",
-            RuntimeWarning, stacklevel=2,
+            RuntimeWarning, stacklevel=3,
         )
-    time = np.concatenate(times).astype(np.float64) if num_draws else np.zeros(0)
-    return Simulation(samples=samples, stats=stats, time=time, last_state=state, first_divergence=first,
-                      kernel=kernel, model_args=tuple(model_args), model_kwargs=dict(model_kwargs),
-                      output=output)
+    return first
 
 
 def _chains_first(x, num_chains):

@@ -174,3 +174,69 @@ def test_bad_dynamics_settings(small_data):
         k = mf.WassersteinFlow(energy_fn=quadratic_energy, prior=dist.Normal(0.0, 1.0), width=3,
                                step_size=0.1, batch_size=2)
         k.init(jax.random.PRNGKey(0), 0, None, (C,), {})
+
+
+# ---------------------------------------------------------------------------------------------
+# both faces accept and refuse the same settings (validation lives in the functional cores)
+# ---------------------------------------------------------------------------------------------
+_BAD_SETTINGS = {
+    "wasserstein": [dict(step_size=0.0), dict(step_size=-1.0), dict(step_size=float("nan")),
+                    dict(step_size=float("inf")), dict(step_size="0.1"), dict(step_size=True),
+                    dict(step_size=0.1, transport=object()), dict(step_size=0.1, batch_size=0),
+                    dict(step_size=0.1, batch_size=2.5), dict(step_size=0.1, batch_size=True)],
+    "langevin": [dict(step_size=0.1, temperature=-1.0), dict(step_size=0.1, temperature=float("nan")),
+                 dict(step_size=0.1, temperature=float("inf")), dict(step_size=0.1, temperature="hot"),
+                 dict(step_size=0.1, temperature=0.0, adjusted=True),
+                 dict(step_size=0.1, temperature=1e-3, adjusted=True, batch_size=8),
+                 dict(step_size=0.1, temperature=1e-3, adjusted=True, transport=optax.sgd(0.1)),
+                 dict(step_size=0.0, temperature=1e-3)],
+    "kinetic": [dict(step_size=0.1, temperature=1e-3, friction=float("inf")),
+                dict(step_size=0.1, temperature=1e-3, friction=0.0),
+                dict(step_size=0.1, temperature=1e-3, friction=-2.0),
+                dict(step_size=0.1, temperature=1e-3, friction=float("nan")),
+                dict(step_size=0.1, temperature=-1e-3, friction=1.0)],
+}
+_FACE_PAIRS = {
+    "wasserstein": (mf.dynamics.wasserstein_flow, mf.WassersteinFlow),
+    "langevin": (mf.dynamics.mean_field_langevin, mf.MeanFieldLangevin),
+    "kinetic": (mf.dynamics.kinetic_langevin, mf.KineticLangevin),
+}
+
+
+def _raised(fn):
+    try:
+        fn()
+    except (TypeError, ValueError) as exc:
+        return type(exc), str(exc)
+    return None
+
+
+@pytest.mark.parametrize("name,settings", [(n, s) for n, bad in _BAD_SETTINGS.items() for s in bad])
+def test_both_faces_refuse_the_same_settings_with_the_same_message(name, settings, small_data):
+    """The functional face and the kernel class raise the same error type and message."""
+    face, klass = _FACE_PAIRS[name]
+    functional = _raised(lambda: face(_energy(small_data), **settings))
+    shell = _raised(lambda: klass(mf.models.shallow_network, **settings))
+    assert functional is not None and functional == shell
+
+
+@pytest.mark.parametrize("masses", [np.full(16, 1 / 16), np.full(16, 1 / 8), np.full(8, 1 / 8)])
+def test_both_faces_treat_masses_alike(masses, small_data):
+    """Masses that do not sum to one or have the wrong shape are refused by both faces; MALA refuses
+    any masses (it samples the Gibbs measure of uniform weights) in both faces."""
+    def functional(**kw):
+        algo = mf.dynamics.mean_field_langevin(_energy(small_data), step_size=0.05, temperature=1e-2,
+                                               masses=masses, **kw)
+        algo.init(jax.random.PRNGKey(0))
+
+    def shell(**kw):
+        kernel = mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.05, temperature=1e-2, **kw)
+        MCMC(kernel, num_warmup=0, num_samples=1, progress_bar=False).run(
+            jax.random.PRNGKey(0), small_data.x, small_data.y, masses=masses, **KW)
+
+    valid = masses.shape == (16,) and abs(masses.sum() - 1) < 1e-6
+    assert (_raised(functional) is None) == valid and (_raised(shell) is None) == valid
+    if not valid:
+        assert _raised(functional)[0] is _raised(shell)[0] is ValueError
+    assert _raised(lambda: functional(adjusted=True)) == _raised(lambda: shell(adjusted=True))
+    assert _raised(lambda: functional(adjusted=True)) is not None

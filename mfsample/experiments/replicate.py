@@ -1,4 +1,4 @@
-"""One experiment across widths, with independent replicas: the input of the §4 diagnostics.
+"""One experiment across widths, with independent replicas: the input of the fluctuation and chaos diagnostics.
 
 ``replicate(kernel_factory, model_args, widths=[...], num_chains=R, ...)`` runs, for each width
 ``n``, ``R`` vectorised replicas of the ``n``-particle system with :func:`mfsample.simulate`,
@@ -13,9 +13,11 @@ from typing import Callable, Sequence
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
-from ..diagnostics.convert import to_inference_data
-from ..simulate import STAT_FIELDS, Simulation, simulate
+from ..inference_data import to_inference_data
+from ..kernels.contract import names
+from ..simulate import Simulation, simulate
 
 __all__ = ["replicate", "initial_draw"]
 
@@ -28,18 +30,17 @@ def initial_draw(kernel, rng_key, model_args, model_kwargs, num_chains):
     """
     keys = jax.random.split(rng_key, num_chains) if num_chains > 1 else rng_key
     model_args, model_kwargs = tuple(model_args), dict(model_kwargs)
+    energy = kernel.build_energy(model_args, model_kwargs, num_replicas=num_chains)
+    post = kernel.draw_fn(energy, model_args, model_kwargs)
 
     def start(k):
         # the data are closed over (constants, not tracers), so what `init` stores on the kernel
         # (its energy, step function and arguments) holds no tracer after this call
         state = kernel.init(k, 0, None, model_args, model_kwargs)
-        post = kernel.postprocess_fn(model_args, model_kwargs)
-        field = getattr(state, getattr(kernel, "sample_field", "z"))
-        return state, (jax.vmap(post) if num_chains > 1 else post)(field)
+        return state, (jax.vmap(post) if num_chains > 1 else post)(getattr(state, kernel.sample_field))
 
     state, sample = jax.jit(start)(keys)  # one compiled call instead of thousands of eager ops
-    stats = {f: getattr(state, f) for f in STAT_FIELDS}
-    stats.update({f: getattr(state, f) for f in getattr(kernel, "stat_fields", ())})
+    stats = {f: getattr(state, f) for f in names(kernel.statistics)}
 
     def chain_draw(x):  # -> (chain, 1, ...)
         x = np.asarray(x)
@@ -97,19 +98,15 @@ def replicate(
     if not widths or widths[0] < 1:
         raise ValueError(f"widths must be positive integers, got {widths}")
     base_kwargs = dict(model_kwargs or {})
-    iterator = widths
-    bar = None
-    if progress_bar:
-        from tqdm.auto import tqdm
-
-        bar = iterator = tqdm(widths, desc="widths")
+    bar = tqdm(widths, desc="widths") if progress_bar else None
+    iterator = widths if bar is None else bar
     runs = {}
     for n in iterator:
         if bar is not None:
             bar.set_postfix(width=n)
         kernel = kernel_factory(n)
         kwargs = dict(base_kwargs)
-        if getattr(kernel, "model", None) is not None:
+        if kernel.model is not None:
             kwargs[width_kwarg] = n
         key = jax.random.fold_in(rng_key, n)
         if include_initial:

@@ -1,6 +1,6 @@
 """Mean-field descent–ascent on two particle measures, with Langevin noise and WFR reaction.
 
-For ``L[mu_x, mu_y] = ∬ l dmu_x dmu_y`` (DESIGN.md §3, "Games"), with ``V_x = ∫ l(., y) dmu_y``
+For ``L[mu_x, mu_y] = ∬ l dmu_x dmu_y``, with ``V_x = ∫ l(., y) dmu_y``
 and ``V_y = ∫ l(x, .) dmu_x`` (:class:`~mfsample.games.Game`), temperatures ``tau_x, tau_y``,
 reaction rates ``alpha_x, alpha_y`` and reference measures ``mu0`` of the spaces:
 
@@ -33,58 +33,46 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.util import is_prng_key
 
-from ..kernels.base import check_step_size, check_temperature
+from .. import validation
+from ..kernels.contract import ACCEPT_PROB, DIVERGING, GRAD_NORM, STEP, TIME, Statistic, describe, names
 from ..kernels.reaction import (
     birth_death_step,
     centered_first_variation,
-    check_rate,
     check_reaction_mode,
     effective_sample_size,
     fisher_rao_reweight,
 )
-from ..kernels.steps import all_finite, langevin_noise, mean_field_norm, transport_step, tree_select
+from ..kernels.state import State, all_finite, commit, state_class
+from ..kernels.steps import langevin_noise, mean_field_norm, transport_step
 from .game import Game
 
-__all__ = ["GameState", "GameSetup", "build_kernel", "DescentAscent"]
+__all__ = ["GameState", "GameSetup", "build_kernel", "check_options", "DescentAscent"]
 
 
+@state_class
+class GameState(State):
+    """:class:`~mfsample.kernels.state.State` of the two interacting particle systems (one replica).
 
-class GameState(NamedTuple):
-    """State of the two interacting particle systems (one replica).
+    The shared fields hold both players: **z** ``{"x": (nx, dx), "y": (ny, dy)}`` (on their
+    spaces), **masses** ``{"x": (nx,), "y": (ny,)}`` (uniform and constant in birth–death mode),
+    **energy** the value ``L[mu_x, mu_y]``, **drift** ``{"x": ..., "y": ...}`` (the transport moves
+    ``z <- z - dt * drift``), **grad_norm** ``sqrt(||drift_x||^2_{L2(mu_x)} + ||drift_y||^2_{L2(mu_y)})``.
+    The game's own fields:
 
-    - **z** – ``{"x": (nx, dx), "y": (ny, dy)}`` particle positions (on their spaces).
-    - **masses** – ``{"x": (nx,), "y": (ny,)}`` masses (uniform and constant in birth–death mode).
-    - **log_masses** – their logarithms (the weighted reaction works in log-space).
-    - **energy** – the value ``L[mu_x, mu_y]`` (named ``energy`` for the drivers).
+    - **log_masses** – the masses' logarithms (the weighted reaction works in log-space).
     - **potential** – ``{"x": V_x(x_i), "y": V_y(y_j)}``, the first variations at the particles.
-    - **drift** – ``{"x": ..., "y": ...}``: the transport moves ``z <- z - dt * drift``.
-    - **grad_norm** – ``sqrt(||drift_x||^2_{L2(mu_x)} + ||drift_y||^2_{L2(mu_y)})``.
     - **support_gap** – ``max_j V_y(y_j) - min_i V_x(x_i)``: the Nash gap with deviations restricted
       to the particles' own positions (a cheap lower bound of :func:`~mfsample.games.nash_gap`).
-    - **time**, **step**, **diverging**, **divergence_step**, **accept_prob**, **rng_key** – as in
-      :class:`~mfsample.kernels.base.ParticleState`.
     - **ess_x**, **ess_y** – effective sample sizes ``1 / sum m^2`` of the masses.
     - **births_x**, **deaths_x**, **births_y**, **deaths_y** – birth–death events of the last step.
     """
 
-    z: Any
-    masses: Any
     log_masses: Any
-    energy: jax.Array
     potential: Any
-    drift: Any
-    grad_norm: jax.Array
     support_gap: jax.Array
-    time: jax.Array
-    step: jax.Array
-    diverging: jax.Array
-    divergence_step: jax.Array
-    accept_prob: jax.Array
-    rng_key: jax.Array
     ess_x: jax.Array
     ess_y: jax.Array
     births_x: jax.Array
@@ -97,6 +85,25 @@ class GameState(NamedTuple):
         """``{"x", "y", "masses_x", "masses_y"}``: the two particle measures (the kernel's sample)."""
         return {"x": self.z["x"], "y": self.z["y"],
                 "masses_x": self.masses["x"], "masses_y": self.masses["y"]}
+
+
+VALUE = Statistic("energy", "value L[mu_x, mu_y] = sum_ij m_i l(x_i, y_j) m'_j of the two particle measures")
+SUPPORT_GAP = Statistic("support_gap", "max_j V_y(y_j) - min_i V_x(x_i): Nash gap with deviations restricted "
+                                       "to the particles (a lower bound of the Nikaido-Isoda error)")
+ESS_X = Statistic("ess_x", "effective sample size 1 / sum_i m_i^2 of the x-masses")
+ESS_Y = Statistic("ess_y", "effective sample size 1 / sum_j m_j^2 of the y-masses")
+EVENTS = tuple(Statistic(f"{kind}_{player}", f"birth-death events of the last step: "
+                                             f"{'duplicated' if kind == 'births' else 'killed'} {player}-particles")
+               for player in ("x", "y") for kind in ("births", "deaths"))
+#: recorded by every descent-ascent run (the value in place of the particle energy)
+GAME_STATISTICS = (VALUE, TIME, GRAD_NORM, DIVERGING, ACCEPT_PROB, STEP, SUPPORT_GAP)
+
+
+def check_options(step_size, temperature=0.0, rate=0.0, mode="weighted", birth="clone"):
+    """Validate the settings of both faces: ``(dt, (tau_x, tau_y), (alpha_x, alpha_y), mode, birth)``."""
+    mode, birth = check_reaction_mode(mode, birth)
+    return (validation.step_size(step_size), _pair("temperature", temperature, validation.temperature),
+            _pair("rate", rate, validation.rate), mode, birth)
 
 
 class _Fields(NamedTuple):
@@ -140,104 +147,94 @@ def _grad_norm(drift, masses):
     return jnp.sqrt(nx**2 + ny**2)
 
 
+def _initial_masses(z, masses, weighted):
+    """Uniform masses where none are given; birth–death refuses given ones."""
+    dtype = jnp.result_type(z["x"].dtype, z["y"].dtype)
+    full = {}
+    for k in ("x", "y"):
+        n = z[k].shape[0]
+        m = masses.get(k) if masses else None
+        if m is not None and not weighted:
+            raise ValueError("mode='birth_death' moves equally weighted particles: pass no masses "
+                             "(or use mode='weighted')")
+        full[k] = jnp.full((n,), 1.0 / n, dtype) if m is None else jnp.asarray(m, dtype)
+    return full
+
+
+def _derived(f: _Fields, masses, events) -> dict:
+    """The state fields that follow from the fields of a measure and the last step's events."""
+    (bx, dx), (by, dy) = events
+    return dict(energy=f.value, potential=f.potential, drift=f.drift, grad_norm=_grad_norm(f.drift, masses),
+                support_gap=_support_gap(f.potential), ess_x=effective_sample_size(masses["x"]),
+                ess_y=effective_sample_size(masses["y"]), births_x=bx, deaths_x=dx, births_y=by, deaths_y=dy)
+
+
 def build_kernel(game: Game, step_size: float, temperature=(0.0, 0.0), rate=(0.0, 0.0),
                  mode: str = "weighted", birth: str = "clone"):
     """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted.
 
     ``z = {"x": (nx, dx), "y": (ny, dy)}`` (projected onto the spaces by their retraction);
     ``masses = {"x": ..., "y": ...}`` (entries ``None``: uniform).  ``temperature`` and ``rate`` are
-    pairs ``(for_x, for_y)``.
+    numbers or pairs ``(for_x, for_y)``, validated by :func:`check_options`.
     """
-    check_reaction_mode(mode, birth)
-    dt = step_size
-    (tx, ty), (ax, ay) = temperature, rate
+    dt, taus, rates, mode, birth = check_options(step_size, temperature, rate, mode, birth)
     weighted = mode == "weighted"
     spaces = {"x": game.x_space, "y": game.y_space}
-    taus = {"x": tx, "y": ty}
+    taus, rates = dict(zip("xy", taus)), dict(zip("xy", rates))
+    no_events = ((jnp.zeros((), jnp.int32),) * 2,) * 2
 
     def init_fn(z, masses, rng_key):
         z = {k: spaces[k].retract(jnp.asarray(z[k])) for k in ("x", "y")}  # onto the spaces
-        dtype = jnp.result_type(z["x"].dtype, z["y"].dtype)
-        full = {}
-        for k in ("x", "y"):
-            n = z[k].shape[0]
-            m = masses.get(k) if masses else None
-            if m is not None and not weighted:
-                raise ValueError("mode='birth_death' moves equally weighted particles: pass no masses "
-                                 "(or use mode='weighted')")
-            full[k] = jnp.full((n,), 1.0 / n, dtype) if m is None else jnp.asarray(m, dtype)
-        f = game_fields(game, z, full, (tx, ty))
-        zero = jnp.zeros((), jnp.int32)
+        full = _initial_masses(z, masses, weighted)
+        f = game_fields(game, z, full, (taus["x"], taus["y"]))
         return GameState(
             z=z, masses=full, log_masses=jax.tree.map(jnp.log, full),
-            energy=f.value, potential=f.potential, drift=f.drift,
-            grad_norm=_grad_norm(f.drift, full), support_gap=_support_gap(f.potential),
-            time=jnp.zeros((), f.value.dtype), step=zero,
+            time=jnp.zeros((), f.value.dtype), step=jnp.zeros((), jnp.int32),
             diverging=jnp.array(False), divergence_step=jnp.array(-1, jnp.int32),
-            accept_prob=jnp.ones((), f.value.dtype), rng_key=rng_key,
-            ess_x=effective_sample_size(full["x"]), ess_y=effective_sample_size(full["y"]),
-            births_x=zero, deaths_x=zero, births_y=zero, deaths_y=zero,
-        )
+            accept_prob=jnp.ones((), f.value.dtype), rng_key=rng_key, **_derived(f, full, no_events))
 
-    def step_fn(state: GameState) -> GameState:
-        rng_key, k_noise_x, k_noise_y, k_react_x, k_react_y = jax.random.split(state.rng_key, 5)
-        # 1. transport with the drift of mu_k, noise, retraction onto the spaces
+    def move(state, keys):
+        """Transport with the drift of ``mu_k``, Langevin noise, retraction onto the spaces."""
         moved = transport_step(state.z, state.drift, dt)
         z = {}
-        for k, key in (("x", k_noise_x), ("y", k_noise_y)):
+        for k, key in zip(("x", "y"), keys):
             if taus[k] > 0:
                 noised, _ = langevin_noise(key, {k: moved[k]}, taus[k], dt)
                 z[k] = spaces[k].retract_diffusion(noised[k])
             else:
                 z[k] = spaces[k].retract(moved[k])
-        # 2. reaction with the signed centred first variations of mu_k (x descends, y ascends)
+        return z
+
+    def react(state, z, keys):
+        """Reaction with the signed centred first variations of ``mu_k`` (x descends, y ascends)."""
         ux, _ = centered_first_variation(state.potential["x"], state.masses["x"])
         uy, _ = centered_first_variation(state.potential["y"], state.masses["y"])
-        signed = {"x": (ux, ax, k_react_x), "y": (-uy, ay, k_react_y)}
-        masses, log_masses = state.masses, state.log_masses
-        events = {}
-        if weighted:
-            log_masses, masses = dict(log_masses), dict(masses)
-            for k, (u, a, _) in signed.items():
-                if a > 0:  # alpha = 0 keeps the masses bit for bit
-                    log_masses[k] = fisher_rao_reweight(state.log_masses[k], u, a, dt)
-                    masses[k] = jnp.exp(log_masses[k])
-        else:
-            for k, (u, a, key) in signed.items():
-                if a == 0:  # no clock rings: the identity gather, skipped
-                    continue
+        masses, log_masses, events = dict(state.masses), dict(state.log_masses), dict(zip("xy", no_events))
+        for k, u, key in (("x", ux, keys[0]), ("y", -uy, keys[1])):
+            if rates[k] == 0:  # alpha = 0: masses kept bit for bit, no clock rings
+                continue
+            if weighted:
+                log_masses[k] = fisher_rao_reweight(state.log_masses[k], u, rates[k], dt)
+                masses[k] = jnp.exp(log_masses[k])
+            else:
                 key_bd, key_prior = jax.random.split(key)
                 prior = {k: spaces[k].sample(key_prior, z[k].shape[0])} if birth == "prior" else None
-                bd = birth_death_step(key_bd, {k: z[k]}, u, a, dt, birth=birth, prior_sample=prior)
-                z[k] = bd.z[k]
+                bd = birth_death_step(key_bd, {k: z[k]}, u, rates[k], dt, birth=birth, prior_sample=prior)
+                z = {**z, k: bd.z[k]}
                 events[k] = (bd.births, bd.deaths)
-        # 3. fields of mu_{k+1}; a non-finite proposal freezes the system for good
-        f = game_fields(game, z, masses, (tx, ty))
+        return z, masses, log_masses, (events["x"], events["y"])
+
+    def step_fn(state: GameState) -> GameState:
+        rng_key, k_noise_x, k_noise_y, k_react_x, k_react_y = jax.random.split(state.rng_key, 5)
+        z = move(state, (k_noise_x, k_noise_y))
+        z, masses, log_masses, events = react(state, z, (k_react_x, k_react_y))
+        # fields of mu_{k+1}; a non-finite proposal freezes the system for good
+        f = game_fields(game, z, masses, (taus["x"], taus["y"]))
+        proposal = state._replace(z=z, masses=masses, log_masses=log_masses, **_derived(f, masses, events))
         ok = all_finite(z, f.value, f.potential, f.drift, masses)
-        diverging = state.diverging | ~ok
-        move = ok & ~diverging
-        step = state.step + 1
-        proposal = state._replace(z=z, masses=masses, log_masses=log_masses, energy=f.value,
-                                  potential=f.potential, drift=f.drift)
-        new = tree_select(move, proposal, state)
-        zero = jnp.zeros((), jnp.int32)
-        bx, dx_ = events.get("x", (zero, zero))
-        by, dy_ = events.get("y", (zero, zero))
-        return new._replace(
-            grad_norm=_grad_norm(new.drift, new.masses),
-            support_gap=_support_gap(new.potential),
-            time=(step * dt).astype(state.time.dtype),
-            step=step,
-            diverging=diverging,
-            divergence_step=jnp.where((state.divergence_step < 0) & diverging, state.step,
-                                      state.divergence_step),
-            accept_prob=jnp.where(ok, 1.0, 0.0).astype(state.accept_prob.dtype),
-            rng_key=rng_key,
-            ess_x=effective_sample_size(new.masses["x"]),
-            ess_y=effective_sample_size(new.masses["y"]),
-            births_x=jnp.where(move, bx, 0), deaths_x=jnp.where(move, dx_, 0),
-            births_y=jnp.where(move, by, 0), deaths_y=jnp.where(move, dy_, 0),
-        )
+        new, moved = commit(state, proposal, ok, dt, rng_key=rng_key)
+        counts = {name: jnp.where(moved, getattr(new, name), 0) for name in names(EVENTS)}
+        return new._replace(**counts)
 
     return init_fn, step_fn
 
@@ -258,6 +255,8 @@ class GameSetup(NamedTuple):
     exponent: float = 1.0
     num_data: int = 0
     site_names: tuple = ()
+    accepts_masses: bool = False
+    block_size: int | None = None
 
     @property
     def width(self):
@@ -271,10 +270,32 @@ def _sizes(width):
     if width is None:
         return None, None
     pair = tuple(width) if isinstance(width, (tuple, list)) else (width, width)
-    if len(pair) != 2 or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1
-                             for n in pair):
+    if len(pair) != 2:
         raise ValueError(f"width must be an integer >= 1 or a pair (nx, ny), got {width!r}")
-    return int(pair[0]), int(pair[1])
+    return validation.positive_int("width (nx)", pair[0]), validation.positive_int("width (ny)", pair[1])
+
+
+def _with_sizes(setup: GameSetup, init_params, batched) -> GameSetup:
+    """The population sizes from ``width`` or from the initial particles (which must agree)."""
+    if init_params is None:
+        if setup.num_x is None:
+            raise ValueError("give the population sizes, width=n or width=(nx, ny), or init_params")
+        return setup
+    lead = 1 if batched else 0
+    nx, ny = init_params["x"].shape[lead], init_params["y"].shape[lead]
+    if setup.num_x is not None and (setup.num_x, setup.num_y) != (nx, ny):
+        raise ValueError(f"init_params have sizes {(nx, ny)} but width={(setup.num_x, setup.num_y)}")
+    return setup._replace(num_x=nx, num_y=ny)
+
+
+def _player_masses(player, masses, n):
+    """One player's initial masses (``None``: uniform), validated as particle masses."""
+    if masses is None:
+        return None
+    try:
+        return validation.masses(masses, n, atol=1e-5)
+    except ValueError as exc:
+        raise ValueError(f"masses_{player}: {exc}") from None
 
 
 class DescentAscent(MCMCKernel):
@@ -314,19 +335,18 @@ class DescentAscent(MCMCKernel):
     """
 
     sample_field = "strategies"
+    hyperparameter_names = ("step_size", "temperature", "rate", "mode", "birth")
 
     def __init__(self, game: Game, *, step_size, temperature=0.0, rate=0.0, mode="weighted",
                  birth="clone"):
         if not isinstance(game, Game):
             raise TypeError(f"game must be a mfsample.games.Game, got {type(game).__name__}")
-        check_reaction_mode(mode, birth)
         self.game = game
-        self.step_size = check_step_size(step_size)
-        self.temperatures = _pair("temperature", temperature, check_temperature)
-        self.rates = _pair("rate", rate, check_rate)
-        self.mode, self.birth = mode, birth
+        self.step_size, self.temperatures, self.rates, self.mode, self.birth = check_options(
+            step_size, temperature, rate, mode, birth)
         self._setup: GameSetup | None = None
         self._sample_fn = None
+        self._model_args, self._model_kwargs = (), {}
 
     # scalar views for reports (ArviZ attributes); the pairs are in `temperatures` / `rates`
     @property
@@ -337,9 +357,22 @@ class DescentAscent(MCMCKernel):
     def rate(self):
         return self.rates[0] if self.rates[0] == self.rates[1] else self.rates
 
+    # -- the contract (mfsample.kernels.contract) ------------------------------------------------
     @property
     def model(self):
         return None
+
+    @property
+    def model_args(self) -> tuple:
+        return self._model_args
+
+    @property
+    def model_kwargs(self) -> dict:
+        return dict(self._model_kwargs)
+
+    @property
+    def hyperparameters(self) -> dict:
+        return {name: getattr(self, name) for name in self.hyperparameter_names}
 
     @property
     def energy(self) -> GameSetup | None:
@@ -347,15 +380,23 @@ class DescentAscent(MCMCKernel):
         return self._setup
 
     @property
+    def statistics(self):
+        """The value and the common statistics, the support gap, then ``ess_*`` (weighted) or the
+        birth–death counts."""
+        return GAME_STATISTICS + ((ESS_X, ESS_Y) if self.mode == "weighted" else EVENTS)
+
+    @property
     def stat_fields(self):
-        """State fields recorded at every draw besides ``energy``, ``time``, ``grad_norm``..."""
-        if self.mode == "weighted":
-            return ("support_gap", "ess_x", "ess_y")
-        return ("support_gap", "births_x", "deaths_x", "births_y", "deaths_y")
+        """Names of the game's own statistics (kept for older code; see :attr:`statistics`)."""
+        return names(self.statistics[len(GAME_STATISTICS) - 1:])
+
+    @property
+    def stat_descriptions(self):
+        return describe(self.statistics)
 
     @property
     def default_fields(self):
-        return (self.sample_field, "energy", "time", "grad_norm", "diverging") + self.stat_fields
+        return (self.sample_field,) + names(self.statistics)
 
     @property
     def sample_dims(self):
@@ -363,19 +404,8 @@ class DescentAscent(MCMCKernel):
         return {"x": ["particle_x", "x_dim"], "y": ["particle_y", "y_dim"],
                 "masses_x": ["particle_x"], "masses_y": ["particle_y"]}
 
-    @property
-    def stat_descriptions(self):
-        """Meaning of the recorded statistics (for ``sample_stats`` attributes)."""
-        return {
-            "energy": "value L[mu_x, mu_y] = sum_ij m_i l(x_i, y_j) m'_j of the two particle measures",
-            "support_gap": "max_j V_y(y_j) - min_i V_x(x_i): Nash gap with deviations restricted to "
-                           "the particles (a lower bound of the Nikaido-Isoda error)",
-            "ess_x": "effective sample size 1 / sum_i m_i^2 of the x-masses",
-            "ess_y": "effective sample size 1 / sum_j m_j^2 of the y-masses",
-        }
-
-    def build_energy(self, model_args=(), model_kwargs=None) -> GameSetup:
-        """Sizes (``width``) and initial masses from the run's arguments."""
+    def build_energy(self, model_args=(), model_kwargs=None, *, num_replicas: int = 1) -> GameSetup:
+        """Sizes (``width``) and initial masses from the run's arguments (``num_replicas`` unused)."""
         if model_args:
             raise TypeError("DescentAscent takes no positional model arguments (the game holds everything)")
         kwargs = dict(model_kwargs or {})
@@ -389,26 +419,18 @@ class DescentAscent(MCMCKernel):
     def build(self, setup: GameSetup):
         return build_kernel(setup.game, self.step_size, self.temperatures, self.rates, self.mode, self.birth)
 
+    def draw_fn(self, energy, model_args, model_kwargs, *, deterministic: bool = True):
+        """The identity: the particles are recorded as they are (already on their spaces)."""
+        return lambda strategies: strategies
+
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
-        setup = self.build_energy(model_args, model_kwargs)
         batched = not is_prng_key(rng_key)
         if init_params is not None:
             init_params = {k: jnp.asarray(init_params[k]) for k in ("x", "y")}
-            lead = 1 if batched else 0
-            nx, ny = init_params["x"].shape[lead], init_params["y"].shape[lead]
-            if setup.num_x is not None and (setup.num_x, setup.num_y) != (nx, ny):
-                raise ValueError(f"init_params have sizes {(nx, ny)} but width={(setup.num_x, setup.num_y)}")
-            setup = setup._replace(num_x=nx, num_y=ny)
-        elif setup.num_x is None:
-            raise ValueError("give the population sizes, width=n or width=(nx, ny), or init_params")
-        masses = {}
-        for k, n in (("x", setup.num_x), ("y", setup.num_y)):
-            m = getattr(setup, f"masses_{k}")
-            if m is not None:
-                m = jnp.asarray(m)
-                if m.shape != (n,) or not bool(jnp.all(m >= 0)) or abs(float(jnp.sum(m)) - 1) > 1e-5:
-                    raise ValueError(f"masses_{k} must be ({n},) non-negative and sum to 1")
-            masses[k] = m
+        setup = _with_sizes(self.build_energy(model_args, model_kwargs), init_params, batched)
+        masses = {k: _player_masses(k, getattr(setup, f"masses_{k}"), n)
+                  for k, n in (("x", setup.num_x), ("y", setup.num_y))}
+        self._model_args, self._model_kwargs = tuple(model_args), dict(model_kwargs or {})
         self._setup = setup
         init_fn, step_fn = self.build(setup)
         game = self.game
@@ -433,7 +455,13 @@ class DescentAscent(MCMCKernel):
 
     def postprocess_fn(self, model_args, model_kwargs):
         """The identity: the particles are recorded as they are (already on their spaces)."""
-        return lambda strategies: strategies
+        return self.draw_fn(self._setup, model_args, model_kwargs)
+
+    def __getstate__(self):
+        """Drop the compiled step (rebuilt by the next ``init``) so that the kernel pickles."""
+        state = self.__dict__.copy()
+        state["_sample_fn"] = None
+        return state
 
     def get_diagnostics_str(self, state):
         return "L {:.5g}, support gap {:.3g}{}".format(

@@ -20,15 +20,31 @@ configurational bias is O(dt^2) (second order), against O(dt) for Euler-Maruyama
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import validation
 from ..energy import ParticleEnergy
-from .base import ParticleKernel, check_temperature, guarded_update, init_particle_state
+from .base import ParticleKernel, guarded_update, init_particle_state
+from .state import ParticleState, state_class
 from .steps import evaluate_drift, langevin_noise
 
-__all__ = ["build_kernel", "KineticLangevin"]
+__all__ = ["KineticState", "build_kernel", "check_options", "KineticLangevin"]
+
+
+@state_class
+class KineticState(ParticleState):
+    """:class:`~mfsample.kernels.state.ParticleState` plus **momentum**, the particles' momenta ``p_j``."""
+
+    momentum: Any
+
+
+def check_options(step_size, temperature, friction):
+    """Validate the settings of both faces: ``(dt, tau, gamma)``, ``gamma`` positive and finite."""
+    return validation.step_size(step_size), validation.temperature(temperature), validation.friction(friction)
 
 
 def _axpy(a, x, y):
@@ -37,7 +53,7 @@ def _axpy(a, x, y):
 
 def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, friction: float):
     """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``; momenta in ``state.momentum``."""
-    dt, tau, gamma = step_size, temperature, friction
+    dt, tau, gamma = check_options(step_size, temperature, friction)
     half = 0.5 * dt
     c1 = float(np.exp(-gamma * dt))
     # O-step noise variance tau (1 - c1^2), written as 2 tau' dt' for langevin_noise
@@ -50,7 +66,7 @@ def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, f
             p, _ = langevin_noise(jax.random.fold_in(rng_key, 2), zero, 0.5 * tau, 1.0, energy.frozen)
         else:
             p = zero
-        return state._replace(momentum=p)
+        return KineticState(**state._asdict(), momentum=p)
 
     def step_fn(state):
         rng_key, key_noise = jax.random.split(state.rng_key)
@@ -79,14 +95,13 @@ class KineticLangevin(ParticleKernel):
     :param float friction: ``gamma`` (> 0).
     """
 
+    hyperparameter_names = ("step_size", "temperature", "friction")
+
     def __init__(self, model=None, *, step_size, temperature, friction=1.0, **kwargs):
         super().__init__(model, step_size=step_size, **kwargs)
-        self.temperature = check_temperature(temperature)
-        if not (np.isfinite(friction) and friction > 0):
-            raise ValueError(f"friction must be positive and finite, got {friction!r}")
+        _, self.temperature, self.friction = check_options(step_size, temperature, friction)
         if self.transport is not None or self.batch_size is not None:
             raise ValueError("KineticLangevin has its own integrator: no transport or batch_size")
-        self.friction = float(friction)
 
     def build(self, energy):
         return build_kernel(energy, self.step_size, self.temperature, self.friction)

@@ -1,4 +1,4 @@
-"""Mean-field Langevin dynamics, optionally Metropolis-adjusted (DESIGN.md §3).
+"""Mean-field Langevin dynamics, optionally Metropolis-adjusted.
 
     theta_j <- theta_j - dt * (grad_theta V(theta_j; mu_n) - tau grad log mu0(theta_j))
                + sqrt(2 tau dt) xi_j,                xi_j ~ N(0, I)  iid,
@@ -19,12 +19,37 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from .. import validation
 from ..energy import ParticleEnergy
 from ..scaling import time_scale
-from .base import ParticleKernel, check_temperature, guarded_update, init_particle_state, minibatch_key
+from .base import ParticleKernel, guarded_update, init_particle_state, minibatch_key, minibatch_size
 from .steps import evaluate_drift, langevin_noise, optax_transport_step, transport_step
 
-__all__ = ["build_kernel", "MeanFieldLangevin"]
+__all__ = ["build_kernel", "check_options", "MeanFieldLangevin"]
+
+
+def check_options(step_size, temperature, adjusted=False, transport=None, batch_size=None):
+    """Validate the settings of both faces: ``(dt, tau, adjusted, transport, batch_size)``.
+
+    ``adjusted=True`` (MALA) needs ``tau > 0`` (the Gibbs measure is ``exp(-n E / tau)``) and the
+    exact Euler proposal on the full data (no ``transport``, no ``batch_size``).
+    """
+    step_size, temperature = validation.step_size(step_size), validation.temperature(temperature)
+    transport, batch_size = validation.transport(transport), validation.batch_size(batch_size)
+    adjusted = bool(adjusted)
+    if adjusted and temperature == 0:
+        raise ValueError("adjusted=True needs temperature > 0 (the Gibbs measure is exp(-n E / tau))")
+    if adjusted and (transport is not None or batch_size is not None):
+        raise ValueError("adjusted=True (MALA) needs the exact Euler proposal: no transport or batch_size")
+    return step_size, temperature, adjusted, transport, batch_size
+
+
+def _check_uniform(adjusted, masses):
+    if adjusted and masses is not None:
+        raise ValueError(
+            "adjusted=True samples the Gibbs measure of uniformly weighted particles; "
+            "drop `masses` or use adjusted=False"
+        )
 
 
 def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, adjusted: bool = False, *,
@@ -32,14 +57,16 @@ def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, a
     """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted.
 
     ``transport`` (optax) replaces the Euler transport of the drift; the noise is unchanged.
-    ``batch_size`` evaluates the drift on minibatches.  Neither combines with ``adjusted``.
+    ``batch_size`` evaluates the drift on minibatches.  Neither combines with ``adjusted``
+    (:func:`check_options` validates the settings).
     """
-    dt, tau = step_size, temperature
+    dt, tau, adjusted, transport, batch_size = check_options(step_size, temperature, adjusted, transport,
+                                                             batch_size)
+    batch_size = minibatch_size(energy, batch_size)
     beta = time_scale(energy.width, energy.exponent) / tau if tau > 0 else None
-    if adjusted and (transport is not None or batch_size):
-        raise ValueError("adjusted=True (MALA) needs the exact Euler proposal: no transport or batch_size")
 
     def init_fn(z, masses, rng_key):
+        _check_uniform(adjusted, masses)
         return init_particle_state(energy, z, masses, rng_key, tau, transport=transport, batch_size=batch_size)
 
     def log_target(d):
@@ -106,26 +133,13 @@ class MeanFieldLangevin(ParticleKernel):
         (20, 16)
     """
 
+    hyperparameter_names = ("step_size", "temperature", "adjusted")
+
     def __init__(self, model=None, *, step_size, temperature, adjusted=False, **kwargs):
         super().__init__(model, step_size=step_size, **kwargs)
-        self.temperature = check_temperature(temperature)
-        self.adjusted = bool(adjusted)
-        if self.adjusted and self.temperature == 0:
-            raise ValueError("adjusted=True needs temperature > 0 (the Gibbs measure is exp(-n E / tau))")
-
-    @property
-    def default_fields(self):
-        fields = super().default_fields
-        return fields + ("accept_prob",) if self.adjusted else fields
-
-    def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
-        if self.adjusted and (model_kwargs or {}).get("masses") is not None:
-            raise ValueError(
-                "adjusted=True samples the Gibbs measure of uniformly weighted particles; "
-                "drop `masses` or use adjusted=False"
-            )
-        return super().init(rng_key, num_warmup, init_params, model_args, model_kwargs)
+        _, self.temperature, self.adjusted, _, _ = check_options(
+            step_size, temperature, adjusted, self.transport, self.batch_size)
 
     def build(self, energy):
         return build_kernel(energy, self.step_size, self.temperature, self.adjusted,
-                            transport=self.transport, batch_size=self.effective_batch_size(energy))
+                            transport=self.transport, batch_size=self.batch_size)

@@ -1,4 +1,4 @@
-"""The Fisher–Rao (reaction) half of the Wasserstein–Fisher–Rao dynamics (DESIGN.md §3).
+"""The Fisher–Rao (reaction) half of the Wasserstein–Fisher–Rao dynamics.
 
     d_t mu = div(mu grad V) - alpha (V - Vbar) mu,          Vbar = ∫ V dmu,
 
@@ -17,14 +17,13 @@ Each is a small pure function of the particle pytree ``z`` (particle axis leadin
 
 from __future__ import annotations
 
-import numbers
-
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.scipy.special import logsumexp
+
+from .. import validation
 
 __all__ = [
     "centered_first_variation",
@@ -183,13 +182,8 @@ MODES = ("birth_death", "weighted")
 BIRTHS = ("clone", "prior")
 
 
-def check_rate(rate):
-    """The reaction rate ``alpha``: a finite real number >= 0."""
-    if not isinstance(rate, numbers.Real) or isinstance(rate, bool):
-        raise TypeError(f"rate must be a real number, got {type(rate).__name__}")
-    if not np.isfinite(rate) or rate < 0:
-        raise ValueError(f"rate must be non-negative and finite, got {rate!r}")
-    return float(rate)
+#: the reaction rate ``alpha``: a finite real number >= 0 (the shared check)
+check_rate = validation.rate
 
 
 def check_reaction_mode(mode: str, birth: str):

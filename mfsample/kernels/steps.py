@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from ..energy import ParticleEnergy, energy_and_velocity, freeze
+from .state import all_finite, tree_select
 
 __all__ = [
     "Drift",
@@ -92,17 +93,3 @@ def mean_field_norm(field, masses=None):
     sq = sum(jnp.sum(jnp.reshape(u, (u.shape[0], -1)) ** 2, axis=-1) for u in jax.tree.leaves(field))
     w = jnp.mean(sq) if masses is None else jnp.sum(masses * sq)
     return jnp.sqrt(w)
-
-
-def all_finite(*trees):
-    """True when every leaf of every tree is finite."""
-    out = jnp.array(True)
-    for t in trees:
-        for x in jax.tree.leaves(t):
-            out = out & jnp.all(jnp.isfinite(x))
-    return out
-
-
-def tree_select(pred, on_true, on_false):
-    """``pred ? on_true : on_false`` leafwise, for a scalar predicate."""
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)

@@ -1,4 +1,4 @@
-"""Wasserstein gradient flow of the energy: particle gradient descent (DESIGN.md §3).
+"""Wasserstein gradient flow of the energy: particle gradient descent.
 
     theta_j <- theta_j - dt * grad_theta V(theta_j; mu_n),      PDE:  d_t mu = div(mu grad V)
 
@@ -8,8 +8,9 @@ scaling, ``grad E`` in the NTK scaling), so ``dt`` is a step of mean-field time.
 
 from __future__ import annotations
 
+from .. import validation
 from ..energy import ParticleEnergy
-from .base import ParticleKernel, guarded_update, init_particle_state, minibatch_key
+from .base import ParticleKernel, guarded_update, init_particle_state, minibatch_key, minibatch_size
 from .steps import evaluate_drift, optax_transport_step, transport_step
 
 __all__ = ["build_kernel", "WassersteinFlow"]
@@ -19,8 +20,12 @@ def build_kernel(energy: ParticleEnergy, step_size: float, *, transport=None, ba
     """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted.
 
     ``transport``: an optax transformation replacing the Euler step (``optax.sgd(step_size)`` is
-    the Euler step); ``batch_size``: stochastic gradients on minibatches of the data.
+    the Euler step); ``batch_size``: stochastic gradients on minibatches of the data (``>= N``:
+    full batch).  The settings are validated here, for both faces of the dynamic.
     """
+    step_size = validation.step_size(step_size)
+    transport = validation.transport(transport)
+    batch_size = minibatch_size(energy, batch_size)
 
     def init_fn(z, masses, rng_key):
         return init_particle_state(energy, z, masses, rng_key, transport=transport, batch_size=batch_size)
@@ -73,5 +78,4 @@ class WassersteinFlow(ParticleKernel):
         super().__init__(model, step_size=step_size, **kwargs)
 
     def build(self, energy):
-        return build_kernel(energy, self.step_size, transport=self.transport,
-                            batch_size=self.effective_batch_size(energy))
+        return build_kernel(energy, self.step_size, transport=self.transport, batch_size=self.batch_size)

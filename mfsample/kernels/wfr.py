@@ -1,4 +1,4 @@
-"""Wasserstein–Fisher–Rao dynamics: transport plus mass reaction (DESIGN.md §3).
+"""Wasserstein–Fisher–Rao dynamics: transport plus mass reaction.
 
     d_t mu = div(mu grad V) + tau Δ mu - tau div(mu grad log mu0) - alpha (V - Vbar) mu,
 
@@ -14,49 +14,37 @@ the fields of the current measure ``mu_k``:
 
 ``alpha = 0`` is the Wasserstein flow / mean-field Langevin step, draw for draw.  In the
 mean-field scaling with 1-homogeneous units and a full-support initialisation, WFR's stationary
-points are global minimisers (Chizat 2022; Rotskoff et al. 2019; DESIGN.md §4).
+points are global minimisers (Chizat 2022; Rotskoff et al. 2019).
 """
 
 from __future__ import annotations
 
-import numbers
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from numpyro.infer.util import constrain_fn
 
+from .. import validation
 from ..energy import ParticleEnergy, first_variation
-from .base import ParticleKernel, ParticleState, check_temperature, guarded_update, init_particle_state
+from .base import ParticleKernel, init_particle_state
+from .contract import PARTICLE_STATISTICS, Statistic
 from .reaction import (
     birth_death_step,
     centered_first_variation,
-    check_rate,
     check_reaction_mode,
     effective_sample_size,
     fisher_rao_reweight,
 )
-from .steps import all_finite, evaluate_drift, langevin_noise, mean_field_norm, transport_step
+from .state import ParticleState, all_finite, commit, state_class
+from .steps import evaluate_drift, langevin_noise, mean_field_norm, transport_step
 
-__all__ = ["WFRState", "build_kernel", "WassersteinFisherRao"]
-
-
-
-#: the reaction's state fields, appended to ParticleState's
-REACTION_FIELDS = (
-    ("log_masses", Any),
-    ("first_variation", jax.Array),
-    ("vbar", jax.Array),
-    ("births", jax.Array),
-    ("deaths", jax.Array),
-    ("ess", jax.Array),
-)
+__all__ = ["WFRState", "build_kernel", "check_options", "WassersteinFisherRao"]
 
 
-class WFRState(NamedTuple("_WFRFields", [(f, ParticleState.__annotations__.get(f, Any))
-                                         for f in ParticleState._fields] + list(REACTION_FIELDS))):
-    """Every field of :class:`~mfsample.kernels.base.ParticleState` (same order), then the reaction's:
+@state_class
+class WFRState(ParticleState):
+    """:class:`~mfsample.kernels.state.ParticleState` plus the reaction's fields:
 
     - **log_masses** – ``log m_j`` (``mode="weighted"``; ``None`` for birth–death).
     - **first_variation** – ``V_j = dE/dm_j`` at ``(z, masses)``.
@@ -65,8 +53,25 @@ class WFRState(NamedTuple("_WFRFields", [(f, ParticleState.__annotations__.get(f
     - **ess** – effective sample size of the masses ``1 / sum_j m_j^2`` (``n`` for birth–death).
     """
 
-    __slots__ = ()
-    particles = ParticleState.particles
+    log_masses: Any
+    first_variation: jax.Array
+    vbar: jax.Array
+    births: jax.Array
+    deaths: jax.Array
+    ess: jax.Array
+
+
+VBAR = Statistic("vbar", "Vbar = sum_j m_j V(theta_j; mu_n), the mean first variation")
+ESS = Statistic("ess", "effective sample size of the masses 1 / sum_j m_j^2 (n for equal masses)")
+BIRTHS = Statistic("births", "birth-death events of the last step: duplicated particles (>= 0)")
+DEATHS = Statistic("deaths", "birth-death events of the last step: killed particles (>= 0)")
+
+
+def check_options(step_size, rate, temperature=0.0, mode="birth_death", birth="clone"):
+    """Validate the settings of both faces: ``(dt, alpha, tau, mode, birth)``."""
+    mode, birth = check_reaction_mode(mode, birth)
+    return (validation.step_size(step_size), validation.rate(rate), validation.temperature(temperature),
+            mode, birth)
 
 
 def check_reaction_energy(energy: ParticleEnergy):
@@ -84,32 +89,58 @@ def check_reaction_energy(energy: ParticleEnergy):
         )
 
 
+def _initial_masses(masses, n, weighted):
+    """``(masses, log_masses)`` at ``t = 0``: uniform or given when weighted; none for birth–death."""
+    if weighted:
+        masses = jnp.full((n,), 1.0 / n) if masses is None else validation.masses(masses, n)
+        return masses, jnp.log(masses)
+    if masses is not None:
+        raise ValueError(
+            "mode='birth_death' moves equally weighted particles: pass no `masses` "
+            "(or use mode='weighted')"
+        )
+    return None, None
+
+
+def _reaction_fields(energy, z, masses, log_masses, v, ess, births, deaths) -> dict:
+    """The reaction's state fields at ``(z, masses)`` (``ess`` as given for birth–death)."""
+    _, vbar = centered_first_variation(v, masses)
+    return dict(masses=masses, log_masses=log_masses, first_variation=v, vbar=vbar, births=births,
+                deaths=deaths, ess=ess if log_masses is None else effective_sample_size(masses))
+
+
 def build_kernel(energy: ParticleEnergy, step_size: float, rate: float, temperature: float = 0.0,
                  mode: str = "birth_death", birth: str = "clone"):
-    """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted."""
-    check_reaction_mode(mode, birth)
+    """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted.
+
+    The settings are validated by :func:`check_options` (both faces).
+    """
+    dt, rate, tau, mode, birth = check_options(step_size, rate, temperature, mode, birth)
     check_reaction_energy(energy)
-    dt, tau, n = step_size, temperature, energy.width
-    weighted = mode == "weighted"
+    n, weighted = energy.width, mode == "weighted"
 
     def init_fn(z, masses, rng_key):
-        if weighted:
-            masses = jnp.full((n,), 1.0 / n) if masses is None else jnp.asarray(masses)
-            log_masses = jnp.log(masses)
-        elif masses is not None:
-            raise ValueError(
-                "mode='birth_death' moves equally weighted particles: pass no `masses` "
-                "(or use mode='weighted')"
-            )
-        else:
-            log_masses = None
+        masses, log_masses = _initial_masses(masses, n, weighted)
         base = init_particle_state(energy, z, masses, rng_key, tau)
-        v = first_variation(energy, z, masses)
-        _, vbar = centered_first_variation(v, masses)
         zero = jnp.zeros((), jnp.int32)
-        ess = effective_sample_size(masses) if weighted else jnp.asarray(float(n), base.energy.dtype)
-        return WFRState(**base._asdict(), log_masses=log_masses, first_variation=v, vbar=vbar,
-                        births=zero, deaths=zero, ess=ess.astype(base.energy.dtype))
+        ess = jnp.asarray(float(n), base.energy.dtype)
+        fields = _reaction_fields(energy, z, masses, log_masses, first_variation(energy, z, masses), ess, zero, zero)
+        fields["ess"] = fields["ess"].astype(base.energy.dtype)
+        return WFRState(**{**base._asdict(), **fields})
+
+    def react(state, z, key):
+        """Reaction with ``V - Vbar`` of ``mu_k``: ``(z, masses, log_masses, births, deaths)``."""
+        u, _ = centered_first_variation(state.first_variation, state.masses)
+        zero = jnp.zeros((), jnp.int32)
+        if weighted:
+            if rate == 0:  # alpha = 0 keeps the masses bit for bit
+                return z, state.masses, state.log_masses, zero, zero
+            log_masses = fisher_rao_reweight(state.log_masses, u, rate, dt)
+            return z, jnp.exp(log_masses), log_masses, zero, zero
+        key_bd, key_prior = jax.random.split(key)
+        prior = energy.sample_prior(key_prior) if birth == "prior" else None
+        bd = birth_death_step(key_bd, z, u, rate, dt, birth=birth, prior_sample=prior)
+        return bd.z, None, None, bd.births, bd.deaths
 
     def step_fn(state):
         rng_key, key_noise, key_react = jax.random.split(state.rng_key, 3)
@@ -118,44 +149,27 @@ def build_kernel(energy: ParticleEnergy, step_size: float, rate: float, temperat
         if tau > 0:
             z, _ = langevin_noise(key_noise, z, tau, dt, energy.frozen)
         # 2. reaction with V - Vbar of mu_k
-        u, _ = centered_first_variation(state.first_variation, state.masses)
-        births = deaths = jnp.zeros((), jnp.int32)
-        masses, log_masses = state.masses, state.log_masses
-        if weighted:
-            if rate > 0:  # alpha = 0 keeps the masses bit for bit
-                log_masses = fisher_rao_reweight(state.log_masses, u, rate, dt)
-                masses = jnp.exp(log_masses)
-        else:
-            key_bd, key_prior = jax.random.split(key_react)
-            prior = energy.sample_prior(key_prior) if birth == "prior" else None
-            bd = birth_death_step(key_bd, z, u, rate, dt, birth=birth, prior_sample=prior)
-            z, births, deaths = bd.z, bd.births, bd.deaths
-        # 3. fields of mu_{k+1}
+        z, masses, log_masses, births, deaths = react(state, z, key_react)
+        # 3. fields of mu_{k+1}; a non-finite V or mass is a divergence
         d = evaluate_drift(energy, z, masses, tau)
         v = first_variation(energy, z, masses)
-        ok = all_finite(v) if log_masses is None else all_finite(v, log_masses)
-        d = d._replace(energy=jnp.where(ok, d.energy, jnp.nan))  # a non-finite V is a divergence
-        new = guarded_update(state, z, d, dt, rng_key=rng_key)
-        move = ~new.diverging
-        if weighted:
-            masses = jnp.where(move, masses, state.masses)
-            log_masses = jnp.where(move, log_masses, state.log_masses)
-        v = jnp.where(move, v, state.first_variation)
-        _, vbar = centered_first_variation(v, masses)
-        return new._replace(
-            masses=masses,
-            log_masses=log_masses,
-            grad_norm=mean_field_norm(new.drift, masses),
-            first_variation=v,
-            vbar=vbar,
-            births=jnp.where(move, births, 0),
-            deaths=jnp.where(move, deaths, 0),
-            ess=effective_sample_size(masses) if weighted else state.ess,
-        )
+        proposal = state._replace(
+            z=z, energy=d.energy, log_prior=d.log_prior, drift=d.drift, grad_norm=mean_field_norm(d.drift, masses),
+            **_reaction_fields(energy, z, masses, log_masses, v, state.ess, births, deaths))
+        ok = all_finite(z, d.energy, d.drift, v, log_masses)
+        new, moved = commit(state, proposal, ok, dt, rng_key=rng_key)
+        return new._replace(births=jnp.where(moved, births, 0), deaths=jnp.where(moved, deaths, 0))
 
     return init_fn, step_fn
 
 
+def _with_masses(constrain, p):
+    """Apply ``constrain`` to the positions of ``{**z, "masses": m}`` and keep the masses."""
+    p = dict(p)
+    m = p.pop("masses")
+    out = constrain(p)
+    out = dict(out) if isinstance(out, dict) else {"theta": out}
+    return {**out, "masses": m}
 
 
 class WassersteinFisherRao(ParticleKernel):
@@ -201,56 +215,45 @@ class WassersteinFisherRao(ParticleKernel):
         (1, 20, 16, 3)
     """
 
+    hyperparameter_names = ("step_size", "rate", "temperature", "mode", "birth")
+
     def __init__(self, model=None, *, step_size, rate, temperature=0.0, mode="birth_death",
                  birth="clone", **kwargs):
         super().__init__(model, step_size=step_size, **kwargs)
-        if getattr(self, "transport", None) is not None or getattr(self, "batch_size", None):
+        if self.transport is not None or self.batch_size is not None:
             raise ValueError(
                 "WassersteinFisherRao takes the Euler transport on the full data: `transport` (optax) "
                 "and `batch_size` (minibatches) are not supported (V = dE/dm needs the full energy)"
             )
-        self.rate = check_rate(rate)
-        self.temperature = check_temperature(temperature)
-        self.mode, self.birth = check_reaction_mode(mode, birth)
+        _, self.rate, self.temperature, self.mode, self.birth = check_options(step_size, rate, temperature,
+                                                                               mode, birth)
 
     @property
     def sample_field(self):
         return "particles" if self.mode == "weighted" else "z"
 
     @property
-    def stat_fields(self):
-        """State fields of the reaction worth recording at every draw (besides ``energy``...)."""
-        return ("vbar", "ess") if self.mode == "weighted" else ("vbar", "births", "deaths")
-
-    @property
-    def default_fields(self):
-        return (self.sample_field, "energy", "time", "grad_norm", "diverging") + self.stat_fields
+    def statistics(self):
+        """The particle statistics, then ``vbar`` and ``ess`` (weighted) or ``births``/``deaths``."""
+        return PARTICLE_STATISTICS + ((VBAR, ESS) if self.mode == "weighted" else (VBAR, BIRTHS, DEATHS))
 
     def build(self, energy):
         return build_kernel(energy, self.step_size, self.rate, self.temperature, self.mode, self.birth)
 
-    def postprocess_fn(self, model_args, model_kwargs):
+    def draw_fn(self, energy, model_args, model_kwargs, *, deterministic: bool = True):
         """Birth–death: as the other kernels.  Weighted: ``{**z, "masses": m}`` -> constrained
         sites, ``masses`` and the deterministic sites computed with those masses."""
         if self.mode != "weighted":
-            return super().postprocess_fn(model_args, model_kwargs)
-        if self._model is None:
-            constrain = super().postprocess_fn(model_args, model_kwargs)
-
-            def post_fn(p):
-                p = dict(p)
-                m = p.pop("masses")
-                out = constrain(p)
-                out = dict(out) if isinstance(out, dict) else {"theta": out}
-                return {**out, "masses": m}
-
-            return post_fn
-        model, kwargs = self._model, dict(model_kwargs or {})
+            return super().draw_fn(energy, model_args, model_kwargs, deterministic=deterministic)
+        if self._model is None or not deterministic:
+            constrain = super().draw_fn(energy, model_args, model_kwargs, deterministic=deterministic)
+            return lambda p: _with_masses(constrain, p)
+        model, args, kwargs = self._model, tuple(model_args), dict(model_kwargs or {})
 
         def post_model(p):
             p = dict(p)
             m = p.pop("masses")
-            out = constrain_fn(model, model_args, {**kwargs, "masses": m}, p, return_deterministic=True)
+            out = constrain_fn(model, args, {**kwargs, "masses": m}, p, return_deterministic=True)
             return {**out, "masses": m}
 
         return post_model

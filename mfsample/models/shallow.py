@@ -15,6 +15,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from .. import validation
 from ..activations import get_activation
 from ..scaling import SCALING_INFER_KEY, scaling_exponent
 
@@ -26,22 +27,8 @@ def _is_concrete(x) -> bool:
 
 
 def check_masses(masses, width: int, *, atol: float = 1e-4):
-    """Validate particle masses: shape ``(width,)``, non-negative, summing to one.
-
-    Checks values only when they are concrete (not under ``jit``); returns a jax array.
-    """
-    masses = jnp.asarray(masses)
-    if masses.shape != (width,):
-        raise ValueError(f"masses must have shape (width,) = ({width},), got {masses.shape}")
-    if _is_concrete(masses):
-        m = np.asarray(masses, dtype=np.float64)
-        if not np.all(np.isfinite(m)):
-            raise ValueError("masses must be finite")
-        if np.any(m < 0):
-            raise ValueError(f"masses must be non-negative (smallest is {m.min():.3g})")
-        if abs(m.sum() - 1.0) > atol:
-            raise ValueError(f"masses must sum to one (they sum to {m.sum():.6g})")
-    return masses
+    """Validate particle masses (see :func:`mfsample.validation.masses`); returns a JAX array."""
+    return validation.masses(masses, width, atol=atol)
 
 
 def shallow_network(

@@ -1,0 +1,142 @@
+"""The contract between a dynamic and the drivers that run, record and convert it.
+
+A *dynamic* is an ``MCMCKernel`` whose state is a whole interacting particle system (one replica).
+:func:`mfsample.simulate`, ``numpyro.infer.MCMC``, :func:`mfsample.to_inference_data`, the
+streaming writer and :func:`mfsample.experiments.replicate` use a kernel only through what
+:class:`ParticleDynamics` declares; nothing else of a kernel (no private attribute) is read.
+
+What a kernel declares
+----------------------
+``model``
+    The NumPyro model it was built from (``None`` for kernels built from an energy function or a
+    game): the converter traces it for the data groups and predictions.
+``model_args``, ``model_kwargs``
+    The arguments of its last ``init`` (empty before): what a run was given.
+``step_size``
+    ``dt``; a draw's time is ``t = step * dt``.
+``hyperparameters``
+    ``{name: value}`` of the settings that define the dynamic (``step_size``, ``temperature``,
+    ``rate``, ``mode``, ...), recorded as attributes of every InferenceData group.
+``sample_field``
+    The state attribute recorded as the draw (``"z"``, or ``"particles"`` when masses move).
+``statistics``
+    The :class:`Statistic` s recorded at every kept draw, each with the description of its
+    meaning and sign.  One declaration serves MCMC's ``default_fields``, ``simulate``'s
+    ``stats`` and the ``sample_stats`` attributes of the InferenceData.
+``sample_dims``
+    ``{site: [dims after (chain, draw)]}`` for sites whose dims the converter cannot infer.
+``build_energy(model_args, model_kwargs, *, num_replicas=1)``
+    The energy for these data, a pure object (nothing stored on the kernel): anything with
+    ``width``, ``exponent``, ``num_data``, ``site_names``, ``accepts_masses`` and
+    ``constrain`` (:class:`~mfsample.energy.ParticleEnergy`, or
+    :class:`~mfsample.games.GameSetup` for games).  Called inside compiled functions with traced
+    data, so it must not depend on data values.
+``build(energy)``
+    The functional core ``(init_fn(z, masses, rng_key) -> state, step_fn(state) -> state)``,
+    pure and un-jitted (BlackJAX's ``build_kernel``).
+``draw_fn(energy, model_args, model_kwargs, *, deterministic=True)``
+    Maps the sample field of a state to the recorded draw: a dict of arrays in the model's
+    coordinates, plus the model's deterministic sites (``f``) when ``deterministic``.
+``init(rng_key, num_warmup, init_params, model_args, model_kwargs)``
+    NumPyro's ``MCMCKernel.init``: the initial state (a leading chain axis when ``rng_key`` is a
+    batch of keys).
+
+What a state provides
+---------------------
+A JAX pytree (see :mod:`mfsample.kernels.state`) with an attribute for the sample field and for
+every declared statistic, and ``rng_key``, ``energy`` (shown by progress bars) and
+``divergence_step`` (first step at which the system stopped being finite, ``-1`` if never;
+drivers warn about it).
+
+Pickling: kernels drop what they compile or build from data in ``__getstate__`` (as NumPyro's
+``HMC`` does), so a kernel, and an ``MCMC`` holding one, pickle after a run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
+
+__all__ = [
+    "Statistic",
+    "ParticleDynamics",
+    "ENERGY",
+    "TIME",
+    "GRAD_NORM",
+    "DIVERGING",
+    "ACCEPT_PROB",
+    "STEP",
+    "LOG_PRIOR",
+    "PARTICLE_STATISTICS",
+    "describe",
+    "names",
+]
+
+
+class Statistic(NamedTuple):
+    """A state field recorded at every kept draw, with the meaning and sign of its values."""
+
+    name: str
+    description: str
+
+
+ENERGY = Statistic(
+    "energy",
+    "E = -(1/N) sum_i log p(y_i | particles): mean negative log-likelihood per datum "
+    "(not negated; lower is a better fit; a Gaussian likelihood includes log(2 pi)/2 = 0.919)",
+)
+TIME = Statistic("time", "mean-field time t = step * dt")
+GRAD_NORM = Statistic("grad_norm", "||drift||_{L2(mu_n)}, the mean-field norm of the velocity field (>= 0)")
+DIVERGING = Statistic("diverging", "the particles became non-finite at or before this draw (they are then frozen)")
+ACCEPT_PROB = Statistic("accept_prob", "Metropolis acceptance probability of the last step (1 when unadjusted)")
+STEP = Statistic("step", "number of kernel steps taken since init (t = step * dt)")
+LOG_PRIOR = Statistic("log_prior", "sum_j log mu0(theta_j) in unconstrained coordinates")
+
+#: recorded by every particle dynamic
+PARTICLE_STATISTICS = (ENERGY, TIME, GRAD_NORM, DIVERGING, ACCEPT_PROB, STEP)
+
+
+def names(statistics) -> tuple[str, ...]:
+    """The field names of a sequence of :class:`Statistic`."""
+    return tuple(s.name for s in statistics)
+
+
+def describe(statistics) -> dict[str, str]:
+    """``{name: description}`` of a sequence of :class:`Statistic`."""
+    return {s.name: s.description for s in statistics}
+
+
+@runtime_checkable
+class ParticleDynamics(Protocol):
+    """What :func:`~mfsample.simulate`, ``MCMC``, :func:`~mfsample.to_inference_data`, the
+    streaming writer and ``replicate`` use of a kernel (see the module docstring)."""
+
+    step_size: float
+
+    @property
+    def model(self) -> Callable | None: ...
+
+    @property
+    def model_args(self) -> tuple: ...
+
+    @property
+    def model_kwargs(self) -> dict: ...
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]: ...
+
+    @property
+    def sample_field(self) -> str: ...
+
+    @property
+    def statistics(self) -> tuple[Statistic, ...]: ...
+
+    @property
+    def sample_dims(self) -> dict[str, list[str]]: ...
+
+    def build_energy(self, model_args=(), model_kwargs=None, *, num_replicas: int = 1) -> Any: ...
+
+    def build(self, energy) -> tuple[Callable, Callable]: ...
+
+    def draw_fn(self, energy, model_args, model_kwargs, *, deterministic: bool = True) -> Callable: ...
+
+    def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs): ...

@@ -19,16 +19,21 @@ step needs the activations of one block only.  Peak memory of one step of the sh
 so choosing ``B`` bounds the last term, the only one that grows with ``N x n``.  The results are
 the unblocked ones up to the order of float32 summation (the blocks' partial sums are added
 last).
+
+The arguments split into blocks are the per-datum ones (:func:`mfsample.validation.is_per_datum`:
+arrays whose leading axis has the data size ``N``); the others are passed whole to every block.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from . import validation
 
 __all__ = [
     "ACTIVATION_COPIES",
@@ -37,7 +42,10 @@ __all__ = [
     "activation_bytes",
     "available_memory",
     "auto_block_size",
+    "resolve_block_size",
     "blocked_sum",
+    "blocked_map",
+    "blocked_deterministic",
 ]
 
 #: ``B x n`` arrays alive at the peak of one block's forward + backward pass (pre-activations,
@@ -108,6 +116,32 @@ def auto_block_size(num_data: int, width: int, *, num_chains: int = 1, itemsize:
     return int(min(num_data, max(1, block)))
 
 
+def resolve_block_size(block_size, model_args: tuple = (), model_kwargs: dict | None = None, *,
+                       num_data: float, width: int, num_replicas: int = 1) -> int | None:
+    """The block size ``B`` that an energy over ``N = num_data`` data runs with (``None``: one block).
+
+    ``block_size`` is ``None``, ``"auto"`` or an integer >= 1 (:func:`mfsample.validation.block_size`);
+    ``"auto"`` is :func:`auto_block_size` for ``num_replicas`` replicas of ``width`` particles
+    evaluated at once.  ``B >= N`` is one block.  A ``B < N`` needs a per-datum argument in
+    ``model_args``/``model_kwargs`` to split.
+    """
+    block_size = validation.block_size(block_size)
+    num_data = int(round(num_data))
+    if block_size == "auto":
+        num_chains = validation.positive_int("num_replicas", num_replicas)
+        block_size = auto_block_size(num_data, width, num_chains=num_chains)
+    if block_size is None or block_size >= num_data:
+        return None
+    leaves = jax.tree.leaves((tuple(model_args), dict(model_kwargs or {})))
+    if not any(validation.is_per_datum(v, num_data) for v in leaves):
+        raise ValueError(
+            f"block_size={block_size} needs per-datum array arguments (leading axis of size "
+            f"N = {num_data}) to split; this model has none: pass the data as arrays whose "
+            "leading axis is the data axis, or block_size=None"
+        )
+    return block_size
+
+
 class _Blocks:
     """The per-datum arrays of ``(args, kwargs)`` split into ``num_blocks`` full blocks of
     ``block_size`` rows (stacked on a leading axis, for ``lax.map``) and a remainder."""
@@ -132,14 +166,17 @@ class _Blocks:
         return self.fn(a, kw)
 
 
-def blocked_sum(fn: Callable, args: tuple, kwargs: dict, block_size: int, is_per_datum: Callable):
+def blocked_sum(fn: Callable, args: tuple, kwargs: dict, block_size: int | None, is_per_datum: Callable):
     """``sum_b fn(args_b, kwargs_b)`` over blocks of ``block_size`` rows of the per-datum arrays.
 
     ``fn(args, kwargs)`` returns a scalar sum over the data it is given; ``is_per_datum(v)``
     says which array arguments are split along their leading (data) axis.  Full blocks run in
     a ``lax.scan`` of a rematerialised (``jax.checkpoint``) body; the remainder ``N mod B``
-    is one more call.  Equals ``fn(args, kwargs)`` up to float summation order.
+    is one more call.  Equals ``fn(args, kwargs)`` up to float summation order, which is what
+    ``block_size=None`` (one block) returns.
     """
+    if block_size is None:
+        return fn(tuple(args), dict(kwargs))
     blocks = _Blocks(fn, args, kwargs, block_size, is_per_datum)
     if not blocks.any:
         return fn(tuple(args), dict(kwargs))
@@ -150,14 +187,17 @@ def blocked_sum(fn: Callable, args: tuple, kwargs: dict, block_size: int, is_per
     return total
 
 
-def blocked_map(fn: Callable, args: tuple, kwargs: dict, block_size: int, is_per_datum: Callable,
+def blocked_map(fn: Callable, args: tuple, kwargs: dict, block_size: int | None, is_per_datum: Callable,
                 per_datum_outputs: Callable):
     """``fn(args, kwargs)`` (a dict of arrays) evaluated block by block and reassembled.
 
     Outputs named by ``per_datum_outputs(name)`` are concatenated along their leading (data)
     axis; the others are taken from the first block (they must not depend on the data).
-    Memory: one block's intermediates, plus the concatenated outputs.
+    Memory: one block's intermediates, plus the concatenated outputs.  ``block_size=None``:
+    ``fn(args, kwargs)`` in one call.
     """
+    if block_size is None:
+        return fn(tuple(args), dict(kwargs))
     blocks = _Blocks(fn, args, kwargs, block_size, is_per_datum)
     if not blocks.any:
         return fn(tuple(args), dict(kwargs))
@@ -172,3 +212,51 @@ def blocked_map(fn: Callable, args: tuple, kwargs: dict, block_size: int, is_per
         return parts[0]
     return {k: (jnp.concatenate([parts[0][k], parts[1][k]]) if per_datum_outputs(k) else parts[0][k])
             for k in parts[0]}
+
+
+def _data_axis_outputs(post: Callable, z, args: tuple, kwargs: dict, num_data: int, block_size: int,
+                       site_names) -> set:
+    """Names of the outputs of ``post`` that are per datum: not a particle site, with a leading
+    axis of size ``N`` on all the data and ``B`` on the first block (read from abstract
+    evaluations, no arithmetic)."""
+    def first_block(v):
+        return v[:block_size] if validation.is_per_datum(v, num_data) else v
+
+    full = jax.eval_shape(lambda zz: post(zz, args, kwargs), z)
+    block = jax.eval_shape(lambda zz: post(zz, *jax.tree.map(first_block, (args, kwargs))), z)
+    return {name for name, out in full.items() if name not in site_names
+            and out.shape[:1] == (num_data,) and block[name].shape[:1] == (block_size,)}
+
+
+def blocked_deterministic(post: Callable, model_args: tuple, model_kwargs: dict, *, num_data: float,
+                          block_size: int | None, site_names) -> Callable:
+    """``run(z) -> dict``: the model's sites at ``z`` with its per-datum deterministic sites
+    evaluated over blocks of ``block_size`` data.
+
+    ``post(z, args, kwargs)`` returns the model's sites, e.g. ``numpyro.infer.util.constrain_fn(
+    model, args, kwargs, z, return_deterministic=True)``.  A deterministic site with one row per
+    datum (the network output ``f(x_i)``, shape ``(N, ...)``) is computed block by block and
+    concatenated (:func:`blocked_map`), so that one block's ``B x n`` intermediates are held at a
+    time; the particle sites (``site_names``) and the other deterministic sites are taken from the
+    first block.  ``masses`` (per particle, even when ``n = N``) is passed whole to every block.
+    ``block_size=None`` or ``B >= N``: ``post`` on all the data at once.
+    """
+    num_data = int(round(num_data))
+    block_size = validation.optional_positive_int("block_size", block_size)
+    args, kwargs = tuple(model_args), dict(model_kwargs or {})
+    if block_size is None or block_size >= num_data:
+        return lambda z: post(z, args, kwargs)
+    fixed = {k: v for k, v in kwargs.items() if k == "masses"}
+    data_kwargs = {k: v for k, v in kwargs.items() if k != "masses"}
+    split = functools.partial(validation.is_per_datum, num_data=num_data)
+    site_names = frozenset(site_names)
+
+    def on_data(z, a, kw):
+        return post(z, a, {**kw, **fixed})
+
+    def run(z):
+        per_datum = _data_axis_outputs(on_data, z, args, data_kwargs, num_data, block_size, site_names)
+        return blocked_map(functools.partial(on_data, z), args, data_kwargs, block_size, split,
+                           per_datum.__contains__)
+
+    return run

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import validation
-from .io import DrawWriter
+from .inference_data.stream import DrawWriter
 from .kernels.base import split_static_kwargs
 from .kernels.contract import PARTICLE_STATISTICS, ParticleDynamics, names
 from .sharding import SHARD_MODES, make_mesh, place, replicated, state_shardings

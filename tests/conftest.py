@@ -20,8 +20,12 @@ def cli_env(tmp_path_factory):
     """Environment of the CLI subprocesses: CPU, and a persistent JAX compilation cache shared by
     them (created per test session), so only the first run of a configuration compiles."""
     env = dict(os.environ)
-    env.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax-cache")),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env.update(
+        JAX_PLATFORMS="cpu",
+        JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax-cache")),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
     return env
 
 
@@ -48,3 +52,30 @@ def kill_cli_after_checkpoint():
     """:func:`kill_after_checkpoint`, for the CLI tests (conftest helpers are not importable
     under ``--import-mode=importlib``)."""
     return kill_after_checkpoint
+
+
+class _CompileCounter:
+    """Counts XLA backend compilations (JAX's monitoring event) while active."""
+
+    EVENT = "/jax/core/compile/backend_compile_duration"
+
+    def __init__(self):
+        self.count = 0
+
+    def _listen(self, event, duration, **kwargs):
+        if event == self.EVENT:
+            self.count += 1
+
+    def __enter__(self):
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listen)
+        return False
+
+
+@pytest.fixture
+def count_compilations():
+    """``with count_compilations() as c: ...`` then ``c.count``: XLA compilations inside the block."""
+    return _CompileCounter

@@ -1,12 +1,17 @@
-"""Blocked energy (issue 6): same numbers as the plain energy, bounded activation memory."""
+"""Blocked energy: same numbers as the plain energy, bounded activation memory; blocked
+deterministic sites: same values as the unblocked ones."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
 import pytest
+from numpyro.infer.util import constrain_fn
 
 import mfsample as mf
-from mfsample.blocking import ACTIVATION_COPIES, activation_bytes, auto_block_size, blocked_sum
+from mfsample.blocking import (ACTIVATION_COPIES, activation_bytes, auto_block_size, blocked_deterministic,
+                               blocked_sum, resolve_block_size)
 from mfsample.energy import energy_and_velocity, energy_from_model, first_variation
 
 
@@ -49,6 +54,70 @@ def test_blocked_sum_covers_every_datum_once():
     x = jnp.arange(103.0)
     total = blocked_sum(lambda a, kw: jnp.sum(a[0]), (x,), {}, 10, lambda v: jnp.ndim(v) >= 1)
     assert float(total) == 103 * 102 / 2
+
+
+def _constrain(model):
+    def post(z, args, kwargs):
+        return constrain_fn(model, args, kwargs, z, return_deterministic=True)
+
+    return post
+
+
+def test_blocked_deterministic_matches_the_unblocked_sites(data):
+    """f(x_i) over blocks of 64 data (N = 300: four blocks and a remainder of 44) equals the
+    unblocked deterministic site; width n = N, so the particle sites and the masses have the
+    data's leading size and must still pass whole (a split `masses` fails the model's check)."""
+    n = 300
+    pe = _energy(data, 64, width=n)
+    z = pe.sample_prior(jax.random.PRNGKey(1))
+    kwargs = {"width": n, "masses": jax.random.dirichlet(jax.random.PRNGKey(2), jnp.ones(n))}
+    post = _constrain(mf.models.shallow_network)
+    run = blocked_deterministic(post, (data.x, data.y), kwargs, num_data=pe.num_data,
+                                block_size=pe.block_size, site_names=pe.site_names)
+    blocked, plain = jax.jit(run)(z), post(z, (data.x, data.y), kwargs)
+    assert set(blocked) == set(plain) == {"a", "w", "b", "f"}
+    for k in plain:
+        assert blocked[k].shape == plain[k].shape
+        np.testing.assert_allclose(blocked[k], plain[k], rtol=RTOL, atol=1e-6)
+    one_block = blocked_deterministic(post, (data.x, data.y), kwargs, num_data=pe.num_data,
+                                      block_size=None, site_names=pe.site_names)
+    np.testing.assert_array_equal(one_block(z)["f"], plain["f"])
+
+
+def test_blocked_deterministic_keeps_per_particle_sites_whole():
+    """A deterministic per-particle site whose width equals N is not a per-datum output: it is
+    taken whole from one block, while f(x_i) is assembled from blocks of 3 of N = 10 data."""
+
+    def model(x, y=None, *, width):
+        with numpyro.plate("particle", width):
+            a = numpyro.sample("a", dist.Normal(0.0, 1.0))
+        numpyro.deterministic("a2", a ** 2)
+        f = numpyro.deterministic("f", jnp.mean(jnp.tanh(x[:, None] * a), axis=1))
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample("y", dist.Normal(f, 1.0), obs=y)
+
+    x = jnp.linspace(-1.0, 1.0, 10)
+    z = {"a": jax.random.normal(jax.random.PRNGKey(0), (10,))}
+    post = _constrain(model)
+    run = blocked_deterministic(post, (x, jnp.sin(x)), {"width": 10}, num_data=10, block_size=3,
+                                site_names=("a",))
+    blocked, plain = run(z), post(z, (x, jnp.sin(x)), {"width": 10})
+    for k in ("a", "a2", "f"):
+        assert blocked[k].shape == (10,)
+        np.testing.assert_allclose(blocked[k], plain[k], rtol=RTOL, atol=1e-6)
+
+
+def test_resolve_block_size():
+    x = jnp.ones((100, 2))
+    assert resolve_block_size(None, (x,), num_data=100, width=8) is None
+    assert resolve_block_size(30, (x,), num_data=100, width=8) == 30
+    assert resolve_block_size(100, (x,), num_data=100, width=8) is None  # one block
+    assert resolve_block_size("auto", (x,), num_data=100, width=8) is None  # 100 x 8 floats fit
+    assert resolve_block_size(30, (), {"data": {"x": x}}, num_data=100, width=8) == 30  # nested
+    with pytest.raises(ValueError, match="needs per-datum array arguments"):
+        resolve_block_size(30, (jnp.ones(7),), {"scale": 2.0}, num_data=100, width=8)
+    with pytest.raises(ValueError, match="num_replicas"):
+        resolve_block_size("auto", (x,), num_data=100, width=8, num_replicas=0)
 
 
 def test_auto_block_size_from_memory_and_cache():

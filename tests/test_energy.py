@@ -1,4 +1,4 @@
-"""Energy, first variation and velocity field (DESIGN.md §2; mfsample/energy.py)."""
+"""Energy, first variation and velocity field (mfsample/energy/)."""
 
 import jax
 import jax.numpy as jnp
@@ -177,8 +177,6 @@ def test_bounded_supports_survive_the_abstract_metadata_trace():
     """energy_from_model reads the model's sites from an abstract trace (no N x n arithmetic); a
     support whose bounds are distribution parameters (Uniform(lo, hi)) needs their values, so
     the trace falls back to the eager one: the run keeps every particle inside its bounds."""
-    import numpyro
-    import numpyro.distributions as dist
 
     def model(x, y=None, *, width):
         with numpyro.plate("particle", width):
@@ -196,3 +194,106 @@ def test_bounded_supports_survive_the_abstract_metadata_trace():
     z = pe.sample_prior(jax.random.PRNGKey(1))
     back = pe.unconstrain(pe.constrain(z))
     np.testing.assert_allclose(back["a"], z["a"], rtol=1e-4, atol=1e-5)
+
+
+def _one_site_model(site, *, observe=True):
+    """A model with the particle sites drawn by ``site(width)`` and (optionally) 3 observed data."""
+
+    def model(x, y=None, *, width):
+        c = site(width)
+        if observe:
+            with numpyro.plate("data", x.shape[0]):
+                numpyro.sample("y", dist.Normal(jnp.mean(c) * x, 1.0), obs=y)
+
+    return model
+
+
+def test_particle_plate_must_lead_and_be_shared():
+    def not_leading(width):
+        with numpyro.plate("particle", width):
+            return numpyro.sample("c", dist.Normal(0.0, 1.0).expand([2, width]))
+
+    def two_sizes(width):
+        with numpyro.plate("particle", width):
+            c = numpyro.sample("c", dist.Normal(0.0, 1.0))
+        with numpyro.plate("particle", width + 1):
+            return c + jnp.mean(numpyro.sample("d", dist.Normal(0.0, 1.0)))
+
+    data = (jnp.ones(3), jnp.ones(3))
+    with pytest.raises(ValueError, match=r"'c' has shape \(2, 4\).*must be its leading axis"):
+        mf.energy_from_model(_one_site_model(not_leading), data, dict(width=4))
+    with pytest.raises(ValueError, match=r"plate sizes \{'c': 4, 'd': 5\}"):
+        mf.energy_from_model(_one_site_model(two_sizes), data, dict(width=4))
+
+
+def test_particle_sites_must_declare_one_scaling():
+    def site(width):
+        with numpyro.plate("particle", width):
+            a = numpyro.sample("a", dist.Normal(0.0, 1.0), infer={mf.scaling.SCALING_INFER_KEY: 1.0})
+            b = numpyro.sample("b", dist.Normal(0.0, 1.0), infer={mf.scaling.SCALING_INFER_KEY: 0.5})
+        return a * b
+
+    with pytest.raises(ValueError, match=r"different scalings: \[0.5, 1.0\]"):
+        mf.energy_from_model(_one_site_model(site), (jnp.ones(3), jnp.ones(3)), dict(width=4))
+
+
+def test_declared_scaling_is_the_energys_exponent():
+    def site(width):
+        with numpyro.plate("particle", width):
+            return numpyro.sample("c", dist.Normal(0.0, 1.0), infer={mf.scaling.SCALING_INFER_KEY: 0.5})
+
+    pe = mf.energy_from_model(_one_site_model(site), (jnp.ones(3), jnp.ones(3)), dict(width=4))
+    assert pe.exponent == 0.5 and pe.num_data == 3.0 and pe.site_names == ("c",)
+    undeclared = _one_site_model(_normal_site)
+    assert mf.energy_from_model(undeclared, (jnp.ones(3), jnp.ones(3)), dict(width=4)).exponent == 1.0
+    assert mf.energy_from_model(undeclared, (jnp.ones(3), jnp.ones(3)), dict(width=4),
+                                scaling="ntk").exponent == 0.5
+
+
+def _normal_site(width):
+    with numpyro.plate("particle", width):
+        return numpyro.sample("c", dist.Normal(0.0, 1.0))
+
+
+def test_block_size_needs_per_datum_arguments():
+    """The data are made inside the model: nothing to split into blocks."""
+
+    def model(num, *, width):
+        c = _normal_site(width)
+        with numpyro.plate("data", num):
+            numpyro.sample("y", dist.Normal(jnp.mean(c), 1.0), obs=jnp.zeros(num))
+
+    assert mf.energy_from_model(model, (10,), dict(width=4), block_size=20).block_size is None
+    with pytest.raises(ValueError, match="block_size=3 needs per-datum array arguments.*N = 10"):
+        mf.energy_from_model(model, (10,), dict(width=4), block_size=3)
+
+
+def test_frozen_sites_are_checked():
+    x, y = _problem(jnp.float32)
+    with pytest.raises(ValueError, match=r"frozen sites \['v'\] are not particle sites"):
+        mf.energy_from_model(mf.models.shallow_network, (x, y), dict(width=3), frozen=("v",))
+    with pytest.raises(ValueError, match="every particle site is frozen"):
+        mf.energy_from_model(mf.models.shallow_network, (x, y), dict(width=3), frozen=("a", "w", "b"))
+    pe = mf.energy_from_model(mf.models.shallow_network, (x, y), dict(width=3), frozen="w")
+    z = pe.sample_prior(jax.random.PRNGKey(0))
+    v = mf.velocity(pe, z)
+    assert pe.frozen == ("w",) and not np.any(v["w"]) and np.any(v["a"])
+
+
+@pytest.mark.parametrize("width", [0, 2.0, True, "4"])
+def test_energy_from_fn_width_is_a_positive_integer(width):
+    with pytest.raises(ValueError, match="width must be an integer >= 1"):
+        mf.energy_from_fn(lambda theta, m: jnp.sum(theta), dist.Normal(0.0, 1.0), width=width)
+
+
+def test_subsample_is_the_energy_of_the_drawn_data():
+    """subsample(key, B) is the energy of B rows drawn without replacement; B >= N is the energy itself."""
+    x, y = _problem(jnp.float32)
+    pe = mf.energy_from_model(mf.models.shallow_network, (x, y), dict(width=5), block_size=16)
+    z = pe.sample_prior(jax.random.PRNGKey(0))
+    assert pe.subsample(jax.random.PRNGKey(1), 40) is pe
+    sub = pe.subsample(jax.random.PRNGKey(1), 12)
+    idx = jax.random.choice(jax.random.PRNGKey(1), 40, (12,), replace=False)
+    direct = mf.energy_from_model(mf.models.shallow_network, (x[idx], y[idx]), dict(width=5))
+    assert sub.num_data == 12 and sub.block_size is None and pe.block_size == 16
+    np.testing.assert_allclose(sub.energy(z), direct.energy(z), rtol=1e-6)

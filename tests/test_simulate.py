@@ -87,16 +87,18 @@ def test_simulate_keeps_the_same_steps_as_mcmc_thinning(small_data):
     np.testing.assert_array_equal(sim.samples["w"][0], np.asarray(mcmc.get_samples()["w"]))
 
 
-def test_simulate_does_not_recompile_for_new_data_of_the_same_shape(small_data):
-    """The compiled scan takes the data as arguments: a second call with new arrays reuses it."""
+def test_simulate_does_not_recompile_for_new_data_of_the_same_shape(small_data, count_compilations):
+    """The compiled scan takes the data as arguments: a second call with new arrays compiles nothing."""
     kernel = _kernel("langevin")
-    mf.simulate(kernel, jax.random.PRNGKey(0), small_data.x, small_data.y, num_steps=20, save_every=5,
-                progress_bar=False, **KW)
-    runners = kernel._mfsample_simulate_cache
-    sizes = {k: f._cache_size() for k, f in runners.items()}
+    with count_compilations() as first:
+        mf.simulate(kernel, jax.random.PRNGKey(0), small_data.x, small_data.y, num_steps=20, save_every=5,
+                    progress_bar=False, **KW)
+    assert first.count > 0  # the counter sees compilations
     x2, y2 = small_data.sample(jax.random.PRNGKey(9), small_data.x.shape[0])
-    sim2 = mf.simulate(kernel, jax.random.PRNGKey(1), x2, y2, num_steps=20, save_every=5, progress_bar=False, **KW)
-    assert {k: f._cache_size() for k, f in runners.items()} == sizes
+    with count_compilations() as second:
+        sim2 = mf.simulate(kernel, jax.random.PRNGKey(1), x2, y2, num_steps=20, save_every=5,
+                           progress_bar=False, **KW)
+    assert second.count == 0
     # and the new data were really used: same key + new data = same draws as a fresh kernel
     ref = mf.simulate(_kernel("langevin"), jax.random.PRNGKey(1), x2, y2, num_steps=20, save_every=5,
                       progress_bar=False, **KW)
@@ -168,7 +170,7 @@ def test_init_params_override_the_prior_draw(small_data):
     np.testing.assert_allclose(state.z["w"][0], s1.z["w"], rtol=1e-6)
 
 
-def test_compiled_init_equals_eager_init(small_data):
+def test_compiled_init_equals_eager_init(small_data, count_compilations):
     """Large problems evaluate the first drift in a compiled function (data as arguments, cached):
     same state as the eager path up to float32 rounding, and a second init does not recompile."""
     eager = _kernel("langevin")
@@ -180,7 +182,7 @@ def test_compiled_init_equals_eager_init(small_data):
     s_c = compiled.init(keys, 0, None, args, KW)
     for a, b in zip(jax.tree.leaves(s_e), jax.tree.leaves(s_c)):
         np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=1e-5, atol=1e-6)
-    (fn,) = compiled._mfsample_init_cache.values()
-    before = fn._cache_size()
-    compiled.init(jax.random.split(jax.random.PRNGKey(4), 2), 0, None, small_data.sample(jax.random.PRNGKey(5), 256), KW)
-    assert fn._cache_size() == before
+    new_data = small_data.sample(jax.random.PRNGKey(5), 256)
+    with count_compilations() as again:
+        compiled.init(jax.random.split(jax.random.PRNGKey(4), 2), 0, None, new_data, KW)
+    assert again.count == 0

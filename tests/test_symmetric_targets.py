@@ -1,11 +1,11 @@
-"""Symmetric targets and padded set generators (mfsample/data_symmetric.py; Zweig & Bruna 2020)."""
+"""Symmetric targets and padded set generators (mfsample/data/; Zweig & Bruna 2020)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mfsample.data_symmetric import (
+from mfsample.data import (
     SYMMETRIC_TARGETS,
     pad_sets,
     sample_sets,
@@ -21,7 +21,7 @@ def test_closed_form_targets_on_a_hand_made_set():
     expect = {
         "mean": [2.0, 2.0],
         "max": [5.0, 2.0],
-        "second_largest": [1.0, 2.0],   # a set of one element: its only norm
+        "second_largest": [1.0, 2.0],  # a set of one element: its only norm
         "softmax": [0.1 * np.log((np.exp(50) + np.exp(10) + 1) / 3), 2.0],
         # distances 3*sqrt(2), 5, 1 (each pair twice over k(k-1) = 6 ordered pairs); one element: 0
         "potential": [-(1 / (3 * np.sqrt(2)) + 1 / 5 + 1) / 3, 0.0],
@@ -65,7 +65,7 @@ def test_targets_are_symmetric_and_ignore_padding(name):
     np.testing.assert_allclose(y_perm, y, rtol=1e-5, atol=1e-6)
     junk = jnp.where(mask[..., None], sets, 0.37)
     np.testing.assert_allclose(fn(junk, mask), y, rtol=1e-6, atol=1e-7)
-    assert float(jnp.std(y)) > 1e-3   # the target varies across sets
+    assert float(jnp.std(y)) > 1e-3  # the target varies across sets
 
 
 def test_neuron_teachers_are_normalised_and_of_the_architecture():
@@ -99,7 +99,7 @@ def test_sample_sets_sizes_mask_and_boxes():
     assert np.all(np.asarray(sets)[~np.asarray(mask)] == 0)
     assert np.all(np.abs(sets) <= 1) and float(jnp.abs(sets).max()) > 0.99
     wide, wmask = sample_sets(jax.random.PRNGKey(1), 500, 50, 2, sampling="wide")
-    spread = np.asarray(wide.max(1) - wide.min(1))        # per set and coordinate: the sub-box width
+    spread = np.asarray(wide.max(1) - wide.min(1))  # per set and coordinate: the sub-box width
     assert np.all(np.abs(wide) <= 1)
     # narrow sets of 50 uniform elements span almost all of [-1, 1] (range ~1.92); wide ones vary
     assert spread.mean() < 1.0 and spread.std() > 0.3
@@ -125,7 +125,7 @@ def test_symmetric_targets_data_and_fresh_samples():
     assert float(resid.std()) == pytest.approx(0.5, abs=0.03)
     with pytest.raises(ValueError, match="unknown target"):
         symmetric_targets(jax.random.PRNGKey(0), "median", dim=2, num_sets=4, set_size=2)
-    with pytest.raises(ValueError, match="set sizes"):
+    with pytest.raises(ValueError, match="set_size must be an integer >= 1"):
         symmetric_targets(jax.random.PRNGKey(0), "mean", dim=2, num_sets=4, set_size=0)
 
 

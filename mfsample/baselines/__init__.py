@@ -1,8 +1,18 @@
 """Baselines to compare mean-field training against (DESIGN.md §4): random features (F2), the
-infinite-width kernels of ``mu0`` (arc-cosine, NTK, Monte Carlo), kernel ridge regression and the
-lazy / NTK regime."""
+infinite-width kernels of ``mu0`` (arc-cosine, NTK, Monte Carlo), kernel ridge regression, the
+lazy / NTK regime, and the S3 network on sets in closed form.
 
-from . import kernel_ridge, kernels, lazy, random_features
+Baselines are built on :mod:`mfsample.models` (never the other way round)."""
+
+from .exact_f1 import (
+    F1Solution,
+    atoms_from_particles,
+    balance,
+    f1_objective,
+    f1_optimum,
+    particles_from_atoms,
+    weight_decay_objective,
+)
 from .kernel_ridge import KernelRidge, RidgeSelection, ridge_grid, select_ridge
 from .kernels import (
     GaussianPrior,
@@ -15,21 +25,14 @@ from .kernels import (
     sample_units,
 )
 from .lazy import kernel_gradient_flow, network_predict, relative_displacement
-from .random_features import RandomFeatures
-
-from . import exact_f1
-from .exact_f1 import (
-    F1Solution,
-    atoms_from_particles,
-    balance,
-    f1_objective,
-    f1_optimum,
-    particles_from_atoms,
-    weight_decay_objective,
-)
+from .random_features import FeatureRidge, RandomFeatures, feature_ridge
+from .symmetric import SymmetricRandomFeatures
 
 __all__ = [
     "RandomFeatures",
+    "FeatureRidge",
+    "feature_ridge",
+    "SymmetricRandomFeatures",
     "KernelRidge",
     "RidgeSelection",
     "ridge_grid",
@@ -45,4 +48,11 @@ __all__ = [
     "kernel_gradient_flow",
     "network_predict",
     "relative_displacement",
+    "F1Solution",
+    "f1_optimum",
+    "f1_objective",
+    "weight_decay_objective",
+    "atoms_from_particles",
+    "particles_from_atoms",
+    "balance",
 ]

@@ -34,6 +34,7 @@ import numpy as np
 import numpyro.distributions as dist
 from numpyro import handlers
 
+from .. import validation
 from ..activations import get_activation
 from ..models.shallow import shallow_network
 from ..scaling import scaling_exponent
@@ -293,8 +294,7 @@ def monte_carlo_kernel(rng_key, num_features: int, *, activation="relu", prior=N
     The error is ``O(M^-1/2)``.  Units are drawn in equal chunks of at most ``chunk_size`` with keys
     ``fold_in(rng_key, i)``, so the kernel is a fixed function (the same draws on every call).
     """
-    if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
-        raise ValueError(f"num_features must be an integer >= 1, got {num_features!r}")
+    num_features = validation.positive_int("num_features", num_features)
     sigma = unit_activation(activation)
     num_chunks = -(-int(num_features) // chunk_size)
     size = -(-int(num_features) // num_chunks)        # equal chunks: one compilation

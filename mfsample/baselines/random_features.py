@@ -17,14 +17,67 @@ as ``n -> inf`` the predictions tend to :class:`~mfsample.baselines.KernelRidge`
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .kernel_ridge import select_ridge
+from ..validation import positive_int
+from .kernel_ridge import RidgeSelection, select_ridge
 from .kernels import random_feature_kernel, sample_units, unit_activation
 
-__all__ = ["RandomFeatures"]
+__all__ = ["RandomFeatures", "FeatureRidge", "feature_ridge"]
+
+
+class FeatureRidge(NamedTuple):
+    """Result of :func:`feature_ridge`: coefficients ``c``, the ``ridge`` used and its ``selection``
+    (:class:`~mfsample.baselines.RidgeSelection`, or ``None`` when the ridge was given)."""
+
+    coef: jax.Array
+    ridge: float
+    selection: RidgeSelection | None
+
+
+def _thin_svd(psi):
+    """``Psi = U diag(s) V^T`` from one eigendecomposition of the smaller Gram matrix.
+
+    Returns ``(U, e = s^2, V, keep)``: ``keep`` marks the numerically non-zero singular values; the
+    singular vectors of the others are set to zero.
+    """
+    num, width = psi.shape
+    e, vecs = jnp.linalg.eigh(psi.T @ psi if width <= num else psi @ psi.T)
+    e = jnp.clip(e, 0.0, None)
+    keep = e > jnp.finfo(e.dtype).eps * max(num, width) * jnp.max(e)
+    inv_s = jnp.where(keep, 1.0 / jnp.sqrt(jnp.where(keep, e, 1.0)), 0.0)
+    if width <= num:
+        u, v = (psi @ vecs) * inv_s, vecs
+    else:
+        u, v = vecs, (psi.T @ vecs) * inv_s
+    return u, jnp.where(keep, e, 0.0), v, keep
+
+
+def feature_ridge(psi, y, ridge: float | None = None, *, ridges=None, criterion: str = "gcv") -> FeatureRidge:
+    """Ridge regression on a feature matrix ``Psi (N, n)``: ``min_c (1/N) |Psi c - y|^2 + lambda |c|^2``.
+
+    ``c = V diag(s / (s^2 + N lambda)) U^T y`` from the thin SVD of ``Psi`` (``ridge=0``: the
+    pseudo-inverse, minimum-norm least squares); ``ridge=None`` selects ``lambda`` by GCV or LOO
+    (``criterion``) over ``ridges`` (:func:`~mfsample.baselines.select_ridge`).
+    """
+    psi = jnp.asarray(psi)
+    if psi.ndim != 2:
+        raise ValueError(f"the feature matrix must have shape (num_data, num_features), got {psi.shape}")
+    y = jnp.asarray(y, psi.dtype)
+    if y.shape != (psi.shape[0],):
+        raise ValueError(f"y must have shape ({psi.shape[0]},), got {y.shape}")
+    if ridge is not None and not ridge >= 0:
+        raise ValueError(f"ridge must be >= 0 (or None to select it), got {ridge!r}")
+    u, e, v, keep = _thin_svd(psi)
+    selection = None if ridge is not None else select_ridge(u, e, y, ridges, criterion=criterion)
+    ridge = float(selection.ridge if selection is not None else ridge)
+    denom = e + psi.shape[0] * ridge
+    shrink = jnp.where(keep, jnp.sqrt(e) / jnp.where(keep, denom, 1.0), 0.0)
+    return FeatureRidge(v @ (shrink * (u.T @ y)), ridge, selection)
 
 
 class RandomFeatures:
@@ -62,11 +115,19 @@ class RandomFeatures:
     ((50,), (64, 3))
     """
 
-    def __init__(self, width: int, activation="relu", prior=None, bias: bool = True, *, rng_key=None,
-                 units: dict | None = None, criterion: str = "gcv", ridges=None):
-        if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
-            raise ValueError(f"width must be an integer >= 1, got {width!r}")
-        self.width = int(width)
+    def __init__(
+        self,
+        width: int,
+        activation="relu",
+        prior=None,
+        bias: bool = True,
+        *,
+        rng_key=None,
+        units: dict | None = None,
+        criterion: str = "gcv",
+        ridges=None,
+    ):
+        self.width = positive_int("width", width)
         self.activation = activation
         self.prior = prior
         self.bias = bool(bias)
@@ -104,36 +165,9 @@ class RandomFeatures:
 
         ``ridge=0`` gives the minimum-norm least-squares solution (pseudo-inverse).
         """
-        psi = self.features(x)
-        y = jnp.asarray(y, psi.dtype)
-        if y.shape != (psi.shape[0],):
-            raise ValueError(f"y must have shape ({psi.shape[0]},), got {y.shape}")
-        if ridge is not None and not ridge >= 0:
-            raise ValueError(f"ridge must be >= 0 (or None to select it), got {ridge!r}")
-        num, width = psi.shape
-        # One eigendecomposition of the smaller Gram matrix gives the thin SVD Psi = U diag(s) V^T.
-        if width <= num:
-            e, v = jnp.linalg.eigh(psi.T @ psi)                     # V, e = s^2
-        else:
-            e, u = jnp.linalg.eigh(psi @ psi.T)                     # U, e = s^2
-        e = jnp.clip(e, 0.0, None)
-        keep = e > jnp.finfo(e.dtype).eps * max(num, width) * jnp.max(e)
-        inv_s = jnp.where(keep, 1.0 / jnp.sqrt(jnp.where(keep, e, 1.0)), 0.0)
-        if width <= num:
-            u = (psi @ v) * inv_s                                   # left singular vectors (0 if s = 0)
-        else:
-            v = (psi.T @ u) * inv_s
-        e = jnp.where(keep, e, 0.0)
-        self.selection_ = None
-        if ridge is None:
-            self.selection_ = select_ridge(u, e, y, self.ridges, criterion=self.criterion)
-            ridge = self.selection_.ridge
-        self.ridge_ = float(ridge)
-        # c = V diag(s / (s^2 + N lambda)) U^T y  (lambda = 0: the pseudo-inverse, s > 0 only)
-        denom = e + num * self.ridge_
-        shrink = jnp.where(keep, jnp.sqrt(e) / jnp.where(keep, denom, 1.0), 0.0)
-        coef = v @ (shrink * (u.T @ y))
-        self.a_ = coef * np.sqrt(self.width)
+        solution = feature_ridge(self.features(x), y, ridge, ridges=self.ridges, criterion=self.criterion)
+        self.ridge_, self.selection_ = solution.ridge, solution.selection
+        self.a_ = solution.coef * np.sqrt(self.width)
         return self
 
     def predict(self, x):

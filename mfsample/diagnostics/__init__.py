@@ -1,8 +1,12 @@
-"""ArviZ diagnostics of particle runs: conversion, fluctuations, propagation of chaos (DESIGN.md §4)."""
+"""ArviZ diagnostics of particle runs: fluctuations, propagation of chaos, summaries and plots.
 
+They read ``arviz.InferenceData`` only; :func:`to_inference_data` (which builds it from a run) is
+re-exported from :mod:`mfsample.inference_data`.
+"""
+
+from ..inference_data import to_inference_data
 from . import plots
 from .chaos import chaos
-from .convert import to_inference_data
 from .fluctuations import fluctuations, unit_variance
 from .summary import summary
 

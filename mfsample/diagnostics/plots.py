@@ -13,6 +13,8 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from .summary import scalar_observables
+
 __all__ = [
     "plot_fluctuations",
     "plot_exponent",
@@ -191,7 +193,6 @@ def plot_energy_trace(idata, **kwargs):
 
 def plot_ess(idata, *, var_name: str = "f", num_points: int = 3, kind: str = "evolution", **kwargs):
     """``arviz.plot_ess`` of the energy and the output at a few points (Langevin runs)."""
-    from .summary import scalar_observables
 
     obs = scalar_observables(idata, var_name=var_name, num_points=num_points).drop_vars("time", errors="ignore")
     return az.plot_ess(obs, kind=kind, **kwargs)

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import xarray as xr
 
-from ..data_symmetric import symmetric_targets
+from ..data.set_functions import symmetric_targets
 from ..kernels.wasserstein import WassersteinFlow
 from ..models.symmetric import symmetric_network, symmetric_predict
 from ..simulate import simulate

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import validation
+
 __all__ = ["Space", "Euclidean", "Sphere", "Box", "Game", "uniform_masses"]
 
 
@@ -181,9 +183,7 @@ class Box(Space):
 
 
 def _check_dim(dim):
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-        raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
-    return int(dim)
+    return validation.positive_int("dim", dim)
 
 
 class Game:

@@ -2,13 +2,7 @@
 
 from .gibbs import gibbs_model
 from .shallow import check_masses, shallow_network
-from .symmetric import (
-    SymmetricRandomFeatures,
-    nested_init_params,
-    symmetric_frozen_params,
-    symmetric_network,
-    symmetric_predict,
-)
+from .symmetric import nested_init_params, symmetric_frozen_params, symmetric_network, symmetric_predict
 
 __all__ = [
     "shallow_network",
@@ -18,5 +12,4 @@ __all__ = [
     "symmetric_frozen_params",
     "nested_init_params",
     "symmetric_predict",
-    "SymmetricRandomFeatures",
 ]

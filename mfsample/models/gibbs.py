@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 from numpyro.primitives import Messenger
 
+from .. import validation
 from ..scaling import SCALING_INFER_KEY, time_scale
 
 __all__ = ["gibbs_model"]
@@ -57,8 +58,7 @@ def gibbs_model(model: Callable, temperature: float, width: int) -> Callable:
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature!r}")
-    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
-        raise ValueError(f"width must be an integer >= 1, got {width!r}")
+    width = validation.positive_int("width", width)
     try:
         takes_width = "width" in inspect.signature(model).parameters
     except (TypeError, ValueError):

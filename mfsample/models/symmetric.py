@@ -17,7 +17,7 @@ Three nested classes, by which layers are trained (the particle ``theta_j`` is w
   features shared by all units, so ``psi_j`` ranges over their span (an RKHS ball of test functions);
 * ``S3``: ``theta_j = a_j``; the inner layer and the coefficients ``c_j`` are frozen, so
   ``f = (1/n) sum_j a_j h_j(X)`` with frozen set features ``h_j(X) = sigma(<mu_X, psi_j>)``: a kernel
-  method, solved in closed form by :class:`SymmetricRandomFeatures`.
+  method, solved in closed form by :class:`mfsample.baselines.SymmetricRandomFeatures`.
 
 **Nesting.**  Every frozen quantity is drawn from the same prior ``mu0`` as the trained particle
 coordinate it replaces (:func:`symmetric_frozen_params`), so S3 is S2 with ``c`` kept at its
@@ -37,8 +37,7 @@ is harmless) and a set must hold at least one element.
 
 from __future__ import annotations
 
-import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +47,7 @@ import numpyro.distributions as dist
 
 from ..activations import get_activation
 from ..scaling import SCALING_INFER_KEY, scaling_exponent
+from ..validation import positive_int
 from .shallow import _is_concrete, check_masses
 
 __all__ = [
@@ -60,7 +60,7 @@ __all__ = [
     "check_sets",
     "pooled_features",
     "set_features",
-    "SymmetricRandomFeatures",
+    "frozen_layers",
 ]
 
 KLASSES = ("S1", "S2", "S3")
@@ -72,12 +72,6 @@ def _check_klass(klass):
     if klass not in KLASSES:
         raise ValueError(f"klass must be one of {KLASSES}, got {klass!r}")
     return klass
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def check_sets(sets, mask=None):
@@ -112,9 +106,18 @@ def _masked_mean(values, mask):
     return jnp.sum(jnp.where(m > 0, values, 0.0), axis=1) / jnp.sum(m, axis=1)
 
 
-def symmetric_frozen_params(rng_key, klass: str, *, width: int, inner_width: int, dim: int,
-                            c_scale: float = 1.0, w_scale: float | None = None, b_scale: float = 1.0,
-                            bias: bool = True) -> dict:
+def symmetric_frozen_params(
+    rng_key,
+    klass: str,
+    *,
+    width: int,
+    inner_width: int,
+    dim: int,
+    c_scale: float = 1.0,
+    w_scale: float | None = None,
+    b_scale: float = 1.0,
+    bias: bool = True,
+) -> dict:
     """Draw the frozen layers of ``klass`` from the prior of the sites they replace.
 
     ``S1``: ``{}``; ``S2``: shared inner layer ``w (m, d) ~ N(0, w_scale^2)``, ``b (m,) ~ N(0, b_scale^2)``
@@ -134,9 +137,20 @@ def symmetric_frozen_params(rng_key, klass: str, *, width: int, inner_width: int
     return out
 
 
-def nested_init_params(rng_key, klass: str, *, width: int, inner_width: int, dim: int, frozen_key=None,
-                       a_scale: float = 1.0, c_scale: float = 1.0, w_scale: float | None = None,
-                       b_scale: float = 1.0, bias: bool = True) -> dict:
+def nested_init_params(
+    rng_key,
+    klass: str,
+    *,
+    width: int,
+    inner_width: int,
+    dim: int,
+    frozen_key=None,
+    a_scale: float = 1.0,
+    c_scale: float = 1.0,
+    w_scale: float | None = None,
+    b_scale: float = 1.0,
+    bias: bool = True,
+) -> dict:
     """Initial particles that start ``S1``, ``S2`` and ``S3`` at one and the same network.
 
     ``a ~ N(0, a_scale^2)`` is drawn from ``rng_key``; ``c``, ``w``, ``b`` are the S3 frozen layers of
@@ -147,8 +161,17 @@ def nested_init_params(rng_key, klass: str, *, width: int, inner_width: int, dim
     """
     _check_klass(klass)
     key = jax.random.PRNGKey(0) if frozen_key is None else frozen_key
-    fp = symmetric_frozen_params(key, "S3", width=width, inner_width=inner_width, dim=dim, c_scale=c_scale,
-                                 w_scale=w_scale, b_scale=b_scale, bias=bias)
+    fp = symmetric_frozen_params(
+        key,
+        "S3",
+        width=width,
+        inner_width=inner_width,
+        dim=dim,
+        c_scale=c_scale,
+        w_scale=w_scale,
+        b_scale=b_scale,
+        bias=bias,
+    )
     out = {"a": a_scale * jax.random.normal(rng_key, (width,))}
     if klass in ("S1", "S2"):
         out["c"] = fp["c"]
@@ -159,19 +182,47 @@ def nested_init_params(rng_key, klass: str, *, width: int, inner_width: int, dim
     return out
 
 
-def _frozen(frozen_params, frozen_key, klass, width, inner_width, dim, c_scale, w_scale, b_scale, bias):
+def frozen_layers(
+    klass: str,
+    *,
+    width: int,
+    inner_width: int,
+    dim: int,
+    frozen_params: dict | None = None,
+    frozen_key=None,
+    c_scale: float = 1.0,
+    w_scale: float | None = None,
+    b_scale: float = 1.0,
+    bias: bool = True,
+) -> dict:
+    """The frozen layers of ``klass``: ``frozen_params`` checked against the network's shapes, or,
+    when it is ``None``, :func:`symmetric_frozen_params` drawn from ``frozen_key`` (default ``PRNGKey(0)``).
+
+    ``S1``: ``{}``; ``S2``: ``w (m, d)``, ``b (m,)``; ``S3``: also ``c (n, m)``.
+    """
     if frozen_params is None:
         key = jax.random.PRNGKey(0) if frozen_key is None else frozen_key
-        return symmetric_frozen_params(key, klass, width=width, inner_width=inner_width, dim=dim,
-                                       c_scale=c_scale, w_scale=w_scale, b_scale=b_scale, bias=bias)
-    need = {"S1": (), "S2": ("w", "b"), "S3": ("w", "b", "c")}[klass]
+        return symmetric_frozen_params(
+            key,
+            klass,
+            width=width,
+            inner_width=inner_width,
+            dim=dim,
+            c_scale=c_scale,
+            w_scale=w_scale,
+            b_scale=b_scale,
+            bias=bias,
+        )
+    need = {"S1": (), "S2": ("w", "b"), "S3": ("w", "b", "c")}[_check_klass(klass)]
     missing = [k for k in need if k not in frozen_params]
     if missing:
         raise ValueError(f"frozen_params for {klass} must hold {need}; missing {missing}")
     out = {k: jnp.asarray(frozen_params[k]) for k in need}
-    if klass != "S1":
-        if out["w"].shape != (inner_width, dim) or out["b"].shape != (inner_width,):
-            raise ValueError(f"frozen w, b must have shapes ({inner_width}, {dim}) and ({inner_width},)")
+    if klass != "S1" and (out["w"].shape != (inner_width, dim) or out["b"].shape != (inner_width,)):
+        raise ValueError(
+            f"frozen w, b must have shapes ({inner_width}, {dim}) and ({inner_width},), "
+            f"got {out['w'].shape} and {out['b'].shape}"
+        )
     if klass == "S3" and out["c"].shape != (width, inner_width):
         raise ValueError(f"frozen c must have shape ({width}, {inner_width}), got {out['c'].shape}")
     return out
@@ -256,8 +307,8 @@ def symmetric_network(
     ((4, 6, 3), (4, 6), (8,))
     """
     klass = _check_klass(klass)
-    width = _positive_int("width", width)
-    inner_width = _positive_int("inner_width", inner_width)
+    width = positive_int("width", width)
+    inner_width = positive_int("inner_width", inner_width)
     if noise is None or (np.ndim(noise) == 0 and _is_concrete(noise) and not float(noise) > 0):
         raise ValueError(f"noise must be positive, got {noise!r}")
     p = scaling_exponent(scaling)
@@ -274,7 +325,18 @@ def symmetric_network(
     if masses is not None:
         masses = check_masses(masses, width)
     w_scale = 1.0 / np.sqrt(dim) if w_scale is None else w_scale
-    frozen = _frozen(frozen_params, frozen_key, klass, width, inner_width, dim, c_scale, w_scale, b_scale, bias)
+    frozen = frozen_layers(
+        klass,
+        width=width,
+        inner_width=inner_width,
+        dim=dim,
+        frozen_params=frozen_params,
+        frozen_key=frozen_key,
+        c_scale=c_scale,
+        w_scale=w_scale,
+        b_scale=b_scale,
+        bias=bias,
+    )
 
     infer = {SCALING_INFER_KEY: p}
     with numpyro.plate("particle", width):
@@ -282,25 +344,34 @@ def symmetric_network(
         if klass == "S3":
             c = frozen["c"]
         else:
-            c = numpyro.sample("c", dist.Normal(0.0, c_scale).expand([inner_width]).to_event(1),
-                               infer={**infer, "event_dims": ["inner_unit"]})
+            c = numpyro.sample(
+                "c",
+                dist.Normal(0.0, c_scale).expand([inner_width]).to_event(1),
+                infer={**infer, "event_dims": ["inner_unit"]},
+            )
         if klass == "S1":
-            w = numpyro.sample("w", dist.Normal(0.0, w_scale).expand([inner_width, dim]).to_event(2),
-                               infer={**infer, "event_dims": ["inner_unit", "input_dim"]})
+            w = numpyro.sample(
+                "w",
+                dist.Normal(0.0, w_scale).expand([inner_width, dim]).to_event(2),
+                infer={**infer, "event_dims": ["inner_unit", "input_dim"]},
+            )
             if bias:
-                b = numpyro.sample("b", dist.Normal(0.0, b_scale).expand([inner_width]).to_event(1),
-                                   infer={**infer, "event_dims": ["inner_unit"]})
+                b = numpyro.sample(
+                    "b",
+                    dist.Normal(0.0, b_scale).expand([inner_width]).to_event(1),
+                    infer={**infer, "event_dims": ["inner_unit"]},
+                )
             else:
                 b = jnp.zeros((width, inner_width))
         else:
             w, b = frozen["w"], frozen["b"]
 
-    pooled = pooled_features(sets, mask, w, b, inner_activation)   # (N, m) or (N, n, m)
+    pooled = pooled_features(sets, mask, w, b, inner_activation)  # (N, m) or (N, n, m)
     if klass == "S1":
         inner = jnp.einsum("njm,jm->nj", pooled, c)
     else:
         inner = pooled @ c.T
-    features = sigma(inner / np.sqrt(inner_width))                 # h_j(X) = sigma(<mu_X, psi_j>)
+    features = sigma(inner / np.sqrt(inner_width))  # h_j(X) = sigma(<mu_X, psi_j>)
     coef = a * width ** (-p) if masses is None else a * masses * width ** (1.0 - p)
     with numpyro.plate("data", num_sets):
         f = numpyro.deterministic("f", features @ coef)
@@ -326,92 +397,3 @@ def symmetric_predict(params: dict, sets, mask=None, **model_kwargs):
         raise ValueError(f"params of a {klass} network must hold {need}; missing {missing}")
     model = numpyro.handlers.substitute(numpyro.handlers.seed(symmetric_network, 0), data=params)
     return numpyro.handlers.trace(model).get_trace(sets, mask=mask, **model_kwargs)["f"]["value"]
-
-
-@functools.lru_cache(maxsize=None)
-def _set_ridge_solver():
-    """:class:`~mfsample.baselines.RandomFeatures` whose features are given: its SVD ridge and GCV/LOO.
-
-    Built on first use: ``mfsample.baselines`` imports the models package, so importing it at module
-    level here would be circular.
-    """
-    from ..baselines.random_features import RandomFeatures
-
-    class _SetRidge(RandomFeatures):
-        def features(self, x):
-            return self.feature_fn(x)
-
-    return _SetRidge
-
-
-class SymmetricRandomFeatures:
-    r"""S3 in closed form: ridge regression on the frozen set features ``h_j(X) = sigma(<mu_X, psi_j>)``.
-
-    The S3 network ``f(X) = (1/n) sum_j a_j h_j(X)`` is linear in ``a``; with ``Psi = H / sqrt(n)``
-    and ``c = a / sqrt(n)`` the fit is :class:`~mfsample.baselines.RandomFeatures`' ridge regression
-    (its SVD and its GCV/LOO selection when ``ridge=None``; only the features differ),
-
-        min_c (1/N) |Psi c - y|^2 + lambda |c|^2.
-
-    The Wasserstein flow of ``symmetric_network(klass="S3")`` (unit noise) is
-    ``dc/dt = -(1/N) Psi^T (Psi c - y)``: it converges to ``fit(ridge=0)`` (least squares of minimum
-    norm) plus the part of ``c(0)`` in the null space of ``Psi``; mean-field Langevin at temperature
-    ``tau`` has a Gaussian stationary law with mean ``fit(ridge=tau * noise^2 / a_scale^2)``.
-
-    :param int width, inner_width: ``n`` and ``m`` of the S3 network.
-    :param activation, inner_activation: ``sigma`` and ``sigma_in``, as the model's.
-    :param frozen_params: ``{"c", "w", "b"}``; default: :func:`symmetric_frozen_params` drawn from
-        ``frozen_key`` (default ``PRNGKey(0)``, the model's default) once the dimension is known.
-    :param criterion, ridges: ridge selection (``"gcv"`` or ``"loo"``) when ``fit`` gets ``ridge=None``.
-
-    After ``fit(sets, y, ridge=None, mask=None)``: ``a_`` (the S3 particles ``a``), ``ridge_``,
-    ``selection_``; ``predict(sets, mask=None)`` is the network's ``f``.
-    """
-
-    def __init__(self, width: int, inner_width: int, activation="relu", inner_activation="relu", *,
-                 frozen_key=None, frozen_params: dict | None = None, c_scale: float = 1.0,
-                 w_scale: float | None = None, b_scale: float = 1.0, bias: bool = True,
-                 criterion: str = "gcv", ridges=None):
-        self.width = _positive_int("width", width)
-        self.inner_width = _positive_int("inner_width", inner_width)
-        get_activation(activation)
-        get_activation(inner_activation)
-        self.activation, self.inner_activation = activation, inner_activation
-        self.frozen_key = frozen_key
-        self.frozen_params = frozen_params
-        self.scales = dict(c_scale=c_scale, w_scale=w_scale, b_scale=b_scale, bias=bias)
-        self.criterion, self.ridges = criterion, ridges
-
-    def _params(self, dim):
-        s = self.scales
-        w_scale = 1.0 / np.sqrt(dim) if s["w_scale"] is None else s["w_scale"]
-        self.frozen_params = _frozen(self.frozen_params, self.frozen_key, "S3", self.width, self.inner_width,
-                                     dim, s["c_scale"], w_scale, s["b_scale"], s["bias"])
-        return self.frozen_params
-
-    def features(self, sets, mask=None):
-        """``Psi = H / sqrt(n)`` of shape ``(N, n)``."""
-        sets = jnp.asarray(sets)
-        fp = self._params(sets.shape[-1])
-        h = set_features(sets, mask, c=fp["c"], w=fp["w"], b=fp["b"], activation=self.activation,
-                         inner_activation=self.inner_activation)
-        return h / np.sqrt(self.width)
-
-    def fit(self, sets, y, ridge: float | None = None, mask=None):
-        """Ridge regression of ``y`` on ``Psi`` (``ridge=0``: minimum-norm least squares; ``None``: GCV/LOO)."""
-        solver = _set_ridge_solver()(self.width, criterion=self.criterion, ridges=self.ridges)
-        solver.feature_fn = lambda x: self.features(*x)
-        solver.fit((sets, mask), y, ridge)
-        self.a_, self.ridge_, self.selection_ = solver.a_, solver.ridge_, solver.selection_
-        return self
-
-    def predict(self, sets, mask=None):
-        """``f(X) = (1/n) sum_j a_j h_j(X)``."""
-        if not hasattr(self, "a_"):
-            raise ValueError("call fit first")
-        return self.features(sets, mask) @ (self.a_ / np.sqrt(self.width))
-
-    @property
-    def params(self) -> dict:
-        """``{"a"}``: the S3 network's particle site, for ``init_params`` or :func:`symmetric_predict`."""
-        return {"a": getattr(self, "a_", jnp.zeros(self.width))}

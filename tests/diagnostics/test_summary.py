@@ -8,8 +8,8 @@ import numpyro.distributions as dist
 import pytest
 
 import mfsample as mf
-from mfsample.diagnostics.convert import to_inference_data
 from mfsample.diagnostics.summary import summary
+from mfsample.inference_data import to_inference_data
 
 KAPPA, TAU, C, N = 2.0, 1.0, 1.5, 8
 S = KAPPA / TAU

@@ -1,7 +1,5 @@
 """Wasserstein–Fisher–Rao kernels (DESIGN.md §3 WFR, §4 global convergence; mfsample/kernels/wfr.py)."""
 
-import inspect
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +12,6 @@ from numpyro.infer import MCMC
 import mfsample as mf
 from mfsample.kernels.wfr import WassersteinFisherRao, WFRState
 
-SIMULATE_RECORDS_SAMPLE_FIELD = "sample_field" in inspect.getsource(sys.modules["mfsample.simulate"])
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +188,6 @@ def test_refuses_what_it_cannot_do(tiny):
         WassersteinFisherRao(mf.models.shallow_network, step_size=0.1, rate=1.0, batch_size=8)
 
 
-@pytest.mark.skipif(not SIMULATE_RECORDS_SAMPLE_FIELD,
-                    reason="mf.simulate does not yet record kernel.sample_field / stat_fields")
 def test_simulate_records_masses_and_reaction_stats(tiny):
     """mf.simulate gives the weighted kernel's MCMC draws (masses and f with them) and records
     vbar / ess (births / deaths for birth-death)."""

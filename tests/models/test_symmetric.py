@@ -9,13 +9,13 @@ import pytest
 from numpyro import handlers
 
 import mfsample as mf
-from mfsample.data_symmetric import sample_sets, symmetric_targets
+from mfsample.baselines import SymmetricRandomFeatures
+from mfsample.data import sample_sets, symmetric_targets
 from mfsample.energy import energy_from_model
 from mfsample.kernels.steps import evaluate_drift
 from mfsample.models.symmetric import (
     KLASSES,
     TRAINED_SITES,
-    SymmetricRandomFeatures,
     nested_init_params,
     symmetric_frozen_params,
     symmetric_network,
@@ -45,8 +45,16 @@ def test_output_is_the_mean_field_average_of_units_on_measures(klass, padded):
     written out as loops over sets and units; with masses, n^(1-p) sum_j m_j a_j sigma(...)."""
     sets, mask = padded
     n, m = 5, 4
-    tr = _trace(sets, width=n, inner_width=m, klass=klass, mask=mask, activation="tanh",
-                inner_activation="softplus", frozen_key=jax.random.PRNGKey(7))
+    tr = _trace(
+        sets,
+        width=n,
+        inner_width=m,
+        klass=klass,
+        mask=mask,
+        activation="tanh",
+        inner_activation="softplus",
+        frozen_key=jax.random.PRNGKey(7),
+    )
     fp = symmetric_frozen_params(jax.random.PRNGKey(7), "S3", width=n, inner_width=m, dim=DIM)
     a = np.asarray(tr["a"]["value"], np.float64)
     c = np.asarray(tr["c"]["value"] if "c" in tr else fp["c"], np.float64)
@@ -64,8 +72,19 @@ def test_output_is_the_mean_field_average_of_units_on_measures(klass, padded):
     masses = jnp.array([0.4, 0.3, 0.1, 0.1, 0.1])
     params = {k: tr[k]["value"] for k in TRAINED_SITES[klass]}
     for scaling, p in (("mean_field", 1.0), ("ntk", 0.5)):
-        f = _f(sets, params, width=n, inner_width=m, klass=klass, mask=mask, activation="tanh",
-               inner_activation="softplus", frozen_key=jax.random.PRNGKey(7), masses=masses, scaling=scaling)
+        f = _f(
+            sets,
+            params,
+            width=n,
+            inner_width=m,
+            klass=klass,
+            mask=mask,
+            activation="tanh",
+            inner_activation="softplus",
+            frozen_key=jax.random.PRNGKey(7),
+            masses=masses,
+            scaling=scaling,
+        )
         np.testing.assert_allclose(f, units @ np.asarray(masses) * n ** (1 - p), rtol=1e-5, atol=1e-5)
 
 
@@ -98,7 +117,7 @@ def test_mask_is_respected(klass, padded):
     wide_mask = jnp.concatenate([mask, jnp.zeros((sets.shape[0], 3), bool)], axis=1)
     np.testing.assert_allclose(_f(wide, mask=wide_mask, **kw), f, rtol=1e-6, atol=1e-7)
     size = int(mask[0].sum())
-    alone = _f(sets[:1, :size], **kw)   # no mask: every entry is an element
+    alone = _f(sets[:1, :size], **kw)  # no mask: every entry is an element
     np.testing.assert_allclose(alone, f[:1], rtol=1e-6, atol=1e-7)
     doubled = jnp.concatenate([sets, sets], axis=1)
     np.testing.assert_allclose(_f(doubled, mask=jnp.concatenate([mask, mask], 1), **kw), f, rtol=1e-5, atol=1e-6)
@@ -152,7 +171,7 @@ def test_bad_inputs():
         _trace(sets, width=2, inner_width=2, klass="S3", frozen_params={"w": jnp.ones((2, 2)), "b": jnp.ones(2)})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _flow(dt, frozen=()):
     """One kernel per setting, so that simulate's compiled step is reused across seeds."""
     return mf.WassersteinFlow(symmetric_network, step_size=dt, frozen=frozen)
@@ -160,9 +179,22 @@ def _flow(dt, frozen=()):
 
 def _run(klass, data, *, width, inner_width, dt, steps, init, frozen=(), frozen_key, **kwargs):
     kernel = _flow(dt, tuple(frozen))
-    sim = mf.simulate(kernel, jax.random.PRNGKey(0), data.sets, data.y, num_steps=steps, save_every=steps,
-                      init_params=init, progress_bar=False, width=width, inner_width=inner_width, klass=klass,
-                      mask=data.mask, frozen_key=frozen_key, **kwargs)
+    sim = mf.simulate(
+        kernel,
+        jax.random.PRNGKey(0),
+        data.sets,
+        data.y,
+        num_steps=steps,
+        save_every=steps,
+        init_params=init,
+        progress_bar=False,
+        width=width,
+        inner_width=inner_width,
+        klass=klass,
+        mask=data.mask,
+        frozen_key=frozen_key,
+        **kwargs,
+    )
     return sim
 
 
@@ -170,8 +202,14 @@ def _run(klass, data, *, width, inner_width, dt, steps, init, frozen=(), frozen_
 def s3_problem():
     """S3 with tanh units, n = 8 < N = 64: (1/N) Psi^T Psi has condition number ~4e3 (full rank)."""
     data = symmetric_targets(jax.random.PRNGKey(0), "neuron", dim=DIM, num_sets=64, set_size=(2, 6))
-    kw = dict(width=8, inner_width=32, klass="S3", activation="tanh", inner_activation="tanh",
-              frozen_key=jax.random.PRNGKey(1))
+    kw = dict(
+        width=8,
+        inner_width=32,
+        klass="S3",
+        activation="tanh",
+        inner_activation="tanh",
+        frozen_key=jax.random.PRNGKey(1),
+    )
     return data, kw
 
 
@@ -184,23 +222,39 @@ def test_s3_flow_converges_to_min_norm_least_squares_from_its_initialisation():
     (exactly c_LS from c(0) = 0)."""
     data = symmetric_targets(jax.random.PRNGKey(5), "softmax", dim=DIM, num_sets=6, set_size=(2, 4), feature="norm")
     n = 12
-    kw = dict(width=n, inner_width=16, klass="S3", activation="tanh", inner_activation="tanh",
-              frozen_key=jax.random.PRNGKey(6))
+    kw = dict(
+        width=n,
+        inner_width=16,
+        klass="S3",
+        activation="tanh",
+        inner_activation="tanh",
+        frozen_key=jax.random.PRNGKey(6),
+    )
     rf = SymmetricRandomFeatures(n, 16, "tanh", "tanh", frozen_key=kw["frozen_key"])
     rf.fit(data.sets, data.y, ridge=0.0, mask=data.mask)
     psi = np.asarray(rf.features(data.sets, data.mask), np.float64)
     A = psi.T @ psi / psi.shape[0]
-    eig = np.linalg.eigvalsh(psi @ psi.T / psi.shape[0])     # the non-zero spectrum of A (cond ~1e4)
+    eig = np.linalg.eigvalsh(psi @ psi.T / psi.shape[0])  # the non-zero spectrum of A (cond ~1e4)
     dt, steps, every = float(1.0 / eig.max()), 100_000, 250
-    assert (1 - dt * eig.min()) ** steps < 1e-4               # converged at the last draw
+    assert (1 - dt * eig.min()) ** steps < 1e-4  # converged at the last draw
     a0 = np.asarray(jax.random.normal(jax.random.PRNGKey(7), (n,)), np.float64)
     kernel = mf.WassersteinFlow(symmetric_network, step_size=dt)
-    sim = mf.simulate(kernel, jax.random.PRNGKey(0), data.sets, data.y, num_steps=steps, save_every=every,
-                      init_params={"a": jnp.asarray(a0, jnp.float32)}, progress_bar=False, mask=data.mask, **kw)
+    sim = mf.simulate(
+        kernel,
+        jax.random.PRNGKey(0),
+        data.sets,
+        data.y,
+        num_steps=steps,
+        save_every=every,
+        init_params={"a": jnp.asarray(a0, jnp.float32)},
+        progress_bar=False,
+        mask=data.mask,
+        **kw,
+    )
     c_ls, c0 = np.asarray(rf.a_, np.float64) / np.sqrt(n), a0 / np.sqrt(n)
     row = np.linalg.pinv(psi) @ psi
     null = (np.eye(n) - row) @ c0
-    assert np.linalg.norm(null) > 0.3 * np.linalg.norm(c0)   # the init's null-space part is not small
+    assert np.linalg.norm(null) > 0.3 * np.linalg.norm(c0)  # the init's null-space part is not small
     c = np.asarray(sim.samples["a"][0], np.float64) / np.sqrt(n)
     # after `every` steps: the closed-form Euler iterate; 250 float32 steps of a contraction with O(1)
     # entries accumulate ~1e-5 of rounding
@@ -209,7 +263,7 @@ def test_s3_flow_converges_to_min_norm_least_squares_from_its_initialisation():
     # converged: the ridge -> 0 solution plus the null-space part of c(0); float32 least squares with
     # condition number 1e4 of A leaves ~1e-7 * 1e4 = 1e-3 relative error
     np.testing.assert_allclose(c[-1], c_ls + null, atol=3e-3 * np.abs(c_ls + null).max())
-    assert np.abs(c[-1] - c_ls).max() > 0.1 * np.abs(null).max()   # the init is remembered
+    assert np.abs(c[-1] - c_ls).max() > 0.1 * np.abs(null).max()  # the init is remembered
 
 
 def test_s3_langevin_stationary_mean_is_the_ridge_solution(s3_problem):
@@ -221,8 +275,9 @@ def test_s3_langevin_stationary_mean_is_the_ridge_solution(s3_problem):
     lam = tau * noise**2 / a_scale**2
     rf = SymmetricRandomFeatures(kw["width"], kw["inner_width"], "tanh", "tanh", frozen_key=kw["frozen_key"])
     rf.fit(data.sets, data.y, ridge=lam, mask=data.mask)
-    pe = energy_from_model(symmetric_network, (data.sets, data.y),
-                           dict(mask=data.mask, noise=noise, a_scale=a_scale, **kw))
+    pe = energy_from_model(
+        symmetric_network, (data.sets, data.y), dict(mask=data.mask, noise=noise, a_scale=a_scale, **kw)
+    )
     drift = jax.jit(lambda a, t: evaluate_drift(pe, {"a": a}, None, t).drift["a"])
     at_ridge = drift(jnp.asarray(rf.a_), tau)
     at_zero = drift(jnp.zeros(kw["width"]), tau)
@@ -238,8 +293,19 @@ def test_wasserstein_fisher_rao_trains_the_set_network():
     masses stay a probability vector."""
     data = symmetric_targets(jax.random.PRNGKey(2), "mean", dim=DIM, num_sets=32, set_size=3, feature="norm")
     kernel = mf.WassersteinFisherRao(symmetric_network, step_size=0.2, rate=1.0, mode="weighted")
-    sim = mf.simulate(kernel, jax.random.PRNGKey(0), data.sets, data.y, num_steps=100, save_every=50,
-                      progress_bar=False, width=8, inner_width=4, klass="S2", mask=data.mask)
+    sim = mf.simulate(
+        kernel,
+        jax.random.PRNGKey(0),
+        data.sets,
+        data.y,
+        num_steps=100,
+        save_every=50,
+        progress_bar=False,
+        width=8,
+        inner_width=4,
+        klass="S2",
+        mask=data.mask,
+    )
     e = np.asarray(sim.stats["energy"][0])
     assert e[-1] < e[0]
     m = np.asarray(sim.last_state.masses if sim.last_state.masses is not None else np.full(8, 1 / 8))
@@ -258,8 +324,14 @@ def _neuron_problem(seed):
 
 
 def _nested_run(klass, data, frozen_key, frozen=()):
-    init = nested_init_params(jax.random.fold_in(frozen_key, 1), klass, width=NEURON["width"],
-                              inner_width=NEURON["inner_width"], dim=DIM, frozen_key=frozen_key)
+    init = nested_init_params(
+        jax.random.fold_in(frozen_key, 1),
+        klass,
+        width=NEURON["width"],
+        inner_width=NEURON["inner_width"],
+        dim=DIM,
+        frozen_key=frozen_key,
+    )
     sim = _run(klass, data, init=init, frozen=frozen, frozen_key=frozen_key, **NEURON)
     return sim, init
 
@@ -267,8 +339,15 @@ def _nested_run(klass, data, frozen_key, frozen=()):
 def _relative_test_error(klass, sim, test, frozen_key):
     params = {k: sim.samples[k][0, -1] for k in TRAINED_SITES[klass]}
     sets, mask, y = test
-    f = _f(sets, params, width=NEURON["width"], inner_width=NEURON["inner_width"], klass=klass, mask=mask,
-           frozen_key=frozen_key)
+    f = _f(
+        sets,
+        params,
+        width=NEURON["width"],
+        inner_width=NEURON["inner_width"],
+        klass=klass,
+        mask=mask,
+        frozen_key=frozen_key,
+    )
     return float(jnp.mean((f - y) ** 2) / jnp.var(y))
 
 
@@ -284,9 +363,12 @@ def test_nesting_s3_is_s2_with_c_frozen_and_s2_is_s1_with_shared_inner_layer_fro
     data = symmetric_targets(jax.random.PRNGKey(1), "neuron", dim=DIM, num_sets=32, set_size=(2, 5))
     fk = jax.random.PRNGKey(4)
     n, m = 8, 6
-    pe = {k: energy_from_model(symmetric_network, (data.sets, data.y),
-                               dict(width=n, inner_width=m, klass=k, mask=data.mask, frozen_key=fk))
-          for k in KLASSES}
+    pe = {
+        k: energy_from_model(
+            symmetric_network, (data.sets, data.y), dict(width=n, inner_width=m, klass=k, mask=data.mask, frozen_key=fk)
+        )
+        for k in KLASSES
+    }
     field = {k: jax.jit(functools.partial(energy_and_velocity, pe[k])) for k in KLASSES}
     for point in range(2):
         key = jax.random.PRNGKey(10 + point)
@@ -329,9 +411,9 @@ def test_s1_generalises_better_than_s2_and_s3_on_a_neuron():
         rf.fit(data.sets, data.y, mask=data.mask)
         row.append(float(jnp.mean((rf.predict(*test[:2]) - test[2]) ** 2) / jnp.var(test[2])))
         errs.append(row)
-    errs = np.array(errs)   # columns: S1, S2, S3 (flow), S3 (closed form, GCV ridge)
+    errs = np.array(errs)  # columns: S1, S2, S3 (flow), S3 (closed form, GCV ridge)
     assert np.all(errs[:, 0] <= 0.5 * errs[:, 2]), errs
     assert np.all(errs[:, 0] <= 0.5 * errs[:, 3]), errs
-    assert np.all(errs[:, 0] < 0.2), errs      # S1 learns the neuron (1 = the best constant)
+    assert np.all(errs[:, 0] < 0.2), errs  # S1 learns the neuron (1 = the best constant)
     ordered = (errs[:, 0] <= errs[:, 1]) & (errs[:, 1] <= errs[:, 2])
     assert ordered.sum() >= 3, errs

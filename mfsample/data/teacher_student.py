@@ -6,42 +6,33 @@ scaling, ``m = teacher_width``), optionally with Gaussian label noise.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from .activations import get_activation
-from .data_symmetric import (
-    SYMMETRIC_TARGETS,
-    SymmetricData,
-    pad_sets,
-    sample_sets,
-    set_function,
-    symmetric_targets,
-)
+from ..activations import get_activation
+from ..validation import positive_int, real
 
-__all__ = [
-    "TeacherStudent",
-    "teacher_student",
-    "sample_inputs",
-    "SYMMETRIC_TARGETS",
-    "SymmetricData",
-    "pad_sets",
-    "sample_sets",
-    "set_function",
-    "symmetric_targets",
-]
+__all__ = ["TeacherStudent", "teacher_student", "sample_inputs"]
+
+INPUTS = ("gaussian", "sphere")
+
+
+def _check_inputs(inputs: str) -> str:
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
+    return inputs
 
 
 def sample_inputs(rng_key, num_data: int, dim: int, inputs: str = "gaussian"):
     """Inputs ``x ~ N(0, I_d)`` (``"gaussian"``) or uniform on the unit sphere (``"sphere"``)."""
+    _check_inputs(inputs)
     x = jax.random.normal(rng_key, (num_data, dim))
     if inputs == "gaussian":
         return x
-    if inputs == "sphere":
-        return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
-    raise ValueError(f"inputs must be 'gaussian' or 'sphere', got {inputs!r}")
+    return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
 
 
 class TeacherStudent(NamedTuple):
@@ -80,13 +71,11 @@ def teacher_student(
     ((100, 5), (100,), (3, 5))
     >>> x_test, y_test = data.sample(jax.random.PRNGKey(1), 50)
     """
-    for name, value in (("dim", dim), ("teacher_width", teacher_width), ("num_data", num_data)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not noise >= 0:
-        raise ValueError(f"noise must be non-negative, got {noise!r}")
-    if inputs not in ("gaussian", "sphere"):
-        raise ValueError(f"inputs must be 'gaussian' or 'sphere', got {inputs!r}")
+    dim = positive_int("dim", dim)
+    teacher_width = positive_int("teacher_width", teacher_width)
+    num_data = positive_int("num_data", num_data)
+    noise = real("noise", noise, nonnegative=True)
+    _check_inputs(inputs)
     sigma = get_activation(activation)
     k_w, k_a, k_data = jax.random.split(rng_key, 3)
     w = jax.random.normal(k_w, (teacher_width, dim))

@@ -1,12 +1,9 @@
 """Synthetic symmetric (set) functions: the targets of Zweig & Bruna (2020)'s experiments.
 
-A set ``X = (x_1..x_k)`` has elements drawn iid uniformly from a box: ``[-1, 1]^d``
-(``sampling="narrow"``), or, per set, a random sub-box ``prod_l [lo_l, hi_l]`` with
-``lo_l < hi_l`` uniform in ``[-1, 1]`` (``sampling="wide"``, so that ``mu_X`` does not concentrate
-on one law as ``k`` grows).  Sets of different sizes are stacked as a padded array ``(N, K, d)`` with
-a mask ``(N, K)``.  Targets, with the element feature ``r_i = 1/|x_i|`` (``feature="inverse_norm"``,
-the default, as the experiments' specification states) or ``r_i = |x_i|`` (``feature="norm"``, as
-in the authors' code, whose values are bounded on the box):
+Sets come from :mod:`mfsample.data.sets` (padded ``(N, K, d)`` with a mask ``(N, K)``).  Targets,
+with the element feature ``r_i = 1/|x_i|`` (``feature="inverse_norm"``, the default, as the
+experiments' specification states) or ``r_i = |x_i|`` (``feature="norm"``, as in the authors' code,
+whose values are bounded on the box):
 
 * ``"neuron"``: a teacher of the network's own architecture with one outer unit,
   ``f*(X) = relu(<mu_X, psi*>)``, ``psi*(x) = sum_k c_k relu(<w_k, x>)`` with ``w_k`` uniform on the
@@ -26,23 +23,25 @@ in the authors' code, whose values are bounded on the box):
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from ..validation import positive_int, real
+from .sets import check_set_size, sample_sets
 
 __all__ = [
     "SYMMETRIC_TARGETS",
+    "FEATURES",
     "SymmetricData",
     "symmetric_targets",
     "set_function",
-    "sample_sets",
-    "pad_sets",
 ]
 
 SYMMETRIC_TARGETS = ("neuron", "smooth_neuron", "mean", "max", "second_largest", "softmax", "potential")
+FEATURES = ("inverse_norm", "norm")
 
 
 class SymmetricData(NamedTuple):
@@ -63,59 +62,6 @@ class SymmetricData(NamedTuple):
     sample: Callable
 
 
-def _check_size(set_size):
-    lo, hi = (set_size, set_size) if np.ndim(set_size) == 0 else tuple(set_size)
-    for v in (lo, hi):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"set sizes must be integers >= 1, got {set_size!r}")
-    if lo > hi:
-        raise ValueError(f"set_size range must have low <= high, got {set_size!r}")
-    return int(lo), int(hi)
-
-
-def sample_sets(rng_key, num_sets: int, set_size, dim: int, *, max_set_size: int | None = None,
-                sampling: str = "narrow"):
-    """Padded sets of iid elements uniform in ``[-1, 1]^d`` (``"narrow"``) or in a random sub-box per set
-    (``"wide"``); returns ``(sets (N, K, d), mask (N, K))``, padding zero."""
-    lo, hi = _check_size(set_size)
-    K = hi if max_set_size is None else int(max_set_size)
-    if K < hi:
-        raise ValueError(f"max_set_size={max_set_size} is below the largest set size {hi}")
-    if sampling not in ("narrow", "wide"):
-        raise ValueError(f"sampling must be 'narrow' or 'wide', got {sampling!r}")
-    return _sample_sets(rng_key, int(num_sets), lo, hi, int(K), int(dim), sampling)
-
-
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
-def _sample_sets(rng_key, num_sets, lo, hi, K, dim, sampling):
-    k_size, k_x, k_box = jax.random.split(rng_key, 3)
-    sizes = jax.random.randint(k_size, (num_sets,), lo, hi + 1)
-    mask = jnp.arange(K)[None, :] < sizes[:, None]
-    u = jax.random.uniform(k_x, (num_sets, K, dim))
-    if sampling == "narrow":
-        x = 2.0 * u - 1.0
-    else:
-        ends = jax.random.uniform(k_box, (2, num_sets, 1, dim), minval=-1.0, maxval=1.0)
-        low, high = jnp.min(ends, axis=0), jnp.max(ends, axis=0)
-        x = low + (high - low) * u
-    return jnp.where(mask[..., None], x, 0.0), mask
-
-
-def pad_sets(sets, max_set_size: int | None = None):
-    """Stack a list of ``(k_i, d)`` arrays into ``(sets (N, K, d), mask (N, K))`` with zero padding."""
-    sets = [np.asarray(s, dtype=np.float32) for s in sets]
-    if not sets or any(s.ndim != 2 or s.shape[0] < 1 for s in sets):
-        raise ValueError("pad_sets needs a non-empty list of (k_i, d) arrays with k_i >= 1")
-    K = max(s.shape[0] for s in sets) if max_set_size is None else int(max_set_size)
-    out = np.zeros((len(sets), K, sets[0].shape[1]), np.float32)
-    mask = np.zeros((len(sets), K), bool)
-    for i, s in enumerate(sets):
-        if s.shape[0] > K:
-            raise ValueError(f"a set of size {s.shape[0]} exceeds max_set_size={K}")
-        out[i, : s.shape[0]], mask[i, : s.shape[0]] = s, True
-    return jnp.asarray(out), jnp.asarray(mask)
-
-
 def _masked(sets, mask):
     sets = jnp.asarray(sets)
     mask = jnp.ones(sets.shape[:2], bool) if mask is None else jnp.asarray(mask, bool)
@@ -123,6 +69,7 @@ def _masked(sets, mask):
 
 
 def _mean(values, mask):
+    """``<mu_X, g> = (1/k) sum_{i: mask_i} g(x_i)`` along axis 1."""
     return jnp.sum(jnp.where(mask, values, 0.0), axis=1) / jnp.sum(mask, axis=1)
 
 
@@ -139,9 +86,15 @@ def _teacher_arrays(rng_key, dim, teacher_width, smooth):
 
 def _teacher(rng_key, dim, teacher_width, smooth):
     """Draw the neuron teacher and its normalisation (zero mean, unit variance of psi* under U[-1,1]^d)."""
-    w, c, shift, scale = _teacher_arrays(rng_key, int(dim), int(teacher_width), bool(smooth))
-    return {"w": w, "c": c, "shift": shift, "scale": scale,
-            "activation": "softplus" if smooth else "relu", "inner_activation": "tanh" if smooth else "relu"}
+    w, c, shift, scale = _teacher_arrays(rng_key, dim, teacher_width, bool(smooth))
+    return {
+        "w": w,
+        "c": c,
+        "shift": shift,
+        "scale": scale,
+        "activation": "softplus" if smooth else "relu",
+        "inner_activation": "tanh" if smooth else "relu",
+    }
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
@@ -151,9 +104,6 @@ def _neuron(smooth, w, c, shift, scale, sets, mask):
     psi = ((jnp.tanh(u) if smooth else jnp.maximum(u, 0.0)) @ c - shift) / scale
     pooled = _mean(psi, m)
     return jax.nn.softplus(pooled) if smooth else jnp.maximum(pooled, 0.0)
-
-
-FEATURES = ("inverse_norm", "norm")
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -180,8 +130,15 @@ def _closed_form(name, lam, feature, sets, mask):
     return jnp.where(k >= 2, -total / jnp.maximum(k * (k - 1), 1), 0.0)
 
 
-def set_function(name: str, rng_key=None, *, dim: int, teacher_width: int = 10,
-                 softmax_temperature: float = 0.1, feature: str = "inverse_norm"):
+def set_function(
+    name: str,
+    rng_key=None,
+    *,
+    dim: int,
+    teacher_width: int = 10,
+    softmax_temperature: float = 0.1,
+    feature: str = "inverse_norm",
+):
     """The set function ``name`` (see the module docstring) as ``(target(sets, mask=None) -> (N,), teacher)``.
 
     ``rng_key`` draws the teacher of ``"neuron"`` / ``"smooth_neuron"`` (ignored otherwise); the
@@ -193,18 +150,16 @@ def set_function(name: str, rng_key=None, *, dim: int, teacher_width: int = 10,
         raise ValueError(f"feature must be one of {FEATURES}, got {feature!r}")
     if name in ("neuron", "smooth_neuron"):
         if rng_key is None:
-            raise ValueError(f"target {name!r} needs an rng_key to draw its teacher")
+            raise ValueError(f"target {name!r} needs an rng_key to draw its teacher; pass rng_key=")
         smooth = name == "smooth_neuron"
-        teacher = _teacher(rng_key, dim, teacher_width, smooth)
+        teacher = _teacher(rng_key, positive_int("dim", dim), positive_int("teacher_width", teacher_width), smooth)
         arrays = tuple(teacher[k] for k in ("w", "c", "shift", "scale"))
 
         def target(sets, mask=None):
             return _neuron(smooth, *arrays, jnp.asarray(sets), mask)
 
         return target, teacher
-    lam = float(softmax_temperature)
-    if not lam > 0:
-        raise ValueError(f"softmax_temperature must be positive, got {softmax_temperature!r}")
+    lam = real("softmax_temperature", softmax_temperature, positive=True)
 
     def target(sets, mask=None):
         return _closed_form(name, lam, feature, jnp.asarray(sets), mask)
@@ -212,10 +167,34 @@ def set_function(name: str, rng_key=None, *, dim: int, teacher_width: int = 10,
     return target, None
 
 
-def symmetric_targets(rng_key, target: str = "neuron", *, dim: int, num_sets: int, set_size,
-                      max_set_size: int | None = None, sampling: str = "narrow", noise: float = 0.0,
-                      teacher_width: int = 10, softmax_temperature: float = 0.1,
-                      feature: str = "inverse_norm") -> SymmetricData:
+def _labelled(target, noise, dim, sampling):
+    """``sample(key, n, size, max_size=None) -> (sets, mask, y)`` with ``y = f*(X) + noise * eps``."""
+
+    def sample(key, n, size, max_size=None):
+        k_x, k_eps = jax.random.split(key)
+        sets, mask = sample_sets(k_x, n, size, dim, max_set_size=max_size, sampling=sampling)
+        y = target(sets, mask)
+        if noise > 0:
+            y = y + noise * jax.random.normal(k_eps, y.shape)
+        return sets, mask, y
+
+    return sample
+
+
+def symmetric_targets(
+    rng_key,
+    target: str = "neuron",
+    *,
+    dim: int,
+    num_sets: int,
+    set_size,
+    max_set_size: int | None = None,
+    sampling: str = "narrow",
+    noise: float = 0.0,
+    teacher_width: int = 10,
+    softmax_temperature: float = 0.1,
+    feature: str = "inverse_norm",
+) -> SymmetricData:
     """Draw a symmetric target and ``num_sets`` labelled training sets of size ``set_size``.
 
     ``set_size`` is an integer or an inclusive range ``(low, high)``; test sets of other sizes come
@@ -231,24 +210,20 @@ def symmetric_targets(rng_key, target: str = "neuron", *, dim: int, num_sets: in
     >>> sets.shape
     (32, 10, 3)
     """
-    for name, value in (("dim", dim), ("num_sets", num_sets), ("teacher_width", teacher_width)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not noise >= 0:
-        raise ValueError(f"noise must be non-negative, got {noise!r}")
-    _check_size(set_size)
+    dim, num_sets = positive_int("dim", dim), positive_int("num_sets", num_sets)
+    teacher_width = positive_int("teacher_width", teacher_width)
+    noise = real("noise", noise, nonnegative=True)
+    check_set_size(set_size)
     k_teacher, k_sets, k_noise = jax.random.split(rng_key, 3)
-    fn, teacher = set_function(target, k_teacher, dim=dim, teacher_width=teacher_width,
-                               softmax_temperature=softmax_temperature, feature=feature)
-
-    def sample(key, n, size, max_size=None):
-        k_x, k_eps = jax.random.split(key)
-        sets, mask = sample_sets(k_x, n, size, dim, max_set_size=max_size, sampling=sampling)
-        y = fn(sets, mask)
-        if noise > 0:
-            y = y + noise * jax.random.normal(k_eps, y.shape)
-        return sets, mask, y
-
+    fn, teacher = set_function(
+        target,
+        k_teacher,
+        dim=dim,
+        teacher_width=teacher_width,
+        softmax_temperature=softmax_temperature,
+        feature=feature,
+    )
+    sample = _labelled(fn, noise, dim, sampling)
     sets, mask = sample_sets(k_sets, num_sets, set_size, dim, max_set_size=max_set_size, sampling=sampling)
     y = fn(sets, mask)
     if noise > 0:

@@ -1,4 +1,4 @@
-"""Runs as labelled InferenceData (issue 4 data layout; mfsample/diagnostics/convert.py)."""
+"""Runs as labelled InferenceData (mfsample/inference_data/convert.py and layout.py)."""
 
 import arviz as az
 import jax
@@ -9,7 +9,8 @@ import pytest
 from numpyro.infer import MCMC
 
 import mfsample as mf
-from mfsample.diagnostics.convert import STAT_DESCRIPTIONS, to_inference_data
+from mfsample.inference_data import to_inference_data
+from mfsample.kernels import contract
 from mfsample.kernels.wfr import WassersteinFisherRao
 
 WIDTH, CHAINS = 6, 2
@@ -52,7 +53,7 @@ def test_layout_dims_time_and_stats(mcmc_run, problem):
     stats = idata.sample_stats
     assert {"energy", "diverging", "grad_norm"} <= set(stats.data_vars)
     assert "time" not in stats.data_vars  # a coordinate, not a statistic
-    assert stats["energy"].attrs["description"] == STAT_DESCRIPTIONS["energy"]
+    assert stats["energy"].attrs["description"] == contract.ENERGY.description
     assert idata.predictions["f"].dims == ("chain", "draw", "eval_point")
     np.testing.assert_array_equal(idata.observed_data["y"].values, np.asarray(problem[0].y))
     np.testing.assert_array_equal(idata.constant_data["x"].values, np.asarray(problem[0].x))
@@ -169,3 +170,56 @@ def test_rejects_what_is_not_a_run():
     """A plain array is neither an MCMC object nor a simulate result."""
     with pytest.raises(TypeError, match="MCMC object or an mfsample.simulate result"):
         to_inference_data(np.zeros((2, 3)))
+
+
+def test_x_eval_matrix_has_the_input_dim(mcmc_run, problem):
+    """predictions_constant_data.x_eval of an (M, d) matrix has dims (eval_point, input_dim), the
+    input_dim of the posterior's w and of constant_data.x, and holds x_eval."""
+    _, x_eval = problem
+    idata = to_inference_data(mcmc_run, x_eval=x_eval)
+    xe = idata.predictions_constant_data["x_eval"]
+    assert xe.dims == ("eval_point", "input_dim")
+    assert xe.sizes["input_dim"] == idata.posterior.sizes["input_dim"] == 3
+    assert idata.constant_data["x"].dims == ("data", "input_dim")
+    np.testing.assert_array_equal(xe.values, np.asarray(x_eval))
+
+
+@pytest.mark.parametrize("unit_points", [-3, 2.0, True])
+def test_unit_points_must_be_a_count(mcmc_run, problem, unit_points):
+    """A negative or non-integer unit_points is refused with its value (it used to write no phi)."""
+    _, x_eval = problem
+    with pytest.raises(ValueError, match=f"unit_points must be an integer >= 0, got {unit_points!r}"):
+        to_inference_data(mcmc_run, x_eval=x_eval, unit_points=unit_points)
+
+
+def test_unit_points_zero_or_none_store_no_phi(mcmc_run, problem):
+    _, x_eval = problem
+    for units in (0, None):
+        idata = to_inference_data(mcmc_run, x_eval=x_eval, unit_points=units)
+        assert "phi" not in idata.predictions and "f" in idata.predictions
+
+
+def test_statistics_and_attributes_come_from_the_contract(problem):
+    """sample_stats descriptions are the kernel's declared statistics (an undeclared one is
+    described by its name); the group attributes are its hyperparameters (bool -> int) and the
+    energy's width, exponent and N; the model arguments default to the kernel's last init."""
+    data, _ = problem
+    kernel = mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.05, temperature=1e-3)
+    sim = mf.simulate(kernel, jax.random.PRNGKey(3), data.x, data.y, width=WIDTH, num_steps=4, save_every=2,
+                      num_chains=CHAINS, progress_bar=False)
+    extra = {**sim.stats, "custom": np.ones((CHAINS, 2), np.float32)}
+    idata = to_inference_data(sim._replace(stats=extra, model_args=None, model_kwargs=None))
+    declared = contract.describe(kernel.statistics)
+    for name, var in idata.sample_stats.data_vars.items():
+        assert var.attrs["description"] == declared.get(name, name)
+    assert idata.sample_stats["custom"].attrs["description"] == "custom"
+    attrs = idata.posterior.attrs
+    assert attrs["kernel"] == "MeanFieldLangevin" and attrs["adjusted"] == 0 and attrs["temperature"] == 1e-3
+    assert attrs["width"] == WIDTH and attrs["scaling_exponent"] == 1.0 and attrs["num_data"] == 24.0
+    np.testing.assert_array_equal(idata.constant_data["x"].values, np.asarray(data.x))
+
+
+def test_rejects_a_kernel_outside_the_contract(mcmc_run):
+    """A kernel that does not implement ParticleDynamics is refused, naming the contract."""
+    with pytest.raises(TypeError, match="must implement mfsample.kernels.contract.ParticleDynamics.*object"):
+        to_inference_data(mcmc_run, kernel=object())

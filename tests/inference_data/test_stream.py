@@ -1,4 +1,4 @@
-"""Streaming draws to netCDF (mfsample/io.py, issue 6 "Memory").
+"""Streaming draws to netCDF (mfsample/inference_data/stream.py, through its path mfsample.io).
 
 Claims checked: a run appended to a :class:`DrawWriter` in uneven chunks opens with
 ``arviz.from_netcdf`` as exactly the groups ``to_inference_data`` builds from the same draws in
@@ -283,3 +283,22 @@ def test_streamed_simulate_equals_in_memory(problem, tmp_path):
         xr.testing.assert_allclose(back[g].load(), ref[g], rtol=1e-6, atol=1e-7)
         assert back[g].attrs == ref[g].attrs
     np.testing.assert_array_equal(back.posterior["time"].values, ref.posterior["time"].values)
+
+
+def test_open_streamed_by_path(wfr_run, problem, tmp_path):
+    """open_streamed(path, kernel=...) gives the file's groups plus the in-memory predictions; a run
+    that was not streamed is refused."""
+    data, x_eval = problem
+    kernel, sim = wfr_run
+    path = tmp_path / "run.nc"
+    write(path, sim, kernel, [0, 3, 6], (data.x, data.y), {"width": WIDTH})
+    ref = mf.to_inference_data(sim, kernel=kernel, x_eval=x_eval, unit_points=2)
+    lazy = open_streamed(path, kernel=kernel, model_args=(data.x, data.y), model_kwargs={"width": WIDTH},
+                         x_eval=x_eval, unit_points=2, batch_draws=4)
+    assert set(lazy.groups()) == set(ref.groups())
+    xr.testing.assert_allclose(lazy.predictions, ref.predictions, rtol=1e-6, atol=1e-7)
+    assert lazy.predictions["phi"].sizes["unit_point"] == 2
+    for g in lazy.groups():
+        lazy[g].close()
+    with pytest.raises(ValueError, match="not streamed to a file"):
+        open_streamed(sim, x_eval=x_eval)

@@ -1,0 +1,72 @@
+"""Fields derived from the energy: the first variation and the velocity.
+
+* first variation ``V(theta_j; mu) = dE/dm_j``, by autodiff in the masses;
+* velocity ``v_j = n^(2p-1) grad_{theta_j} E / (n m_j)``: in the mean-field scaling (``p = 1``,
+  uniform masses) it is ``n grad_{theta_j} E = grad_theta V(theta_j; mu)``, the Wasserstein
+  gradient of ``E``; in the NTK scaling (``p = 1/2``) it is ``grad_{theta_j} E``.
+
+Frozen sites get zero velocity.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ..scaling import time_scale
+from .base import ParticleEnergy
+
+__all__ = ["first_variation", "velocity", "energy_and_velocity", "freeze"]
+
+
+def first_variation(pe: ParticleEnergy, z, masses=None):
+    """``V(theta_j; mu) = dE/dm_j`` for every particle, by autodiff of ``E`` in the masses.
+
+    For the shallow network with unit noise this is ``E_nu[(f(x) - y) * n^(1-p) phi(x; theta_j)]``
+    (``phi = a sigma(<w,x>+b)``).  Needs a model that takes ``masses``.
+    """
+    if not pe.accepts_masses:
+        raise TypeError(
+            "the first variation dE/dm_j needs a model with a `masses` keyword; this one has none: "
+            "add `masses=None` to its signature and weight each particle's term by it"
+        )
+    m = jnp.full((pe.width,), 1.0 / pe.width) if masses is None else masses
+    return jax.grad(lambda mm: pe.energy(z, mm))(m)
+
+
+def freeze(pe: ParticleEnergy, field):
+    """Zero the components of a particle field on the frozen sites."""
+    if not pe.frozen:
+        return field
+    return {k: (jnp.zeros_like(v) if k in pe.frozen else v) for k, v in field.items()}
+
+
+def _velocity_from_grad(pe: ParticleEnergy, grad, masses):
+    """``n^(2p-1) grad_{theta_j} E / (n m_j)`` (zero where ``m_j = 0``), frozen sites zeroed."""
+    grad = freeze(pe, grad)
+    c = time_scale(pe.width, pe.exponent)
+    if masses is None:
+        return jax.tree.map(lambda g: c * g, grad)
+    nm = pe.width * masses
+    safe = jnp.where(nm > 0, nm, 1.0)
+
+    def scale(g):
+        r = (c / safe).reshape((-1,) + (1,) * (g.ndim - 1))
+        return jnp.where(r > 0, g * r, 0.0)
+
+    return jax.tree.map(scale, grad)
+
+
+def energy_and_velocity(pe: ParticleEnergy, z, masses=None):
+    """``(E, v)`` with ``v_j = n^(2p-1) grad_{theta_j} E / (n m_j)``, from one backward pass.
+
+    Uniform masses (``None``): ``v_j = n^(2p-1) grad_{theta_j} E``.  Particles of zero mass get
+    zero velocity.
+    """
+    e, g = jax.value_and_grad(pe.energy)(z, masses)
+    return e, _velocity_from_grad(pe, g, masses)
+
+
+def velocity(pe: ParticleEnergy, z, masses=None):
+    """The velocity field ``grad_theta V(theta_j; mu)`` of the Wasserstein flow (see the module doc)."""
+    return energy_and_velocity(pe, z, masses)[1]

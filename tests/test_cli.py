@@ -1,16 +1,27 @@
-"""``mfsample demo`` (mfsample/cli.py): ``run`` on the packaged quickstart configuration."""
+"""``mfsample demo`` and the command line itself (mfsample/cli/main.py): ``run`` on the packaged quickstart
+configuration, argument errors, a closed standard output, start-up imports and the import graph."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
+import json
 import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import arviz
 import numpy as np
 import pytest
 
+import mfsample.cli
 from mfsample.cli import QUICK, main
+from mfsample.cli.config import load_config, packaged_config_path
+from mfsample.cli.rundir import saved_config
 
 LOG_2PI_HALF = 0.5 * math.log(2 * math.pi)  # the energy's constant for unit-noise likelihood
 
@@ -27,18 +38,25 @@ def demo_run(tmp_path_factory):
 
 def test_demo_is_run_on_the_packaged_quickstart(demo_run):
     """The demo's stored configuration is the packaged quickstart with the --quick sizes as overrides."""
-    from mfsample.config import load_config, packaged_config_path
-    from mfsample.runner import saved_config
-
     status, root, _ = demo_run
     assert status == 0
-    sets = [f"{k}={v}" for k, v in {"run.steps": QUICK["steps"], "model.width": QUICK["width"],
-                                    "data.num_data": QUICK["num_data"], "data.dim": QUICK["dim"],
-                                    "data.teacher_width": QUICK["teacher_width"], "run.chains": QUICK["chains"],
-                                    "run.seed": 0, "data.seed": 0}.items()]
+    sets = [
+        f"{k}={v}"
+        for k, v in {
+            "run.steps": QUICK["steps"],
+            "model.width": QUICK["width"],
+            "data.num_data": QUICK["num_data"],
+            "data.dim": QUICK["dim"],
+            "data.teacher_width": QUICK["teacher_width"],
+            "run.chains": QUICK["chains"],
+            "run.seed": 0,
+            "data.seed": 0,
+        }.items()
+    ]
     assert saved_config(root / "mean_field_langevin") == load_config(packaged_config_path("quickstart"), sets)
     assert saved_config(root / "wasserstein_flow") == load_config(
-        packaged_config_path("quickstart"), sets + ["dynamics.kernel=wasserstein"])
+        packaged_config_path("quickstart"), sets + ["dynamics.kernel=wasserstein"]
+    )
 
 
 def test_demo_writes_netcdf_with_particle_dim(demo_run):
@@ -141,3 +159,116 @@ def test_help_lists_commands_with_an_example(capsys):
     for command in ("run", "report", "configs", "demo"):
         assert command in text
     assert "mfsample demo --quick" in text and "mfsample run" in text and "--set" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line itself: a closed standard output, start-up imports, the import graph
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, status", [(["configs", "keys"], 141), (["configs"], 141), (["--help"], 0)])
+def test_closed_stdout_exits_quietly(argv, status):
+    """A reader that closed the pipe before the command wrote (``mfsample configs keys | head``,
+    with the reader already gone): nothing on stderr, in particular no BrokenPipeError traceback,
+    and exit status 141 (128 + SIGPIPE); ``--help`` keeps argparse's 0 (it ignores failed writes
+    of its own messages)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader closes before anything is written: every write fails with EPIPE
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mfsample.cli", *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.stderr == ""
+    assert proc.returncode == status
+
+
+def test_reader_closing_after_one_line_is_quiet():
+    """``mfsample configs keys`` into a reader that takes one line and closes the pipe: the
+    command ends without a traceback, whatever it had written by then."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mfsample.cli", "configs", "keys"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert first.startswith("experiment.name")
+    assert proc.returncode in (0, 141) and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+#: what `mfsample --help`, `configs` and argument parsing must not load (beyond `import mfsample`)
+HEAVY = ("jax", "jaxlib", "numpyro", "arviz", "matplotlib", "xarray", "h5netcdf", "scipy", "ot", "optax")
+
+
+def test_parsing_and_configs_import_nothing_heavy():
+    """After ``import mfsample``, the parser, ``--help``, ``configs`` and ``configs keys`` load no
+    numerical library and no mfsample module outside ``mfsample.cli.{main, config, errors}``:
+    the run and report modules are loaded only by the sub-commands that use them."""
+    code = textwrap.dedent("""
+        import contextlib, io, json, sys
+        import mfsample
+        before = set(sys.modules)
+        from mfsample.cli import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            main(["configs"]); main(["configs", "keys"])
+            try:
+                main(["--help"])
+            except SystemExit:
+                pass
+        print(json.dumps(sorted(set(sys.modules) - before)))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    added = json.loads(proc.stdout)
+    assert {"mfsample.cli.main", "mfsample.cli.config"} <= set(added)
+    heavy = [m for m in added if m.split(".")[0] in HEAVY]
+    assert not heavy, heavy
+    others = [
+        m
+        for m in added
+        if m.startswith("mfsample.")
+        and m not in ("mfsample.cli", "mfsample.cli.main", "mfsample.cli.config", "mfsample.cli.errors")
+    ]
+    assert not others, others
+
+
+CLI_DIR = Path(mfsample.cli.__file__).parent
+
+
+def _cli_imports(module: str) -> tuple[set, set]:
+    """``(module-level, function-level)`` sibling modules of ``mfsample.cli`` that ``module`` imports."""
+    tree = ast.parse((CLI_DIR / f"{module}.py").read_text())
+    top = {n for n in tree.body if isinstance(n, ast.ImportFrom)}
+    names = {"top": set(), "inner": set()}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names["top" if node in top else "inner"].add(node.module)
+    return names["top"], names["inner"]
+
+
+def test_cli_imports_run_one_way():
+    """The modules of mfsample.cli import each other along a graph without cycles; report does not
+    import run (both use rundir); nothing imports main; the only function-level imports are the
+    sub-commands' deliberate lazy loads in main."""
+    modules = sorted(p.stem for p in CLI_DIR.glob("*.py") if p.stem not in ("__init__", "__main__"))
+    graph = {m: _cli_imports(m)[0] for m in modules}
+    assert graph["main"] == {"config", "errors"}
+    assert graph["config"] == set() and graph["errors"] == set()
+    assert "run" not in graph["report"] and "rundir" in graph["report"]
+    assert not any("main" in deps for deps in graph.values())
+    inner = {m: _cli_imports(m)[1] for m in modules}
+    assert inner == {**{m: set() for m in modules}, "main": {"run", "report", "rundir"}}
+    order, left = [], dict(graph)  # topological sort: fails on a cycle
+    while left:
+        ready = [m for m, deps in left.items() if deps <= set(order)]
+        assert ready, f"import cycle among {sorted(left)}"
+        order += sorted(ready)
+        for m in ready:
+            del left[m]

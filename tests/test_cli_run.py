@@ -1,4 +1,4 @@
-"""``mfsample run / report / configs`` (mfsample/cli.py, runner.py, report.py), driven in a subprocess.
+"""``mfsample run / report / configs`` (mfsample/cli/: main, run, report), driven in a subprocess.
 
 Claims checked: an invalid configuration is refused before any compute with every error and exit
 status 2; a run killed with SIGKILL and resumed gives draws bit-identical to an uninterrupted run
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -25,32 +24,72 @@ import numpy as np
 import pytest
 
 from mfsample.cli import main
-from mfsample.runner import chunk_plan, read_checkpoint
+from mfsample.cli.rundir import chunk_plan, read_checkpoint
 
 #: the quickstart at a size whose chunks take long enough to kill the process between them
 #: (10 checkpoints of 40 steps), yet compile and run in a few seconds
-TINY = ["--set", "data.dim=4", "--set", "data.num_data=256", "--set", "data.teacher_width=2",
-        "--set", "data.num_test=16", "--set", "model.width=64", "--set", "run.steps=400",
-        "--set", "run.save_every=10", "--set", "run.checkpoint_every=40", "--set", "run.chains=2"]
+TINY = [
+    "--set",
+    "data.dim=4",
+    "--set",
+    "data.num_data=256",
+    "--set",
+    "data.teacher_width=2",
+    "--set",
+    "data.num_test=16",
+    "--set",
+    "model.width=64",
+    "--set",
+    "run.steps=400",
+    "--set",
+    "run.save_every=10",
+    "--set",
+    "run.checkpoint_every=40",
+    "--set",
+    "run.chains=2",
+]
 
 #: tiny sizes of each packaged configuration (tests marked slow)
 PACKAGED_TINY = {
     "quickstart": ["run.steps=20", "model.width=8", "data.num_data=32", "data.dim=3", "run.chains=2"],
     "global_convergence": ["run.steps=40", "run.save_every=10", "model.width=16", "run.chains=2"],
-    "fluctuations": ["run.steps=20", "run.save_every=10", "model.width=[8, 16]", "data.num_data=32",
-                     "run.chains=3", "diagnostics.num_bootstrap=20"],
-    "chaos": ["run.steps=20", "run.save_every=10", "model.width=[8, 16]", "data.num_data=32", "run.chains=3",
-              "diagnostics.num_bootstrap=20"],
-    "f1_vs_f2": ["data.dim=[2, 3]", "model.width=8", "data.num_data=16", "run.steps=5", "data.num_test=32",
-                 "run.replicates=2"],
+    "fluctuations": [
+        "run.steps=20",
+        "run.save_every=10",
+        "model.width=[8, 16]",
+        "data.num_data=32",
+        "run.chains=3",
+        "diagnostics.num_bootstrap=20",
+    ],
+    "chaos": [
+        "run.steps=20",
+        "run.save_every=10",
+        "model.width=[8, 16]",
+        "data.num_data=32",
+        "run.chains=3",
+        "diagnostics.num_bootstrap=20",
+    ],
+    "f1_vs_f2": [
+        "data.dim=[2, 3]",
+        "model.width=8",
+        "data.num_data=16",
+        "run.steps=5",
+        "data.num_test=32",
+        "run.replicates=2",
+    ],
 }
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def cli(env, *args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "mfsample.cli", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mfsample.cli", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def netcdf_arrays(path):
@@ -80,12 +119,19 @@ def test_invalid_config_reports_every_error_and_computes_nothing(cli_env, tmp_pa
     config.write_text(
         '[model]\nwidht = 16\nactivation = "relu6"\n'
         '[dynamics]\nkernel = "wasserstein"\nstep_size = -1.0\ntemperature = 0.1\n'
-        '[run]\nsteps = "many"\n')
+        '[run]\nsteps = "many"\n'
+    )
     out = tmp_path / "out"
     proc = cli(cli_env, "run", config, "--out", out, "--set", "run.chains=0")
     assert proc.returncode == 2
-    for path in ("model.widht", "model.activation", "dynamics.step_size", "dynamics.temperature", "run.steps",
-                 "run.chains"):
+    for path in (
+        "model.widht",
+        "model.activation",
+        "dynamics.step_size",
+        "dynamics.temperature",
+        "run.steps",
+        "run.chains",
+    ):
         assert re.search(rf"^\s+{re.escape(path)}: ", proc.stderr, re.M), (path, proc.stderr)
     assert "(6 errors)" in proc.stderr
     assert not out.exists()
@@ -94,8 +140,7 @@ def test_invalid_config_reports_every_error_and_computes_nothing(cli_env, tmp_pa
 # ---------------------------------------------------------------------------------------------
 # resumption
 # ---------------------------------------------------------------------------------------------
-def test_sigkill_then_resume_gives_the_uninterrupted_draws(cli_env, reference_run, tmp_path,
-                                                          kill_cli_after_checkpoint):
+def test_sigkill_then_resume_gives_the_uninterrupted_draws(cli_env, reference_run, tmp_path, kill_cli_after_checkpoint):
     """Kill -9 after the second checkpoint, run the same command again: the run resumes from the
     last checkpoint and its draws equal the uninterrupted run's bit for bit (every variable of
     every group of the netCDF file)."""
@@ -129,9 +174,9 @@ def test_chunked_run_equals_one_simulate_call(reference_run):
     import jax
 
     import mfsample as mf
-    from mfsample.config import load_config, packaged_config_path
+    from mfsample.cli.build import load_data, make_kernel, model_kwargs
+    from mfsample.cli.config import load_config, packaged_config_path
     from mfsample.experiments.replicate import initial_draw
-    from mfsample.runner import load_data, make_kernel, model_kwargs
 
     ref_out, _ = reference_run
     cfg = load_config(packaged_config_path("quickstart"), [s for s in TINY if s != "--set"])
@@ -139,8 +184,18 @@ def test_chunked_run_equals_one_simulate_call(reference_run):
     kernel, kw = make_kernel(cfg), model_kwargs(cfg, 64)
     key = jax.random.fold_in(jax.random.PRNGKey(cfg["run"]["seed"]), 64)
     state, _, _ = initial_draw(kernel, key, (data.x, data.y), kw, 2)
-    sim = mf.simulate(kernel, key, data.x, data.y, num_steps=400, save_every=10, num_chains=2, init_state=state,
-                      progress_bar=False, **kw)
+    sim = mf.simulate(
+        kernel,
+        key,
+        data.x,
+        data.y,
+        num_steps=400,
+        save_every=10,
+        num_chains=2,
+        init_state=state,
+        progress_bar=False,
+        **kw,
+    )
     idata = arviz.from_netcdf(ref_out / "draws" / "width_64.nc")
     np.testing.assert_array_equal(idata.sample_stats["step"].values[:, 1:], sim.stats["step"])
     np.testing.assert_allclose(idata.posterior["w"].values[:, 1:], sim.samples["w"], rtol=1e-5, atol=1e-6)
@@ -209,7 +264,7 @@ def test_report_embeds_decodable_png_figures(cli_env, reference_run):
     assert proc.returncode == 0, proc.stderr
     assert "E(0)" in proc.stdout and f"wrote {ref_out / 'report.html'}" in proc.stdout
     page = (ref_out / "report.html").read_text()
-    assert "src=\"http" not in page and "<script" not in page  # nothing external
+    assert 'src="http' not in page and "<script" not in page  # nothing external
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     summary = json.loads((ref_out / "summary.json").read_text())
     assert len(images) == len(summary["figures"]) >= 2  # energy, energy trace (temperature > 0)
@@ -244,10 +299,31 @@ def test_divergence_exits_1_with_step_and_step_size(tmp_path, capsys):
     """A Wasserstein flow with dt = 1e30 overflows at its first step: exit status 1, the message
     names the step, the step size and suggests a smaller one; the checkpoints before it are kept."""
     out = tmp_path / "div"
-    status = main(["run", "quickstart", "--out", str(out), "--no-progress", "--set", "dynamics.kernel=wasserstein",
-                   "--set", "dynamics.step_size=1e30", "--set", "model.width=4", "--set", "data.num_data=8",
-                   "--set", "data.dim=2", "--set", "run.steps=4", "--set", "run.chains=1",
-                   "--set", "data.num_test=4"])
+    status = main(
+        [
+            "run",
+            "quickstart",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--set",
+            "dynamics.kernel=wasserstein",
+            "--set",
+            "dynamics.step_size=1e30",
+            "--set",
+            "model.width=4",
+            "--set",
+            "data.num_data=8",
+            "--set",
+            "data.dim=2",
+            "--set",
+            "run.steps=4",
+            "--set",
+            "run.chains=1",
+            "--set",
+            "data.num_test=4",
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 1, err
     assert re.search(r"divergence at step \d+", err) and "step_size = 1e+30" in err
@@ -301,8 +377,20 @@ def test_sharded_blocked_run_equals_the_reference(cli_env, reference_run, tmp_pa
     ref_out, _ = reference_run
     env = {**cli_env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     out = tmp_path / "sharded"
-    proc = cli(env, "run", "quickstart", "--out", out, *TINY, "--set", "run.devices=2",
-               "--set", "run.shard=particles", "--set", "dynamics.block_size=48")
+    proc = cli(
+        env,
+        "run",
+        "quickstart",
+        "--out",
+        out,
+        *TINY,
+        "--set",
+        "run.devices=2",
+        "--set",
+        "run.shard=particles",
+        "--set",
+        "dynamics.block_size=48",
+    )
     assert proc.returncode == 0, proc.stderr
     a = netcdf_arrays(ref_out / "draws" / "width_64.nc")
     b = netcdf_arrays(out / "draws" / "width_64.nc")

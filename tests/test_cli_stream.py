@@ -1,4 +1,4 @@
-"""``mfsample run`` with ``output.stream = true`` (mfsample/runner.py, config.py; issue 6 "Memory").
+"""``mfsample run`` with ``output.stream = true`` (mfsample/cli/run.py, resume.py): memory bounded by one chunk.
 
 Claims checked: a streamed run killed with SIGKILL, whose draws file is then given extra draws past
 the checkpoint (what a kill between an append and its state file leaves), resumes to a file whose
@@ -11,7 +11,6 @@ Cost: XLA compilation dominates; the subprocesses share a persistent JAX compila
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -20,13 +19,30 @@ import h5netcdf
 import numpy as np
 import pytest
 
+from mfsample.cli.rundir import read_checkpoint
 from mfsample.io import DRAW_GROUPS, count_draws
-from mfsample.runner import read_checkpoint
 
 #: 10 checkpoints of 40 steps: chunks long enough to kill the process between two of them
-TINY = ["--set", "data.dim=3", "--set", "data.num_data=128", "--set", "data.teacher_width=2",
-        "--set", "data.num_test=16", "--set", "model.width=32", "--set", "run.steps=400",
-        "--set", "run.save_every=10", "--set", "run.checkpoint_every=40", "--set", "run.chains=2"]
+TINY = [
+    "--set",
+    "data.dim=3",
+    "--set",
+    "data.num_data=128",
+    "--set",
+    "data.teacher_width=2",
+    "--set",
+    "data.num_test=16",
+    "--set",
+    "model.width=32",
+    "--set",
+    "run.steps=400",
+    "--set",
+    "run.save_every=10",
+    "--set",
+    "run.checkpoint_every=40",
+    "--set",
+    "run.chains=2",
+]
 STREAM = TINY + ["--set", "output.stream=true"]
 
 
@@ -36,8 +52,13 @@ def env(cli_env):
 
 
 def cli(env, *args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "mfsample.cli", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mfsample.cli", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def contents(path):
@@ -72,8 +93,7 @@ def reference(env, tmp_path_factory):
     return out
 
 
-def test_killed_streamed_run_resumes_to_the_uninterrupted_file(env, reference, tmp_path,
-                                                               kill_cli_after_checkpoint):
+def test_killed_streamed_run_resumes_to_the_uninterrupted_file(env, reference, tmp_path, kill_cli_after_checkpoint):
     """Kill -9 after the second checkpoint; append 4 junk draws to the streamed file (as if killed
     after an append, before its state file); run the same command: the run resumes from the state,
     drops the junk, and its draws/width_32.nc equals the uninterrupted run's bit for bit (every

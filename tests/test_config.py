@@ -1,4 +1,4 @@
-"""``mfsample/config.py``: the TOML schema of ``mfsample run``, its defaults and its validation.
+"""``mfsample/cli/config.py``: the TOML schema of ``mfsample run``, its defaults and its validation.
 
 The claims checked: the whole configuration is validated before any compute and *every* error is
 reported with its key path (unknown keys, wrong types, out-of-range values, options that do not
@@ -12,7 +12,7 @@ import tomllib
 
 import pytest
 
-from mfsample.config import (
+from mfsample.cli.config import (
     ACTIVATIONS,
     F1_VS_F2_METHODS,
     ConfigError,
@@ -56,8 +56,15 @@ def test_every_error_is_reported_with_its_key_path():
         "bogus": {},
     }
     errors = _errors(raw)
-    assert set(errors) == {"model.widht", "model.width", "model.prior.a_scale", "dynamics.temperature",
-                           "dynamics.rate", "run.save_every", "bogus"}
+    assert set(errors) == {
+        "model.widht",
+        "model.width",
+        "model.prior.a_scale",
+        "dynamics.temperature",
+        "dynamics.rate",
+        "run.save_every",
+        "bogus",
+    }
     assert "did you mean model.width" in errors["model.widht"]
     assert ">= 1" in errors["model.width"] and "> 0" in errors["model.prior.a_scale"]
     assert "expected a number" in errors["dynamics.temperature"]
@@ -67,22 +74,25 @@ def test_every_error_is_reported_with_its_key_path():
     assert text.startswith("invalid configuration x.toml (7 errors)")
 
 
-@pytest.mark.parametrize("raw, path, fragment", [
-    ({"run": {"steps": True}}, "run.steps", "got a boolean"),
-    ({"run": {"steps": 2.5}}, "run.steps", "expected an integer"),
-    ({"dynamics": {"step_size": float("inf")}}, "dynamics.step_size", "finite"),
-    ({"dynamics": {"kernel": "wrf"}}, "dynamics.kernel", "did you mean 'wfr'"),
-    ({"model": {"width": [16, 16]}}, "model.width", "repeated"),
-    ({"data": {"dim": [2, 3]}}, "data.dim", "single integer"),  # a dim sweep is an f1_vs_f2 feature
-    ({"model": "wide"}, "model", "expected a table"),
-    ({"run": {"chains": 1}, "diagnostics": {"chaos": True}}, "diagnostics.chaos", "run.chains >= 2"),
-    ({"run": {"save_every": 3, "checkpoint_every": 10}}, "run.checkpoint_every", "multiple of run.save_every"),
-    ({"dynamics": {"kernel": "wfr"}, "model": {"scaling": "ntk"}}, "model.scaling", "mean-field"),
-    ({"baselines": {"f1_optimum": True}}, "baselines.f1_optimum", "weight_decay > 0"),
-    ({"experiment": {"kind": "f1_vs_f2"}, "dynamics": {"kernel": "langevin"}}, "dynamics.kernel", "wasserstein"),
-    ({"experiment": {"kind": "f1_vs_f2"}, "run": {"chains": 4}}, "run.chains", "does not apply"),
-    ({"data": {"source": "file"}}, "data.path", "required"),
-])
+@pytest.mark.parametrize(
+    "raw, path, fragment",
+    [
+        ({"run": {"steps": True}}, "run.steps", "got a boolean"),
+        ({"run": {"steps": 2.5}}, "run.steps", "expected an integer"),
+        ({"dynamics": {"step_size": float("inf")}}, "dynamics.step_size", "finite"),
+        ({"dynamics": {"kernel": "wrf"}}, "dynamics.kernel", "did you mean 'wfr'"),
+        ({"model": {"width": [16, 16]}}, "model.width", "repeated"),
+        ({"data": {"dim": [2, 3]}}, "data.dim", "single integer"),  # a dim sweep is an f1_vs_f2 feature
+        ({"model": "wide"}, "model", "expected a table"),
+        ({"run": {"chains": 1}, "diagnostics": {"chaos": True}}, "diagnostics.chaos", "run.chains >= 2"),
+        ({"run": {"save_every": 3, "checkpoint_every": 10}}, "run.checkpoint_every", "multiple of run.save_every"),
+        ({"dynamics": {"kernel": "wfr"}, "model": {"scaling": "ntk"}}, "model.scaling", "mean-field"),
+        ({"baselines": {"f1_optimum": True}}, "baselines.f1_optimum", "weight_decay > 0"),
+        ({"experiment": {"kind": "f1_vs_f2"}, "dynamics": {"kernel": "langevin"}}, "dynamics.kernel", "wasserstein"),
+        ({"experiment": {"kind": "f1_vs_f2"}, "run": {"chains": 4}}, "run.chains", "does not apply"),
+        ({"data": {"source": "file"}}, "data.path", "required"),
+    ],
+)
 def test_single_errors(raw, path, fragment):
     """Each kind of mistake is caught and named: types, ranges, choices, applicability, consistency."""
     errors = _errors(raw)
@@ -99,8 +109,14 @@ def test_defaults_depend_on_the_kernel_and_the_run_length():
     """Defaults fill exactly the keys that apply: the WFR keys only for 'wfr', save_every ~ T/100,
     checkpoint_every a multiple of save_every giving about ten checkpoints."""
     cfg = resolve({"dynamics": {"kernel": "wfr"}, "run": {"steps": 1234}})
-    assert cfg["dynamics"] == {"kernel": "wfr", "step_size": 0.1, "temperature": 0.0, "rate": 1.0,
-                               "mode": "birth_death", "birth": "clone"}
+    assert cfg["dynamics"] == {
+        "kernel": "wfr",
+        "step_size": 0.1,
+        "temperature": 0.0,
+        "rate": 1.0,
+        "mode": "birth_death",
+        "birth": "clone",
+    }
     run = cfg["run"]
     assert run["save_every"] == 13 and run["checkpoint_every"] % 13 == 0
     assert 9 <= 1234 // run["checkpoint_every"] <= 11
@@ -114,13 +130,28 @@ def test_defaults_depend_on_the_kernel_and_the_run_length():
 def test_overrides_parse_toml_values():
     """--set values are TOML values (numbers, booleans, lists), bare words are strings, and a
     malformed item is an error naming it."""
-    pairs, errors = parse_overrides(["run.steps=200", "dynamics.step_size=1e-2", "model.width=[8, 16]",
-                                     "model.bias=false", "dynamics.kernel=wfr", 'experiment.name="a b"'])
+    pairs, errors = parse_overrides(
+        [
+            "run.steps=200",
+            "dynamics.step_size=1e-2",
+            "model.width=[8, 16]",
+            "model.bias=false",
+            "dynamics.kernel=wfr",
+            'experiment.name="a b"',
+        ]
+    )
     assert not errors
-    assert dict(pairs) == {"run.steps": 200, "dynamics.step_size": 0.01, "model.width": [8, 16],
-                           "model.bias": False, "dynamics.kernel": "wfr", "experiment.name": "a b"}
-    raw, errors = apply_overrides({"run": {"steps": 5}}, ["run.steps=7", "diagnostics.chaos=true", "oops",
-                                                          "run.steps.x=1"])
+    assert dict(pairs) == {
+        "run.steps": 200,
+        "dynamics.step_size": 0.01,
+        "model.width": [8, 16],
+        "model.bias": False,
+        "dynamics.kernel": "wfr",
+        "experiment.name": "a b",
+    }
+    raw, errors = apply_overrides(
+        {"run": {"steps": 5}}, ["run.steps=7", "diagnostics.chaos=true", "oops", "run.steps.x=1"]
+    )
     assert raw["run"]["steps"] == 7 and raw["diagnostics"] == {"chaos": True}
     assert [e[0] for e in errors] == ["--set oops", "--set run.steps.x"]
 
@@ -151,11 +182,21 @@ def test_fingerprint_tracks_exactly_the_draw_determining_values():
     """Same draws <=> same fingerprint: the experiment text, diagnostics, baselines and device
     do not change the draws; the seed, the step size and the width do."""
     cfg = resolve({})
-    same = resolve({"experiment": {"name": "other", "description": "x"}, "diagnostics": {"summary": False},
-                    "run": {"device": "cpu"}})
+    same = resolve(
+        {
+            "experiment": {"name": "other", "description": "x"},
+            "diagnostics": {"summary": False},
+            "run": {"device": "cpu"},
+        }
+    )
     assert fingerprint(cfg) == fingerprint(same)
-    for change in ({"run": {"seed": 1}}, {"dynamics": {"step_size": 0.2}}, {"model": {"width": 128}},
-                   {"data": {"seed": 3}}, {"run": {"checkpoint_every": 50}}):
+    for change in (
+        {"run": {"seed": 1}},
+        {"dynamics": {"step_size": 0.2}},
+        {"model": {"width": 128}},
+        {"data": {"seed": 3}},
+        {"run": {"checkpoint_every": 50}},
+    ):
         assert fingerprint(resolve(change)) != fingerprint(cfg), change
 
 

@@ -43,6 +43,21 @@ LAYERS = [
         "mfsample.cli",
         "diagnostics analyse runs for library users; the CLI composes them, not the other way round",
     ),
+    (
+        lambda m: graph_tools.within(m, "mfsample.inference_data"),
+        "mfsample.simulate",
+        "the driver writes through the streaming writer; the conversion reads runs, never runs them",
+    ),
+    (
+        lambda m: graph_tools.within(m, "mfsample.inference_data"),
+        "mfsample.diagnostics",
+        "diagnostics consume InferenceData; the package that builds it comes first",
+    ),
+    (
+        lambda m: graph_tools.within(m, "mfsample.kernels"),
+        "mfsample.simulate",
+        "kernels state the contract that drivers use; a kernel never depends on a driver",
+    ),
 ]
 
 
@@ -59,7 +74,7 @@ def test_no_import_cycles():
     check_acyclic(PACKAGE)
 
 
-@pytest.mark.parametrize("importers, forbidden, reason", LAYERS, ids=["models", "cli", "diagnostics"])
+@pytest.mark.parametrize("importers, forbidden, reason", LAYERS, ids=["models", "cli", "diagnostics", "inference_data-simulate", "inference_data-diagnostics", "kernels"])
 def test_layering(importers, forbidden, reason):
     bad = [
         i

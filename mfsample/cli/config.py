@@ -14,7 +14,7 @@ A configuration is a TOML file (read with :mod:`tomllib`) with the sections
 * ``[output]`` – ``stream``: append each width's draws to its netCDF file chunk by chunk during the
   run (memory bounded by one checkpoint chunk; :class:`mfsample.io.DrawWriter`) instead of keeping
   ``.npz`` draw checkpoints that are assembled into the netCDF file at the end;
-* ``[diagnostics]`` – which §4 diagnostics to compute (summary, fluctuations, chaos, marginals);
+* ``[diagnostics]`` – which diagnostics to compute (summary, fluctuations, chaos, marginals);
 * ``[baselines]`` – baselines to fit (the F1 optimum; the methods of ``f1_vs_f2``).
 
 :func:`resolve` checks the *whole* configuration before anything is computed and raises one
@@ -22,9 +22,11 @@ A configuration is a TOML file (read with :mod:`tomllib`) with the sections
 out-of-range values, options that do not apply to the chosen kernel or experiment, inconsistent
 combinations); otherwise it returns the *resolved* configuration: every applicable key present,
 defaults filled in, nothing else.  :func:`to_toml` writes it back (``resolve(to_toml(c)) == c``).
-:data:`SCHEMA` documents every key; :func:`schema_table` prints it.
+:data:`SCHEMA` documents every key; :func:`schema_table` prints it.  :func:`widths_of` and
+:func:`stream_enabled` read a resolved configuration.
 
-This module does no numerical work and never imports JAX.
+Standard library only (no JAX, NumPy, NumPyro or ArviZ): ``mfsample --help``, ``mfsample configs``
+and the validation of ``mfsample run`` import it before anything numerical, and must start fast.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ import hashlib
 import json
 import math
 import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -58,6 +61,8 @@ __all__ = [
     "packaged_configs",
     "packaged_config_path",
     "schema_table",
+    "widths_of",
+    "stream_enabled",
 ]
 
 KINDS = ("simulate", "f1_vs_f2")
@@ -164,120 +169,228 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "description": Option("str", "", "free text, shown in the report"),
     },
     "data": {
-        "source": Option("str", "teacher_student", "'teacher_student' or 'file'",
-                         choices=("teacher_student", "file")),
-        "path": Option("str", None, "file of x, y: .npz (arrays x, y) or .csv (last column y); "
-                       "relative to the config file", when=lambda c: c["source"] in ("file", None),
-                       when_doc="data.source = 'file'"),
-        "dim": Option("ints", 10, "input dimension d (a list: the dims swept by f1_vs_f2)", low=1,
-                      when=_teacher, when_doc=TEACHER, lists=_f1f2),
+        "source": Option("str", "teacher_student", "'teacher_student' or 'file'", choices=("teacher_student", "file")),
+        "path": Option(
+            "str",
+            None,
+            "file of x, y: .npz (arrays x, y) or .csv (last column y); relative to the config file",
+            when=lambda c: c["source"] in ("file", None),
+            when_doc="data.source = 'file'",
+        ),
+        "dim": Option(
+            "ints",
+            10,
+            "input dimension d (a list: the dims swept by f1_vs_f2)",
+            low=1,
+            when=_teacher,
+            when_doc=TEACHER,
+            lists=_f1f2,
+        ),
         "teacher_width": Option("int", 5, "teacher units m", low=1, when=_teacher, when_doc=TEACHER),
-        "num_data": Option("ints", 1024, "training data N (a list: swept by f1_vs_f2)", low=1,
-                           when=_teacher, when_doc=TEACHER, lists=_f1f2),
-        "activation": Option("str", "relu", "teacher activation", choices=ACTIVATIONS,
-                             when=_teacher, when_doc=TEACHER),
-        "inputs": Option("str", "gaussian", "x ~ N(0, I) ('gaussian') or uniform on the sphere",
-                         choices=("gaussian", "sphere"), when=lambda c: _teacher(c) and _sim(c),
-                         when_doc=f"{TEACHER} and {SIM}"),
+        "num_data": Option(
+            "ints",
+            1024,
+            "training data N (a list: swept by f1_vs_f2)",
+            low=1,
+            when=_teacher,
+            when_doc=TEACHER,
+            lists=_f1f2,
+        ),
+        "activation": Option("str", "relu", "teacher activation", choices=ACTIVATIONS, when=_teacher, when_doc=TEACHER),
+        "inputs": Option(
+            "str",
+            "gaussian",
+            "x ~ N(0, I) ('gaussian') or uniform on the sphere",
+            choices=("gaussian", "sphere"),
+            when=lambda c: _teacher(c) and _sim(c),
+            when_doc=f"{TEACHER} and {SIM}",
+        ),
         "noise": Option("float", 0.0, "label noise sd", low=0.0, when=_teacher, when_doc=TEACHER),
-        "num_test": Option("int", 256, "held-out inputs (predictions, test error; a file: its first rows)",
-                           low=1),
-        "seed": Option("int", 0, "seed of the teacher and the data", low=0, when=lambda c: _teacher(c) and _sim(c),
-                       when_doc=f"{TEACHER} and {SIM} (f1_vs_f2 uses run.seed)"),
+        "num_test": Option("int", 256, "held-out inputs (predictions, test error; a file: its first rows)", low=1),
+        "seed": Option(
+            "int",
+            0,
+            "seed of the teacher and the data",
+            low=0,
+            when=lambda c: _teacher(c) and _sim(c),
+            when_doc=f"{TEACHER} and {SIM} (f1_vs_f2 uses run.seed)",
+        ),
     },
     "model": {
-        "width": Option("ints", 256, "particles n (a list: one run per width)", low=1,
-                        lists=lambda c: True),
+        "width": Option("ints", 256, "particles n (a list: one run per width)", low=1, lists=lambda c: True),
         "activation": Option("str", "relu", "unit activation sigma", choices=ACTIVATIONS),
-        "scaling": Option("str", "mean_field", "'mean_field' (f = 1/n sum) or 'ntk' (1/sqrt n)",
-                          choices=("mean_field", "ntk"), when=_sim, when_doc=SIM),
+        "scaling": Option(
+            "str",
+            "mean_field",
+            "'mean_field' (f = 1/n sum) or 'ntk' (1/sqrt n)",
+            choices=("mean_field", "ntk"),
+            when=_sim,
+            when_doc=SIM,
+        ),
         "bias": Option("bool", True, "units sigma(<w,x> + b)", when=_sim, when_doc=SIM),
-        "noise": Option("float", 1.0, "likelihood sd (E = -(1/N) sum log N(y | f, noise^2))",
-                        positive=True, when=_sim, when_doc=SIM),
-        "weight_decay": Option("float", 0.0, "lambda of lambda * int (a^2 + |w|^2 + b^2)/2 dmu",
-                               low=0.0),
+        "noise": Option(
+            "float", 1.0, "likelihood sd (E = -(1/N) sum log N(y | f, noise^2))", positive=True, when=_sim, when_doc=SIM
+        ),
+        "weight_decay": Option("float", 0.0, "lambda of lambda * int (a^2 + |w|^2 + b^2)/2 dmu", low=0.0),
         "prior": {
             "a_scale": Option("float", 1.0, "a ~ N(0, a_scale^2)", positive=True, when=_sim, when_doc=SIM),
-            "w_scale": Option("float", None, "w ~ N(0, w_scale^2 I) (default 1/sqrt(d))", positive=True,
-                              when=_sim, when_doc=SIM),
+            "w_scale": Option(
+                "float", None, "w ~ N(0, w_scale^2 I) (default 1/sqrt(d))", positive=True, when=_sim, when_doc=SIM
+            ),
             "b_scale": Option("float", 1.0, "b ~ N(0, b_scale^2)", positive=True, when=_sim, when_doc=SIM),
         },
     },
     "dynamics": {
-        "kernel": Option("str", "wasserstein", "'wasserstein', 'langevin', 'kinetic' or 'wfr'",
-                         choices=KERNELS),
+        "kernel": Option("str", "wasserstein", "'wasserstein', 'langevin', 'kinetic' or 'wfr'", choices=KERNELS),
         "step_size": Option("float", 0.1, "dt, in mean-field time", positive=True),
-        "temperature": Option("float", _default_temperature, "tau (default 1e-4; 0 for wfr)", low=0.0,
-                              when=_kernel("langevin", "kinetic", "wfr"),
-                              when_doc="kernel 'langevin', 'kinetic' or 'wfr'"),
-        "adjusted": Option("bool", False, "Metropolis-adjusted (MALA)", when=_kernel("langevin"),
-                           when_doc="kernel 'langevin'"),
-        "friction": Option("float", 1.0, "gamma of the kinetic Langevin dynamics", positive=True,
-                           when=_kernel("kinetic"), when_doc="kernel 'kinetic'"),
-        "rate": Option("float", 1.0, "reaction rate alpha", low=0.0, when=_kernel("wfr"),
-                       when_doc="kernel 'wfr'"),
-        "mode": Option("str", "birth_death", "'birth_death' or 'weighted'", choices=("birth_death", "weighted"),
-                       when=_kernel("wfr"), when_doc="kernel 'wfr'"),
-        "block_size": Option("int", None, "data per block of the energy evaluation (bounds the N x n "
-                             "activations; default: automatic from the free memory)", low=1, when=_sim,
-                             when_doc=SIM),
-        "birth": Option("str", "clone", "'clone' or 'prior' (birth-death refills)", choices=("clone", "prior"),
-                        when=lambda c: _kernel("wfr")(c) and c["mode"] in ("birth_death", None),
-                        when_doc="kernel 'wfr' with mode 'birth_death'"),
+        "temperature": Option(
+            "float",
+            _default_temperature,
+            "tau (default 1e-4; 0 for wfr)",
+            low=0.0,
+            when=_kernel("langevin", "kinetic", "wfr"),
+            when_doc="kernel 'langevin', 'kinetic' or 'wfr'",
+        ),
+        "adjusted": Option(
+            "bool", False, "Metropolis-adjusted (MALA)", when=_kernel("langevin"), when_doc="kernel 'langevin'"
+        ),
+        "friction": Option(
+            "float",
+            1.0,
+            "gamma of the kinetic Langevin dynamics",
+            positive=True,
+            when=_kernel("kinetic"),
+            when_doc="kernel 'kinetic'",
+        ),
+        "rate": Option("float", 1.0, "reaction rate alpha", low=0.0, when=_kernel("wfr"), when_doc="kernel 'wfr'"),
+        "mode": Option(
+            "str",
+            "birth_death",
+            "'birth_death' or 'weighted'",
+            choices=("birth_death", "weighted"),
+            when=_kernel("wfr"),
+            when_doc="kernel 'wfr'",
+        ),
+        "block_size": Option(
+            "int",
+            None,
+            "data per block of the energy evaluation (bounds the N x n "
+            "activations; default: automatic from the free memory)",
+            low=1,
+            when=_sim,
+            when_doc=SIM,
+        ),
+        "birth": Option(
+            "str",
+            "clone",
+            "'clone' or 'prior' (birth-death refills)",
+            choices=("clone", "prior"),
+            when=lambda c: _kernel("wfr")(c) and c["mode"] in ("birth_death", None),
+            when_doc="kernel 'wfr' with mode 'birth_death'",
+        ),
     },
     "run": {
         "steps": Option("int", 1000, "steps T per run", low=1),
-        "save_every": Option("int", _default_save_every, "steps between kept draws (default T/100)",
-                             low=1, when=_sim, when_doc=SIM),
-        "chains": Option("int", 1, "independent replicas of the particle system", low=1, when=_sim,
-                         when_doc=SIM),
+        "save_every": Option(
+            "int", _default_save_every, "steps between kept draws (default T/100)", low=1, when=_sim, when_doc=SIM
+        ),
+        "chains": Option("int", 1, "independent replicas of the particle system", low=1, when=_sim, when_doc=SIM),
         "seed": Option("int", 0, "PRNG seed of the runs (width n uses fold_in(seed, n))", low=0),
-        "checkpoint_every": Option("int", _default_checkpoint_every,
-                                   "steps between checkpoints, a multiple of save_every (default: ~10 per run)",
-                                   low=1, when=_sim, when_doc=SIM),
-        "device": Option("str", "auto", "'auto', 'cpu', 'gpu' or 'tpu' (JAX platform)",
-                         choices=("auto", "cpu", "gpu", "tpu")),
-        "devices": Option("int", 1, "devices to shard each run over (1: no sharding; on the CPU set "
-                          "XLA_FLAGS=--xla_force_host_platform_device_count=K first)", low=1, when=_sim,
-                          when_doc=SIM),
-        "shard": Option("str", "auto", "what the devices split: 'particles', 'chains' or 'auto'",
-                        choices=("auto", "particles", "chains"), when=_sim, when_doc=SIM),
-        "replicates": Option("int", 1, "seeds seed, seed+1, ... of f1_vs_f2", low=1, when=_f1f2,
-                             when_doc=F1F2),
+        "checkpoint_every": Option(
+            "int",
+            _default_checkpoint_every,
+            "steps between checkpoints, a multiple of save_every (default: ~10 per run)",
+            low=1,
+            when=_sim,
+            when_doc=SIM,
+        ),
+        "device": Option(
+            "str", "auto", "'auto', 'cpu', 'gpu' or 'tpu' (JAX platform)", choices=("auto", "cpu", "gpu", "tpu")
+        ),
+        "devices": Option(
+            "int",
+            1,
+            "devices to shard each run over (1: no sharding; on the CPU set "
+            "XLA_FLAGS=--xla_force_host_platform_device_count=K first)",
+            low=1,
+            when=_sim,
+            when_doc=SIM,
+        ),
+        "shard": Option(
+            "str",
+            "auto",
+            "what the devices split: 'particles', 'chains' or 'auto'",
+            choices=("auto", "particles", "chains"),
+            when=_sim,
+            when_doc=SIM,
+        ),
+        "replicates": Option("int", 1, "seeds seed, seed+1, ... of f1_vs_f2", low=1, when=_f1f2, when_doc=F1F2),
     },
     "output": {
-        "stream": Option("bool", False, "append the draws to draws/width_<n>.nc chunk by chunk during the run "
-                         "(memory: one checkpoint chunk) instead of .npz draw checkpoints assembled at the end",
-                         when=_sim, when_doc=SIM),
+        "stream": Option(
+            "bool",
+            False,
+            "append the draws to draws/width_<n>.nc chunk by chunk during the run "
+            "(memory: one checkpoint chunk) instead of .npz draw checkpoints assembled at the end",
+            when=_sim,
+            when_doc=SIM,
+        ),
     },
     "diagnostics": {
-        "summary": Option("bool", True, "energy trajectory and ArviZ ess/r_hat (mf.diagnostics.summary)",
-                          when=_sim, when_doc=SIM),
-        "fluctuations": Option("bool", False, "n E||f_n - f||^2 over widths (needs chains >= 2)",
-                               when=_sim, when_doc=SIM),
+        "summary": Option(
+            "bool", True, "energy trajectory and ArviZ ess/r_hat (mf.diagnostics.summary)", when=_sim, when_doc=SIM
+        ),
+        "fluctuations": Option(
+            "bool", False, "n E||f_n - f||^2 over widths (needs chains >= 2)", when=_sim, when_doc=SIM
+        ),
         "chaos": Option("bool", False, "propagation of chaos (needs chains >= 2)", when=_sim, when_doc=SIM),
-        "marginals": Option("bool", False, "histograms of the one-particle marginals", when=_sim,
-                            when_doc=SIM),
-        "reference": Option("str", "replica_mean", "reference f of the fluctuations",
-                            choices=("replica_mean", "widest"), when=_sim, when_doc=SIM),
-        "burn_in": Option("float", 0.5, "fraction of draws dropped before ess/r_hat", low=0.0, high=0.99,
-                          when=_sim, when_doc=SIM),
-        "num_bootstrap": Option("int", 500, "bootstrap resamples of the intervals", low=10, when=_sim,
-                                when_doc=SIM),
-        "unit_points": Option("int", 16, "held-out points where the unit functions phi are stored",
-                              low=0, when=_sim, when_doc=SIM),
+        "marginals": Option("bool", False, "histograms of the one-particle marginals", when=_sim, when_doc=SIM),
+        "reference": Option(
+            "str",
+            "replica_mean",
+            "reference f of the fluctuations",
+            choices=("replica_mean", "widest"),
+            when=_sim,
+            when_doc=SIM,
+        ),
+        "burn_in": Option(
+            "float", 0.5, "fraction of draws dropped before ess/r_hat", low=0.0, high=0.99, when=_sim, when_doc=SIM
+        ),
+        "num_bootstrap": Option("int", 500, "bootstrap resamples of the intervals", low=10, when=_sim, when_doc=SIM),
+        "unit_points": Option(
+            "int", 16, "held-out points where the unit functions phi are stored", low=0, when=_sim, when_doc=SIM
+        ),
     },
     "baselines": {
-        "f1_optimum": Option("bool", False, "certified global optimum of the weight-decay energy "
-                             "(mf.baselines.f1_optimum; needs cvxpy)", when=_sim, when_doc=SIM),
-        "f1_method": Option("str", "auto", "'auto', 'exact' (d + bias <= 3) or 'grid'",
-                            choices=("auto", "exact", "grid"), when=_sim, when_doc=SIM),
-        "methods": Option("strs", ["mean_field", "random_features", "kernel"], "methods compared",
-                          choices=F1_VS_F2_METHODS, when=_f1f2, when_doc=F1F2),
-        "ridge": Option("float", None, "fixed ridge (default: selected by the criterion)", positive=True,
-                        when=_f1f2, when_doc=F1F2),
-        "criterion": Option("str", "gcv", "ridge selection: 'gcv' or 'loo'", choices=("gcv", "loo"),
-                            when=_f1f2, when_doc=F1F2),
+        "f1_optimum": Option(
+            "bool",
+            False,
+            "certified global optimum of the weight-decay energy (mf.baselines.f1_optimum; needs cvxpy)",
+            when=_sim,
+            when_doc=SIM,
+        ),
+        "f1_method": Option(
+            "str",
+            "auto",
+            "'auto', 'exact' (d + bias <= 3) or 'grid'",
+            choices=("auto", "exact", "grid"),
+            when=_sim,
+            when_doc=SIM,
+        ),
+        "methods": Option(
+            "strs",
+            ["mean_field", "random_features", "kernel"],
+            "methods compared",
+            choices=F1_VS_F2_METHODS,
+            when=_f1f2,
+            when_doc=F1F2,
+        ),
+        "ridge": Option(
+            "float", None, "fixed ridge (default: selected by the criterion)", positive=True, when=_f1f2, when_doc=F1F2
+        ),
+        "criterion": Option(
+            "str", "gcv", "ridge selection: 'gcv' or 'loo'", choices=("gcv", "loo"), when=_f1f2, when_doc=F1F2
+        ),
     },
 }
 
@@ -337,7 +450,7 @@ def apply_overrides(raw: dict, items: Sequence[str]) -> tuple[dict, list[tuple[s
         for i, part in enumerate(parts[:-1]):
             nxt = node.setdefault(part, {})
             if not isinstance(nxt, dict):
-                errors.append((f"--set {key}", f"{'.'.join(parts[:i + 1])} is a value, not a table"))
+                errors.append((f"--set {key}", f"{'.'.join(parts[: i + 1])} is a value, not a table"))
                 break
             node = nxt
         else:
@@ -383,59 +496,80 @@ def _check_number(value, opt: Option, integer: bool):
         value = float(value)
         if not math.isfinite(value):
             return None, f"expected a finite number{_range_text(opt)}, got {value!r}"
-    if (opt.positive and not value > 0) or (opt.low is not None and value < opt.low) or (
-            opt.high is not None and value > opt.high):
+    if (
+        (opt.positive and not value > 0)
+        or (opt.low is not None and value < opt.low)
+        or (opt.high is not None and value > opt.high)
+    ):
         return None, f"must be{_range_text(opt)}, got {value!r}"
     return value, None
 
 
+def _check_bool(value, opt: Option, ctx: dict):
+    if not isinstance(value, bool):
+        return None, f"expected true or false, got {_type_name(value)} {value!r}"
+    return value, None
+
+
+def _check_str(value, opt: Option, ctx: dict):
+    if not isinstance(value, str):
+        return None, f"expected a string, got {_type_name(value)} {value!r}"
+    if opt.choices is not None and value not in opt.choices:
+        hint = difflib.get_close_matches(value, opt.choices, n=1)
+        more = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return None, f"must be one of {', '.join(map(repr, opt.choices))}; got {value!r}{more}"
+    return value, None
+
+
+def _check_ints(value, opt: Option, ctx: dict):
+    """An integer, or (where ``opt.lists(ctx)``) a non-empty list of distinct integers."""
+    if not isinstance(value, list):
+        return _check_number(value, opt, True)
+    if opt.lists is None or not opt.lists(ctx):
+        return None, f"expected a single integer{_range_text(opt)} here, got a list"
+    if not value:
+        return None, "expected a non-empty list of integers"
+    out = []
+    for i, v in enumerate(value):
+        v2, err = _check_number(v, opt, True)
+        if err:
+            return None, f"element {i}: {err}"
+        out.append(v2)
+    if len(set(out)) != len(out):
+        return None, f"the list has repeated values: {out}"
+    return out, None
+
+
+def _check_strs(value, opt: Option, ctx: dict):
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        return None, f"expected a non-empty list of strings, got {_type_name(value)} {value!r}"
+    bad = [v for v in value if opt.choices is not None and v not in opt.choices]
+    if bad:
+        return None, f"unknown value(s) {bad}; choose among {list(opt.choices)}"
+    if len(set(value)) != len(value):
+        return None, f"the list has repeated values: {value}"
+    return list(value), None
+
+
+#: the check of each option type: ``check(value, opt, ctx) -> (converted value, error or None)``
+CHECKS = {
+    "bool": _check_bool,
+    "str": _check_str,
+    "int": lambda value, opt, ctx: _check_number(value, opt, True),
+    "float": lambda value, opt, ctx: _check_number(value, opt, False),
+    "ints": _check_ints,
+    "strs": _check_strs,
+}
+
+
 def _check_value(value, opt: Option, ctx: dict):
     """Type and range of one value: ``(converted value, error message or None)``."""
-    t = opt.type
-    if t == "bool":
-        if not isinstance(value, bool):
-            return None, f"expected true or false, got {_type_name(value)} {value!r}"
-        return value, None
-    if t == "str":
-        if not isinstance(value, str):
-            return None, f"expected a string, got {_type_name(value)} {value!r}"
-        if opt.choices is not None and value not in opt.choices:
-            hint = difflib.get_close_matches(value, opt.choices, n=1)
-            more = f" (did you mean {hint[0]!r}?)" if hint else ""
-            return None, f"must be one of {', '.join(map(repr, opt.choices))}; got {value!r}{more}"
-        return value, None
-    if t in ("int", "float"):
-        return _check_number(value, opt, t == "int")
-    if t == "ints":
-        if isinstance(value, list):
-            if opt.lists is None or not opt.lists(ctx):
-                return None, f"expected a single integer{_range_text(opt)} here, got a list"
-            if not value:
-                return None, "expected a non-empty list of integers"
-            out = []
-            for i, v in enumerate(value):
-                v2, err = _check_number(v, opt, True)
-                if err:
-                    return None, f"element {i}: {err}"
-                out.append(v2)
-            if len(set(out)) != len(out):
-                return None, f"the list has repeated values: {out}"
-            return out, None
-        return _check_number(value, opt, True)
-    if t == "strs":
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            return None, f"expected a non-empty list of strings, got {_type_name(value)} {value!r}"
-        bad = [v for v in value if opt.choices is not None and v not in opt.choices]
-        if bad:
-            return None, f"unknown value(s) {bad}; choose among {list(opt.choices)}"
-        if len(set(value)) != len(value):
-            return None, f"the list has repeated values: {value}"
-        return list(value), None
-    raise AssertionError(f"unknown option type {t}")  # pragma: no cover
+    return CHECKS[opt.type](value, opt, ctx)
 
 
 def _context(raw: dict) -> dict:
     """The switches that decide which keys apply, read leniently from the raw config."""
+
     def get(section, key, default, choices):
         table = raw.get(section)
         v = table.get(key, default) if isinstance(table, dict) else default
@@ -449,7 +583,7 @@ def _context(raw: dict) -> dict:
     }
 
 
-def _walk(raw: dict, schema: dict, prefix: str, ctx: dict, errors: list, out: dict, resolved_root: dict):
+def _walk(raw: dict, schema: dict, prefix: str, ctx: dict, errors: list, out: dict):
     """Validate the keys of one table; fill ``out`` with the values given (defaults come later)."""
     for key, value in raw.items():
         path = f"{prefix}{key}"
@@ -465,10 +599,10 @@ def _walk(raw: dict, schema: dict, prefix: str, ctx: dict, errors: list, out: di
                 errors.append((path, f"expected a table [{path}], got {_type_name(value)}"))
                 continue
             out[key] = {}
-            _walk(value, spec, f"{path}.", ctx, errors, out[key], resolved_root)
+            _walk(value, spec, f"{path}.", ctx, errors, out[key])
             continue
         if isinstance(value, dict):
-            errors.append((path, f"expected a value, got a table"))
+            errors.append((path, "expected a value, got a table"))
             continue
         if spec.when is not None and not spec.when(ctx):
             errors.append((path, f"does not apply here: only used with {spec.when_doc}"))
@@ -501,63 +635,124 @@ def _fill_defaults(schema: dict, out: dict, ctx: dict, cfg: dict, bad: set, pref
             out[key] = default
 
 
+def _f1_optimum_needs(model: dict, data: dict) -> list[str]:
+    """What ``baselines.f1_optimum`` needs and the configuration lacks (empty: nothing)."""
+    why = []
+    if model.get("activation") not in (None, "relu"):
+        why.append(f"model.activation = 'relu' (got {model['activation']!r})")
+    if model.get("weight_decay") == 0.0:
+        why.append("model.weight_decay > 0 (the TV penalty of the F1 problem)")
+    if model.get("noise") not in (None, 1.0):
+        why.append(f"model.noise = 1 (got {model['noise']!r})")
+    if model.get("scaling") == "ntk":
+        why.append("model.scaling = 'mean_field'")
+    dim = data.get("dim")
+    if isinstance(dim, int) and dim + int(bool(model.get("bias", True))) > 5:
+        why.append(
+            f"data.dim + bias <= 5 (got dim {dim}: the certified optimum is computed "
+            "exactly for d + bias <= 3, on a grid up to 5)"
+        )
+    return why
+
+
+def _simulate_checks(cfg: dict, errors: list):
+    run, dyn, model = cfg["run"], cfg["dynamics"], cfg["model"]
+    diag, base = cfg.get("diagnostics", {}), cfg.get("baselines", {})
+    steps, k, ce = run.get("steps"), run.get("save_every"), run.get("checkpoint_every")
+    if steps is not None and k is not None and k > steps:
+        errors.append(("run.save_every", f"must be <= run.steps = {steps} (no draw would be kept), got {k}"))
+    if k is not None and ce is not None and ce % k:
+        errors.append(("run.checkpoint_every", f"must be a multiple of run.save_every = {k}, got {ce}"))
+    chains = run.get("chains")
+    for name in ("fluctuations", "chaos"):
+        if diag.get(name) and chains is not None and chains < 2:
+            errors.append((f"diagnostics.{name}", f"needs independent replicas: set run.chains >= 2 (it is {chains})"))
+    if dyn.get("kernel") == "wfr" and model.get("scaling") == "ntk":
+        errors.append(
+            (
+                "model.scaling",
+                "kernel 'wfr' needs the mean-field scaling (the reaction V = dE/dm has no limit in the NTK scaling)",
+            )
+        )
+    if dyn.get("kernel") == "langevin" and dyn.get("adjusted") and dyn.get("temperature") == 0:
+        errors.append(("dynamics.adjusted", "needs dynamics.temperature > 0"))
+    why = _f1_optimum_needs(model, cfg["data"]) if base.get("f1_optimum") else []
+    if why:
+        errors.append(("baselines.f1_optimum", "needs " + "; ".join(why)))
+
+
+def _f1_vs_f2_checks(cfg: dict, ctx: dict, errors: list, given: dict):
+    dyn, model, data = cfg["dynamics"], cfg["model"], cfg["data"]
+    if dyn.get("kernel") not in (None, "wasserstein"):
+        errors.append(
+            (
+                "dynamics.kernel",
+                "experiment kind 'f1_vs_f2' trains with 'wasserstein' "
+                f"(the weight-decay gradient flow), got {dyn['kernel']!r}",
+            )
+        )
+    if ctx["source"] == "file":
+        errors.append(("data.source", "experiment kind 'f1_vs_f2' draws its own teacher-student data"))
+    if isinstance(model.get("width"), list) and isinstance(data.get("num_data"), list):
+        errors.append(("model.width", "f1_vs_f2 sweeps either model.width or data.num_data, not both"))
+    act_m, act_d = model.get("activation"), data.get("activation")
+    if "activation" in given.get("model", {}) and act_m is not None and act_d is not None and act_m != act_d:
+        errors.append(
+            (
+                "model.activation",
+                f"f1_vs_f2 uses one activation for teacher and student: "
+                f"set it equal to data.activation ({act_d!r}), got {act_m!r}",
+            )
+        )
+
+
 def _cross_checks(cfg: dict, ctx: dict, errors: list, given: dict):
     """Checks between keys (only on keys that were themselves valid)."""
-    run, dyn, model, data = cfg["run"], cfg["dynamics"], cfg["model"], cfg["data"]
-    diag, base = cfg.get("diagnostics", {}), cfg.get("baselines", {})
-    steps = run.get("steps")
     if ctx["kind"] is None:  # reported already; the kind-specific checks would only add noise
         return
     if ctx["kind"] == "simulate":
-        k = run.get("save_every")
-        if steps is not None and k is not None and k > steps:
-            errors.append(("run.save_every", f"must be <= run.steps = {steps} (no draw would be kept), got {k}"))
-        ce = run.get("checkpoint_every")
-        if k is not None and ce is not None and ce % k:
-            errors.append(("run.checkpoint_every",
-                           f"must be a multiple of run.save_every = {k}, got {ce}"))
-        chains = run.get("chains")
-        for name in ("fluctuations", "chaos"):
-            if diag.get(name) and chains is not None and chains < 2:
-                errors.append((f"diagnostics.{name}",
-                               f"needs independent replicas: set run.chains >= 2 (it is {chains})"))
-        if dyn.get("kernel") == "wfr" and model.get("scaling") == "ntk":
-            errors.append(("model.scaling", "kernel 'wfr' needs the mean-field scaling (the reaction "
-                           "V = dE/dm has no limit in the NTK scaling)"))
-        if dyn.get("kernel") == "langevin" and dyn.get("adjusted") and dyn.get("temperature") == 0:
-            errors.append(("dynamics.adjusted", "needs dynamics.temperature > 0"))
-        if base.get("f1_optimum"):
-            why = []
-            if model.get("activation") not in (None, "relu"):
-                why.append(f"model.activation = 'relu' (got {model['activation']!r})")
-            if model.get("weight_decay") == 0.0:
-                why.append("model.weight_decay > 0 (the TV penalty of the F1 problem)")
-            if model.get("noise") not in (None, 1.0):
-                why.append(f"model.noise = 1 (got {model['noise']!r})")
-            if model.get("scaling") == "ntk":
-                why.append("model.scaling = 'mean_field'")
-            dim = data.get("dim")
-            if isinstance(dim, int) and dim + int(bool(model.get("bias", True))) > 5:
-                why.append(f"data.dim + bias <= 5 (got dim {dim}: the certified optimum is computed "
-                           "exactly for d + bias <= 3, on a grid up to 5)")
-            if why:
-                errors.append(("baselines.f1_optimum", "needs " + "; ".join(why)))
+        _simulate_checks(cfg, errors)
     else:
-        if dyn.get("kernel") not in (None, "wasserstein"):
-            errors.append(("dynamics.kernel", "experiment kind 'f1_vs_f2' trains with 'wasserstein' "
-                           f"(the weight-decay gradient flow), got {dyn['kernel']!r}"))
-        if ctx["source"] == "file":
-            errors.append(("data.source", "experiment kind 'f1_vs_f2' draws its own teacher-student data"))
-        if isinstance(model.get("width"), list) and isinstance(data.get("num_data"), list):
-            errors.append(("model.width", "f1_vs_f2 sweeps either model.width or data.num_data, not both"))
-        act_m, act_d = model.get("activation"), data.get("activation")
-        if "activation" in given.get("model", {}) and act_m is not None and act_d is not None and act_m != act_d:
-            errors.append(("model.activation", f"f1_vs_f2 uses one activation for teacher and student: "
-                           f"set it equal to data.activation ({act_d!r}), got {act_m!r}"))
+        _f1_vs_f2_checks(cfg, ctx, errors, given)
 
 
-def resolve(raw: dict, *, stem: str = "experiment", base_dir: str | Path | None = None,
-            source: str | None = None) -> dict:
+def _with_defaults(given: dict, ctx: dict, bad: set, stem: str) -> dict:
+    """The given values with every applicable default filled in, in dependency order: experiment,
+    data, model, dynamics, run (``steps`` before ``save_every`` before ``checkpoint_every``), ..."""
+    cfg = {section: dict(given.get(section, {})) for section in SCHEMA}
+    cfg["__stem__"] = stem
+    for section, schema in SCHEMA.items():
+        if section == "run":
+            for key in ("steps", "save_every", "checkpoint_every"):
+                _fill_defaults({key: schema[key]}, cfg[section], ctx, cfg, bad, f"{section}.")
+        _fill_defaults(schema, cfg[section], ctx, cfg, bad, f"{section}.")
+    cfg.pop("__stem__")
+    return cfg
+
+
+def _resolve_data_path(cfg: dict, ctx: dict, bad: set, base_dir, errors: list):
+    """``data.path`` made absolute (relative to ``base_dir``) and checked to be a .npz/.csv file."""
+    if ctx["source"] != "file" and "path" not in cfg["data"]:
+        return
+    path = cfg["data"].get("path")
+    if path is None:
+        if "data.path" not in bad:
+            errors.append(("data.path", "required when data.source = 'file'"))
+        return
+    p = Path(path).expanduser()
+    if not p.is_absolute() and base_dir is not None:
+        p = Path(base_dir) / p
+    p = p.resolve()
+    if p.suffix.lower() not in (".npz", ".csv"):
+        errors.append(("data.path", f"expected a .npz or .csv file, got {path!r}"))
+    elif not p.is_file():
+        errors.append(("data.path", f"no such file: {p}"))
+    cfg["data"]["path"] = str(p)
+
+
+def resolve(
+    raw: dict, *, stem: str = "experiment", base_dir: str | Path | None = None, source: str | None = None
+) -> dict:
     """Validate ``raw`` (a parsed TOML document) and return the resolved configuration.
 
     :param stem: default ``experiment.name``.
@@ -569,35 +764,10 @@ def resolve(raw: dict, *, stem: str = "experiment", base_dir: str | Path | None 
         raise ConfigError([("<root>", "expected a table")], source)
     ctx = _context(raw)
     given: dict = {}
-    _walk(raw, SCHEMA, "", ctx, errors, given, given)
+    _walk(raw, SCHEMA, "", ctx, errors, given)
     bad = {path for path, _ in errors}
-    cfg = {section: dict(given.get(section, {})) for section in SCHEMA}
-    for section in cfg:  # nested tables given
-        for key, value in given.get(section, {}).items():
-            cfg[section][key] = value
-    cfg["__stem__"] = stem
-    # defaults in dependency order: experiment, data, model, dynamics, run (steps before save_every
-    # before checkpoint_every), diagnostics, baselines
-    for section, schema in SCHEMA.items():
-        if section == "run":
-            for key in ("steps", "save_every", "checkpoint_every"):
-                _fill_defaults({key: schema[key]}, cfg[section], ctx, cfg, bad, f"{section}.")
-        _fill_defaults(schema, cfg[section], ctx, cfg, bad, f"{section}.")
-    cfg.pop("__stem__")
-    if ctx["source"] == "file" or "path" in cfg["data"]:
-        path = cfg["data"].get("path")
-        if path is None and "data.path" not in bad:
-            errors.append(("data.path", "required when data.source = 'file'"))
-        elif path is not None:
-            p = Path(path).expanduser()
-            if not p.is_absolute() and base_dir is not None:
-                p = Path(base_dir) / p
-            p = p.resolve()
-            if p.suffix.lower() not in (".npz", ".csv"):
-                errors.append(("data.path", f"expected a .npz or .csv file, got {path!r}"))
-            elif not p.is_file():
-                errors.append(("data.path", f"no such file: {p}"))
-            cfg["data"]["path"] = str(p)
+    cfg = _with_defaults(given, ctx, bad, stem)
+    _resolve_data_path(cfg, ctx, bad, base_dir, errors)
     _cross_checks(cfg, ctx, errors, given)
     if errors:
         raise ConfigError(errors, source)
@@ -617,8 +787,13 @@ def _drop_stale(raw: dict, before: dict, overridden: set, notes: list):
             spec, path = schema.get(key), f"{prefix}{key}"
             if isinstance(spec, dict) and isinstance(table[key], dict):
                 walk(table[key], spec, f"{path}.")
-            elif isinstance(spec, Option) and path not in overridden and spec.when is not None \
-                    and spec.when(before) and not spec.when(ctx):
+            elif (
+                isinstance(spec, Option)
+                and path not in overridden
+                and spec.when is not None
+                and spec.when(before)
+                and not spec.when(ctx)
+            ):
                 del table[key]
                 notes.append(f"{path} (from the file) is dropped: it only applies with {spec.when_doc}")
 
@@ -716,7 +891,7 @@ def packaged_config_path(name: str) -> Path:
 
 
 def schema_table() -> str:
-    """Every key with its type, default and meaning (``mfsample configs --keys``)."""
+    """Every key with its type, default and meaning (``mfsample configs keys``)."""
     rows = []
 
     def walk(schema, prefix):
@@ -724,10 +899,25 @@ def schema_table() -> str:
             if isinstance(spec, dict):
                 walk(spec, f"{prefix}{key}.")
                 continue
-            default = "(computed)" if callable(spec.default) else (
-                "-" if spec.default is None else _toml_value(spec.default))
+            default = (
+                "(computed)" if callable(spec.default) else ("-" if spec.default is None else _toml_value(spec.default))
+            )
             where = f" [{spec.when_doc}]" if spec.when_doc else ""
             rows.append(f"{prefix + key:<28} {spec.type:<6} {default:<16} {spec.doc}{where}")
 
     walk(SCHEMA, "")
     return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading a resolved configuration
+# ---------------------------------------------------------------------------------------------
+def widths_of(cfg: dict) -> list[int]:
+    """The widths ``n`` of ``model.width`` (one run each), increasing."""
+    w = cfg["model"]["width"]
+    return sorted(w) if isinstance(w, list) else [w]
+
+
+def stream_enabled(cfg: dict) -> bool:
+    """Whether the configuration streams its draws to netCDF during the run (``output.stream``)."""
+    return bool(cfg.get("output", {}).get("stream", False))

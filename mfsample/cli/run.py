@@ -1,0 +1,497 @@
+"""Run (or resume) the experiment of a resolved configuration into a run directory.
+
+:func:`run_experiment` (what ``mfsample run`` calls) prepares the run directory
+(:mod:`mfsample.cli.rundir`), checks every checkpoint a resumption would use
+(:mod:`mfsample.cli.resume`), runs the experiment and records the session in ``run.json``; the
+analysis (``summary.json``, figures) is :func:`mfsample.cli.report.analyse`'s.
+
+**Exact resumption** (``simulate``).  A width's run (:class:`WidthRun`) is the fixed sequence of
+chunks of :func:`~mfsample.cli.rundir.chunk_plan`; each chunk is one :func:`mfsample.simulate`
+call started from the previous chunk's ``last_state`` (``init_state=``), so its draws do not
+depend on where the process was stopped.  After a chunk its draws, then the state, are written
+atomically: killing the process at any moment loses at most the chunk in progress.  When all
+chunks are done the draws become ``draws/width_<n>.nc`` (ArviZ ``InferenceData`` with
+``predictions`` at the held-out inputs).
+
+**Streaming** (``output.stream = true``).  After each chunk its draws are appended to the width's
+netCDF file (closed and complete between appends; :class:`mfsample.io.DrawWriter`), *then* the
+state file is written; the state records, for every chunk, its range of draws in the file and the
+SHA-256 of those draws read back.  Resuming checks those hashes, removes any draws appended after
+the recorded ones (a process killed between the append and the state file) and appends from
+there, so the file ends with exactly the draws of an uninterrupted run; memory holds one chunk of
+draws, never the whole run.
+
+**f1_vs_f2**.  One checkpoint per (dimension, seed) cell of :func:`mfsample.experiments.f1_vs_f2`;
+the cells are gathered into ``results.nc`` when all are done.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import h5netcdf
+import jax
+import numpy as np
+import xarray as xr
+
+from ..diagnostics import to_inference_data
+from ..experiments import f1_vs_f2
+from ..experiments.replicate import initial_draw
+from ..io import DrawWriter, write_predictions
+from ..simulate import Simulation, simulate
+from .build import Data, load_data, make_kernel, model_kwargs, state_shapes, width_key
+from .config import fingerprint, stream_enabled, widths_of
+from .environment import environment, select_device
+from .errors import CheckpointError, InputError, RunFailure
+from .progress import Progress, progress_mode
+from .resume import load_state, verified_draws, verify_checkpoints
+from .rundir import (
+    atomic_netcdf,
+    atomic_write,
+    chunk_plan,
+    draws_hash,
+    draws_path,
+    f1_vs_f2_dir,
+    move_into_place,
+    prepare_out_dir,
+    read_checkpoint,
+    read_run_record,
+    remove_temporaries,
+    results_path,
+    run_record_path,
+    stream_path,
+    width_dir,
+    write_checkpoint,
+)
+
+__all__ = ["WidthRun", "run_simulate", "run_f1_vs_f2", "run_experiment", "RUNNERS"]
+
+
+# ---------------------------------------------------------------------------------------------
+# arrays of a checkpoint
+# ---------------------------------------------------------------------------------------------
+def _state_arrays(state) -> tuple[dict, list[str]]:
+    """The leaves of a kernel state as ``state_000, state_001, ...`` and their tree paths."""
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    arrays = {f"state_{i:03d}": np.asarray(v) for i, (_, v) in enumerate(leaves)}
+    return arrays, [jax.tree_util.keystr(p) for p, _ in leaves]
+
+
+def _draw_arrays(samples: dict, stats: dict) -> dict:
+    out = {f"sample__{k}": np.asarray(v) for k, v in samples.items()}
+    out.update({f"stat__{k}": np.asarray(v) for k, v in stats.items()})
+    return out
+
+
+def _split_draws(arrays: dict) -> tuple[dict, dict]:
+    samples = {k[len("sample__") :]: v for k, v in arrays.items() if k.startswith("sample__")}
+    stats = {k[len("stat__") :]: v for k, v in arrays.items() if k.startswith("stat__")}
+    return samples, stats
+
+
+def _first_divergence(stats: dict) -> np.ndarray:
+    """Per chain, the step of its first diverging draw (-1: none)."""
+    diverging = stats["diverging"].astype(bool)
+    first = stats["step"][np.arange(len(diverging)), diverging.argmax(1)]
+    return np.where(diverging.any(1), first, -1)
+
+
+# ---------------------------------------------------------------------------------------------
+# simulate experiments
+# ---------------------------------------------------------------------------------------------
+class WidthRun:
+    """One width's run: its kernel, model arguments, checkpoint directory and chunk plan."""
+
+    def __init__(self, cfg, width: int, data: Data, out: Path):
+        self.cfg, self.width, self.data = cfg, int(width), data
+        try:
+            self.kernel = make_kernel(cfg)
+        except (ValueError, TypeError) as exc:  # a combination the schema does not know is invalid
+            raise InputError(f"invalid [dynamics]: {exc}") from None
+        self.args, self.kwargs = (data.x, data.y), model_kwargs(cfg, width)
+        run = cfg["run"]
+        self.chains, self.save_every, self.step_size = run["chains"], run["save_every"], cfg["dynamics"]["step_size"]
+        devices = run.get("devices") or 1
+        self.sharding = {"devices": devices, "shard": run.get("shard") or "auto"} if devices > 1 else {}
+        self.key = width_key(cfg, self.width)
+        self.plan = chunk_plan(run["steps"], run["save_every"], run["checkpoint_every"])
+        self.dir = width_dir(out, self.width)
+        self.fingerprint, self.stream = fingerprint(cfg), stream_enabled(cfg)
+        self.stream_path, self.final_path = stream_path(out, self.width), draws_path(out, self.width)
+        self.writer = None
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def load(self):
+        """``(state, chunks_done, chunks)`` from ``state.npz``, or ``None`` when absent (the draws
+        files it lists are checked by :func:`~mfsample.cli.resume.verify_checkpoints`)."""
+        path = self.dir / "state.npz"
+        if not path.exists():
+            return None
+        template = state_shapes(self.kernel, self.key, self.chains, self.args, self.kwargs)
+        return load_state(
+            path, template, width=self.width, fingerprint=self.fingerprint, plan=self.plan, stream=self.stream
+        )
+
+    def _open_writer(self, keep=None):
+        """The writer of the streamed draws: a new file (``keep=None``) or the existing one after
+        its first ``keep`` draws."""
+        kw = dict(
+            kernel=self.kernel,
+            model_args=self.args,
+            model_kwargs=self.kwargs,
+            num_chains=self.chains,
+            num_draws=1 + self.cfg["run"]["steps"] // self.save_every,
+            fsync=True,
+        )
+        if keep is None:
+            return DrawWriter(self.stream_path, overwrite=True, **kw)
+        return DrawWriter.resume(self.stream_path, keep=keep, **kw)
+
+    def _record_draws(self, samples, stats, index: int) -> dict:
+        """Store one chunk's draws (appended to the stream, or a ``draws_<index>.npz``); returns
+        the state's entry for them."""
+        if self.stream:
+            start = self.writer.draws_written
+            self.writer.append(samples, stats)
+            stop = self.writer.draws_written
+            return {"draws": [start, stop], "sha256": draws_hash(self.stream_path, start, stop)}
+        name = f"draws_{index:04d}.npz"
+        sha = write_checkpoint(
+            self.dir / name,
+            _draw_arrays(samples, stats),
+            dict(kind="draws", fingerprint=self.fingerprint, width=self.width, index=index),
+        )
+        return {"file": name, "sha256": sha}
+
+    def save(self, state, samples, stats, chunks, chunks_done):
+        """Store a chunk's draws, *then* the state that records them; returns the chunks' list."""
+        chunks = chunks + [self._record_draws(samples, stats, len(chunks))]
+        arrays, paths = _state_arrays(state)
+        meta = dict(
+            kind="state",
+            fingerprint=self.fingerprint,
+            width=self.width,
+            stream=self.stream,
+            step=int(np.max(np.asarray(state.step))),
+            chunks_done=chunks_done,
+            chunks=chunks,
+            plan=self.plan,
+            leaves=paths,
+        )
+        write_checkpoint(self.dir / "state.npz", arrays, meta)
+        return chunks
+
+    # -- computing --------------------------------------------------------------------------------
+    def start(self, progress: Progress):
+        """``(state, chunks_done, chunks)``: the saved state, or the initial draw (saved)."""
+        loaded = self.load()
+        if loaded is None:
+            state, sample0, stats0 = initial_draw(self.kernel, self.key, self.args, self.kwargs, self.chains)
+            state = jax.tree.map(np.asarray, state)
+            if self.stream:
+                self.writer = self._open_writer()
+            return state, 0, self.save(state, sample0, stats0, [], 0)
+        state, done, chunks = loaded
+        if self.stream and done < len(self.plan):  # drop draws appended after the saved state
+            self.writer = self._open_writer(keep=chunks[-1]["draws"][1])
+        steps_done = sum(self.plan[:done])
+        progress.advance(steps_done)
+        if done < len(self.plan):
+            progress.message(
+                f"width {self.width}: resuming at step {steps_done}/{sum(self.plan)} "
+                f"(checkpoint {done}/{len(self.plan)})"
+            )
+        return state, done, chunks
+
+    def simulate_chunk(self, state, c: int):
+        """Chunk ``c`` from ``state``: one :func:`mfsample.simulate` call.
+
+        :raises RunFailure: a numerical error, or a divergence (with the step, the step size and a
+            smaller one to try).
+        """
+        step, dt = sum(self.plan[:c]), self.step_size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # divergences are reported below
+            try:
+                sim = simulate(
+                    self.kernel,
+                    self.key,
+                    *self.args,
+                    num_steps=self.plan[c],
+                    save_every=self.save_every,
+                    num_chains=self.chains,
+                    init_state=state,
+                    progress_bar=False,
+                    **self.sharding,
+                    **self.kwargs,
+                )
+            except (FloatingPointError, ArithmeticError, RuntimeError) as exc:
+                raise RunFailure(
+                    f"width {self.width}: failed in the chunk starting at step {step} "
+                    f"(t = {step * dt:g}): {type(exc).__name__}: {exc}"
+                ) from exc
+        first = np.atleast_1d(np.asarray(sim.first_divergence))
+        if np.any(first >= 0):
+            bad, at = [int(i) for i in np.nonzero(first >= 0)[0]], int(first[first >= 0].min())
+            raise RunFailure(
+                f"width {self.width}: divergence at step {at} (t = {at * dt:g}) in chain(s) {bad}: the particles "
+                f"became non-finite with dynamics.step_size = {dt:g}. Try a smaller step size, e.g. --set "
+                f"dynamics.step_size={dt / 4:g} (and more run.steps for the same time), with another --out. "
+                f"Checkpoints up to step {step} are kept in {self.dir}."
+            )
+        return sim
+
+    def run(self, progress: Progress) -> list:
+        """Every chunk not done yet, each saved; returns the chunks' list of the final state."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(self.dir)  # left by a killed process
+        state, done, chunks = self.start(progress)
+        for c in range(done, len(self.plan)):
+            sim = self.simulate_chunk(state, c)
+            state = jax.tree.map(np.asarray, sim.last_state)  # exactly what a resumed run reloads
+            chunks = self.save(state, sim.samples, sim.stats, chunks, c + 1)
+            energy, step = float(np.mean(np.asarray(state.energy))), sum(self.plan[: c + 1])
+            progress.report(
+                f"E[n={self.width}]",
+                energy,
+                f"width {self.width}: step {step}/{sum(self.plan)} (t = {step * self.step_size:g}), "
+                f"E = {energy:.6g}; checkpoint {c + 1}/{len(self.plan)} saved",
+                steps=self.plan[c],
+            )
+        if self.writer is not None:
+            self.writer.close()
+        return chunks
+
+    # -- assembling -------------------------------------------------------------------------------
+    def _run_attrs(self) -> dict:
+        cfg = self.cfg
+        return dict(
+            experiment=cfg["experiment"]["name"],
+            fingerprint=self.fingerprint,
+            seed=cfg["run"]["seed"],
+            mfsample_config=json.dumps(cfg, sort_keys=True),
+        )
+
+    def _unit_points(self) -> int:
+        return min(self.cfg["diagnostics"]["unit_points"], len(self.data.x_eval))
+
+    def finalize(self):
+        """Streamed draws: add ``predictions`` (in batches of draws) and the run's attributes to the
+        file, then move it to ``draws/width_<n>.nc`` (a completed run resumed redoes this in place)."""
+        path = self.stream_path if self.stream_path.exists() else self.final_path
+        extra = None
+        if self.data.f_eval is not None:
+            extra = {"f_target": ("eval_point", np.asarray(self.data.f_eval), {"description": "teacher f*(x_eval)"})}
+        write_predictions(
+            path,
+            self.data.x_eval,
+            kernel=self.kernel,
+            model_args=self.args,
+            model_kwargs=self.kwargs,
+            unit_points=self._unit_points(),
+            constant_data=extra,
+        )
+        with h5netcdf.File(str(path), "a", locking=False) as f:
+            for group in f.groups.values():
+                group.attrs.update(self._run_attrs())
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+        if path != self.final_path:
+            move_into_place(path, self.final_path)
+
+    def simulation(self, chunks) -> Simulation:
+        """All saved draws (the ``t = 0`` draw first) as one :class:`mfsample.Simulation`."""
+        parts = [_split_draws(a) for a in verified_draws(self.dir, chunks, self.fingerprint)]
+        samples = {k: np.concatenate([p[0][k] for p in parts], axis=1) for k in parts[0][0]}
+        stats = {k: np.concatenate([p[1][k] for p in parts], axis=1) for k in parts[0][1]}
+        return Simulation(
+            samples=samples,
+            stats=stats,
+            time=stats["time"][0].astype(np.float64),
+            last_state=None,
+            first_divergence=_first_divergence(stats),
+            kernel=self.kernel,
+            model_args=self.args,
+            model_kwargs=self.kwargs,
+        )
+
+    def assemble(self, chunks):
+        """All draws as an ``InferenceData`` with ``predictions`` at the held-out inputs and, for
+        teacher-student data, the target ``f_target`` there."""
+        idata = to_inference_data(self.simulation(chunks), x_eval=self.data.x_eval, unit_points=self._unit_points())
+        if self.data.f_eval is not None:
+            idata.predictions_constant_data["f_target"] = ("eval_point", np.asarray(self.data.f_eval))
+            idata.predictions_constant_data["f_target"].attrs["description"] = "teacher f*(x_eval)"
+        attrs = self._run_attrs()
+        for group in idata.groups():
+            getattr(idata, group).attrs.update(attrs)
+        return idata
+
+
+def run_simulate(cfg, out: Path, mode: str, console) -> None:
+    """Every width of a ``simulate`` configuration, then its draws file each."""
+    data = load_data(cfg)
+    widths = widths_of(cfg)
+    runs = [WidthRun(cfg, n, data, out) for n in widths]
+    with Progress(cfg["run"]["steps"] * len(widths), mode, console, desc=cfg["experiment"]["name"]) as bar:
+        all_chunks = [r.run(bar) for r in runs]
+    for r, chunks in zip(runs, all_chunks):
+        if r.stream:
+            r.finalize()
+        else:
+            atomic_netcdf(r.assemble(chunks), draws_path(out, r.width))
+
+
+# ---------------------------------------------------------------------------------------------
+# f1_vs_f2 experiments
+# ---------------------------------------------------------------------------------------------
+F1F2_VARS = ("test_error", "relative_error", "train_error", "ridge")
+
+
+def _f1f2_arguments(cfg) -> dict:
+    d, m, b, run = cfg["data"], cfg["model"], cfg["baselines"], cfg["run"]
+    as_seq = lambda v: tuple(v) if isinstance(v, list) else v  # noqa: E731
+    return dict(
+        widths=as_seq(m["width"]),
+        num_data=as_seq(d["num_data"]),
+        methods=tuple(b["methods"]),
+        teacher_width=d["teacher_width"],
+        activation=d["activation"],
+        noise=d["noise"],
+        num_test=d["num_test"],
+        weight_decay=m["weight_decay"],
+        step_size=cfg["dynamics"]["step_size"],
+        num_steps=run["steps"],
+        ridge=b.get("ridge"),
+        criterion=b["criterion"],
+    )
+
+
+def _f1f2_cells(cfg) -> tuple[list, list]:
+    """The dimensions and the seeds of an ``f1_vs_f2`` configuration."""
+    dim = cfg["data"]["dim"]
+    dims = dim if isinstance(dim, list) else [dim]
+    return dims, [cfg["run"]["seed"] + i for i in range(cfg["run"]["replicates"])]
+
+
+def _read_cell(path: Path, fp: str):
+    arrays, meta = read_checkpoint(path)
+    if meta.get("fingerprint") != fp:
+        raise CheckpointError(f"{path} was written for another configuration")
+    return arrays, meta
+
+
+def _compute_cell(path: Path, cfg, fp: str, d: int, s: int):
+    """One (dimension, seed) cell of :func:`mfsample.experiments.f1_vs_f2`, checkpointed; returns
+    ``(arrays, meta, dataset)``."""
+    ds = f1_vs_f2(dims=(d,), seeds=(s,), **_f1f2_arguments(cfg))
+    sweep = "num_data" if "num_data" in ds.dims else "width"
+    meta = dict(
+        kind="f1_vs_f2",
+        fingerprint=fp,
+        dim=d,
+        seed=s,
+        sweep=sweep,
+        values=[int(v) for v in ds[sweep].values],
+        methods=list(ds["method"].values),
+        attrs={k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in ds.attrs.items()},
+    )
+    arrays = {k: ds[k].values for k in F1F2_VARS}
+    write_checkpoint(path, arrays, meta)
+    return arrays, meta, ds
+
+
+def _cell_line(ds, d, s, i, n) -> str:
+    errors = ", ".join(
+        f"{m} {float(np.nanmean(ds['relative_error'].sel({'method': m}).values)):.3g}" for m in ds["method"].values
+    )
+    return f"f1_vs_f2: dim {d}, seed {s} done ({i + 1}/{n}); relative test errors: {errors}"
+
+
+def _f1f2_dataset(cfg, pieces: dict, dims: list, seeds: list, fp: str) -> xr.Dataset:
+    """The cells gathered into one dataset with dims ``(method, dim, <sweep>, seed)``."""
+    meta0 = pieces[dims[0], seeds[0]][1]
+    sweep, values, methods = meta0["sweep"], meta0["values"], meta0["methods"]
+    data = {k: np.full((len(methods), len(dims), len(values), len(seeds)), np.nan) for k in F1F2_VARS}
+    for (d, s), (arrays, _) in pieces.items():
+        for k in F1F2_VARS:
+            data[k][:, dims.index(d), :, seeds.index(s)] = arrays[k][:, 0, :, 0]
+    return xr.Dataset(
+        {k: (("method", "dim", sweep, "seed"), v) for k, v in data.items()},
+        coords={"method": methods, "dim": dims, sweep: values, "seed": seeds},
+        attrs={**meta0["attrs"], "experiment": cfg["experiment"]["name"], "fingerprint": fp},
+    )
+
+
+def run_f1_vs_f2(cfg, out: Path, mode: str, console) -> None:
+    """Every (dimension, seed) cell not checkpointed yet, then ``results.nc``."""
+    dims, seeds = _f1f2_cells(cfg)
+    fp, ckdir = fingerprint(cfg), f1_vs_f2_dir(out)
+    ckdir.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(ckdir)
+    cells, pieces = [(d, s) for d in dims for s in seeds], {}
+    with Progress(len(cells), mode, console, desc=cfg["experiment"]["name"]) as progress:
+        for i, (d, s) in enumerate(cells):
+            path = ckdir / f"dim{d}_seed{s}.npz"
+            if path.exists():
+                pieces[d, s] = _read_cell(path, fp)
+                progress.advance(1)
+                continue
+            arrays, meta, ds = _compute_cell(path, cfg, fp, d, s)
+            pieces[d, s] = (arrays, meta)
+            progress.report(
+                f"err[d={d}]",
+                float(np.nanmean(ds["relative_error"].values)),
+                _cell_line(ds, d, s, i, len(cells)),
+                steps=1,
+            )
+    atomic_netcdf(_f1f2_dataset(cfg, pieces, dims, seeds, fp), results_path(out), engine="h5netcdf")
+
+
+# ---------------------------------------------------------------------------------------------
+# the entry point
+# ---------------------------------------------------------------------------------------------
+#: the runner of each experiment kind: ``runner(cfg, out, progress mode, console stream)``
+RUNNERS = {"simulate": run_simulate, "f1_vs_f2": run_f1_vs_f2}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def run_experiment(cfg, out, *, progress: str = "auto", console=None) -> dict:
+    """Run (or resume) the experiment of the resolved configuration ``cfg`` into ``out``.
+
+    :param progress: ``"bar"`` (tqdm), ``"lines"`` (a line per checkpoint), ``"off"``, or ``"auto"``
+        (a bar on a terminal, lines otherwise), on ``console`` (default: standard error).
+    :returns: the run record written to ``out/run.json`` (environment, wall time of each session).
+    :raises InputError, CheckpointError: exit status 2; :raises RunFailure: exit status 1.
+    """
+    console, out = console or sys.stderr, Path(out)
+    select_device(cfg["run"]["device"])
+    resumed = prepare_out_dir(out, cfg)
+    if resumed:
+        verify_checkpoints(out, cfg)
+    sessions = list(read_run_record(out).get("sessions", []))
+    start, started = time.perf_counter(), _now()
+    RUNNERS[cfg["experiment"]["kind"]](cfg, out, progress_mode(progress, console), console)
+    sessions.append(
+        {"started": started, "finished": _now(), "wall_time_s": time.perf_counter() - start, "resumed": resumed}
+    )
+    record = {
+        "experiment": cfg["experiment"]["name"],
+        "kind": cfg["experiment"]["kind"],
+        "fingerprint": fingerprint(cfg),
+        "status": "complete",
+        "environment": environment(),
+        "wall_time_s": sum(s["wall_time_s"] for s in sessions),
+        "sessions": sessions,
+    }
+    atomic_write(run_record_path(out), lambda f: f.write(json.dumps(record, indent=2).encode()))
+    return record

@@ -83,8 +83,14 @@ class Dynamic(NamedTuple):
             return mf.WassersteinFlow(model, step_size=self.step_size)
         if self.name == "langevin":
             return mf.MeanFieldLangevin(model, step_size=self.step_size, temperature=self.temperature)
-        return WassersteinFisherRao(model, step_size=self.step_size, rate=self.rate,
-                                    temperature=self.temperature, mode="birth_death", birth="clone")
+        return WassersteinFisherRao(
+            model,
+            step_size=self.step_size,
+            rate=self.rate,
+            temperature=self.temperature,
+            mode="birth_death",
+            birth="clone",
+        )
 
 
 #: the three dynamics at their benchmark settings (dt as benchmarks/step.py; tau small enough for a
@@ -110,8 +116,11 @@ def split_step_key(key, dyn: Dynamic):
 def noise_draws(key_noise, n, d):
     """``xi`` for the sites ``a, b, w`` (one key each, in that order: a dict's sorted leaves)."""
     ka, kb, kw = jax.random.split(key_noise, 3)
-    return {"xi_a": jax.random.normal(ka, (n,)), "xi_b": jax.random.normal(kb, (n,)),
-            "xi_w": jax.random.normal(kw, (n, d))}
+    return {
+        "xi_a": jax.random.normal(ka, (n,)),
+        "xi_b": jax.random.normal(kb, (n,)),
+        "xi_w": jax.random.normal(kw, (n, d)),
+    }
 
 
 def reaction_draws(key_react, n):
@@ -119,8 +128,12 @@ def reaction_draws(key_react, n):
     key_bd, _ = jax.random.split(key_react)  # the second key is for birth="prior", unused
     k_fire, k_src, k_perm = jax.random.split(key_bd, 3)
     k_self, k_perm = jax.random.split(k_perm)
-    return {"u_fire": jax.random.uniform(k_fire, (n,)), "src": jax.random.randint(k_src, (n,), 0, n),
-            "self": jax.random.randint(k_self, (n,), 0, n), "u_perm": jax.random.uniform(k_perm, (n,))}
+    return {
+        "u_fire": jax.random.uniform(k_fire, (n,)),
+        "src": jax.random.randint(k_src, (n,), 0, n),
+        "self": jax.random.randint(k_self, (n,), 0, n),
+        "u_perm": jax.random.uniform(k_perm, (n,)),
+    }
 
 
 def step_draws(key, dyn: Dynamic, n, d):
@@ -294,8 +307,7 @@ class PythonLoop:
             g, v = grad(p, jnp.full((n,), 1.0 / n))
             vel = {k: n * gk for k, gk in g.items()}
             if tau > 0:
-                vel = {"a": vel["a"] + tau * p["a"], "w": vel["w"] + tau * d * p["w"],
-                       "b": vel["b"] + tau * p["b"]}
+                vel = {"a": vel["a"] + tau * p["a"], "w": vel["w"] + tau * d * p["w"], "b": vel["b"] + tau * p["b"]}
             p = {k: p[k] - dt * vel[k] for k in p}
             key, dr = step_draws(key, dyn, n, d)
             if tau > 0:
@@ -454,8 +466,9 @@ class TorchLoop:
         self.x = torch.from_numpy(np.array(x, np.float32))
         self.y = torch.from_numpy(np.array(y, np.float32))
         self.dyn, self.num_steps = dyn, num_steps
-        self.draws = None if draws is None else [
-            {k: torch.from_numpy(np.array(v)) for k, v in dr.items()} for dr in draws]
+        self.draws = (
+            None if draws is None else [{k: torch.from_numpy(np.array(v)) for k, v in dr.items()} for dr in draws]
+        )
 
     def _draws(self, gen, n, d):
         torch, dyn = self.torch, self.dyn

@@ -25,8 +25,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if "jax" in sys.modules:
         raise RuntimeError("run this script in a fresh process: XLA_FLAGS must be set before jax starts")
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + f" --xla_force_host_platform_device_count={args.devices}").strip()
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={args.devices}"
+    ).strip()
     import statistics
     import time
 
@@ -34,12 +35,15 @@ def main(argv=None):
 
     import mfsample as mf
 
-    sizes = [((10, 256, 1024), 1, 200), ((20, 1024, 4096), 1, 40), ((50, 4096, 8192), 1, 10),
-             ((10, 256, 1024), 4, 100)]
-    print(f"# simulate on 1 vs {args.devices} host devices ({jax.devices()[0].platform}, "
-          f"{os.cpu_count()} cores, jax {jax.__version__}, kernel {args.kernel})")
-    print("| (dim, width, N) | chains | steps | 1 device ms/step | sharded (particles) ms/step "
-          "| speed-up | sharded (chains) ms/step | speed-up |")
+    sizes = [((10, 256, 1024), 1, 200), ((20, 1024, 4096), 1, 40), ((50, 4096, 8192), 1, 10), ((10, 256, 1024), 4, 100)]
+    print(
+        f"# simulate on 1 vs {args.devices} host devices ({jax.devices()[0].platform}, "
+        f"{os.cpu_count()} cores, jax {jax.__version__}, kernel {args.kernel})"
+    )
+    print(
+        "| (dim, width, N) | chains | steps | 1 device ms/step | sharded (particles) ms/step "
+        "| speed-up | sharded (chains) ms/step | speed-up |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for (d, n, N), chains, T in sizes:
         data = mf.data.teacher_student(jax.random.PRNGKey(0), dim=d, teacher_width=5, num_data=N)
@@ -50,8 +54,9 @@ def main(argv=None):
         variants = {"one": {}, "particles": {"devices": args.devices, "shard": "particles"}}
         if chains % args.devices == 0:
             variants["chains"] = {"devices": args.devices, "shard": "chains"}
-        kw = dict(width=n, num_steps=T, save_every=T, num_chains=chains, progress_bar=False,
-                  collect_deterministic=False)
+        kw = dict(
+            width=n, num_steps=T, save_every=T, num_chains=chains, progress_bar=False, collect_deterministic=False
+        )
         times = {k: [] for k in variants}
         for r in range(args.repeats + 1):
             for name, extra in variants.items():
@@ -61,9 +66,11 @@ def main(argv=None):
                 if r:  # the first round compiles
                     times[name].append((time.perf_counter() - t0) / T * 1e3)
         med = {k: statistics.median(v) for k, v in times.items()}
-        ch = (f"{med['chains']:.3g} | {med['one'] / med['chains']:.2f}" if "chains" in med else "n/a | n/a")
-        print(f"| ({d}, {n}, {N}) | {chains} | {T} | {med['one']:.3g} | {med['particles']:.3g} | "
-              f"{med['one'] / med['particles']:.2f} | {ch} |")
+        ch = f"{med['chains']:.3g} | {med['one'] / med['chains']:.2f}" if "chains" in med else "n/a | n/a"
+        print(
+            f"| ({d}, {n}, {N}) | {chains} | {T} | {med['one']:.3g} | {med['particles']:.3g} | "
+            f"{med['one'] / med['particles']:.2f} | {ch} |"
+        )
 
 
 if __name__ == "__main__":

@@ -50,14 +50,22 @@ def parse_size(text):
 
 
 def teacher_student(dim, num_data, key=DATA_KEY):
-    data = mf.data.teacher_student(jax.random.PRNGKey(key), dim=dim, teacher_width=TEACHER_WIDTH,
-                                   num_data=num_data)
+    data = mf.data.teacher_student(jax.random.PRNGKey(key), dim=dim, teacher_width=TEACHER_WIDTH, num_data=num_data)
     return data.x, data.y
 
 
 def _simulate(kernel, key, x, y, width, steps):
-    return mf.simulate(kernel, jax.random.PRNGKey(key), x, y, width=width, num_steps=steps,
-                       save_every=steps, collect_deterministic=False, progress_bar=False)
+    return mf.simulate(
+        kernel,
+        jax.random.PRNGKey(key),
+        x,
+        y,
+        width=width,
+        num_steps=steps,
+        save_every=steps,
+        collect_deterministic=False,
+        progress_bar=False,
+    )
 
 
 def probe_compile(size, dynamic, steps):
@@ -72,8 +80,7 @@ def probe_compile(size, dynamic, steps):
     for name, (x, y, key) in (("first", (x1, y1, RUN_KEY)), ("second", (x2, y2, RUN_KEY + 1))):
         c0, n0, t0 = clock.seconds, clock.count, time.perf_counter()
         jax.block_until_ready(_simulate(kernel, key, x, y, width, steps).last_state.z)
-        out[name] = {"wall_s": time.perf_counter() - t0, "compile_s": clock.seconds - c0,
-                     "compiles": clock.count - n0}
+        out[name] = {"wall_s": time.perf_counter() - t0, "compile_s": clock.seconds - c0, "compiles": clock.count - n0}
     return out
 
 
@@ -168,9 +175,16 @@ def probe_memory(driver, size, draws, dynamic="wasserstein"):
         wall = time.perf_counter() - t0
         peak = _maxrss_bytes()
         del result
-        return {"draws": num, "kept_bytes": kept, "baseline_bytes": base, "peak_bytes": peak,
-                "peak_above_baseline": peak - base, "ratio": (peak - base) / kept if kept else None,
-                "wall_s": wall, "baseline": "RSS after a peak reset" if reset else "peak RSS so far"}
+        return {
+            "draws": num,
+            "kept_bytes": kept,
+            "baseline_bytes": base,
+            "peak_bytes": peak,
+            "peak_above_baseline": peak - base,
+            "ratio": (peak - base) / kept if kept else None,
+            "wall_s": wall,
+            "baseline": "RSS after a peak reset" if reset else "peak RSS so far",
+        }
 
     try:
         run(10, "warmup")  # compiles the step and imports everything the driver touches

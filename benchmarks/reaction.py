@@ -92,10 +92,10 @@ def build_cases(dim, width, num_data, steps):
     kernels = {
         "WF step": mf.WassersteinFlow(mf.models.shallow_network, step_size=1e-3),
         "WFR step (clone)": WassersteinFisherRao(mf.models.shallow_network, step_size=1e-3, rate=1.0),
-        "WFR step (prior)": WassersteinFisherRao(mf.models.shallow_network, step_size=1e-3, rate=1.0,
-                                                 birth="prior"),
-        "WFR step (weighted)": WassersteinFisherRao(mf.models.shallow_network, step_size=1e-3, rate=1.0,
-                                                    mode="weighted"),
+        "WFR step (prior)": WassersteinFisherRao(mf.models.shallow_network, step_size=1e-3, rate=1.0, birth="prior"),
+        "WFR step (weighted)": WassersteinFisherRao(
+            mf.models.shallow_network, step_size=1e-3, rate=1.0, mode="weighted"
+        ),
     }
     for name, k in kernels.items():
         state = k.init(jax.random.PRNGKey(3), 0, None, args, kwargs)
@@ -105,9 +105,11 @@ def build_cases(dim, width, num_data, steps):
 
 
 def run(sizes, steps, repeats):
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; {steps} iterations per call, "
-          f"{repeats} interleaved rounds; "
-          "ratios use the minimum over rounds (least disturbed by other processes)")
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}; {steps} iterations per call, "
+        f"{repeats} interleaved rounds; "
+        "ratios use the minimum over rounds (least disturbed by other processes)"
+    )
     for dim, width, num_data in sizes:
         cases = build_cases(dim, width, num_data, steps)
         for fn, c in cases.values():  # compile + warm up

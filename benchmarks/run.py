@@ -63,7 +63,8 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -79,8 +80,7 @@ SIZES = ((10, 256, 1024), (20, 1024, 4096), (50, 4096, 8192), (10, 65536, 1024))
 #: steps per timed call (``T``) on a CPU: a simulate call of ~0.2-2 s on 2 cores
 CPU_STEPS = {(10, 256, 1024): 1500, (20, 1024, 4096): 60, (50, 4096, 8192): 10, (10, 65536, 1024): 2}
 #: on an accelerator a step is 10-1000x faster
-ACCELERATOR_STEPS = {(10, 256, 1024): 3000, (20, 1024, 4096): 2000, (50, 4096, 8192): 1000,
-                     (10, 65536, 1024): 1000}
+ACCELERATOR_STEPS = {(10, 256, 1024): 3000, (20, 1024, 4096): 2000, (50, 4096, 8192): 1000, (10, 65536, 1024): 1000}
 #: (label, path) of the ratio columns, in table order
 COLUMNS = (
     ("hand scan", "hand"),
@@ -189,10 +189,16 @@ class LoopWorker:
     pause_s = WORKER_PAUSE_S
 
     def path(self, x, y, dyn, steps, z0):
-        self.call("setup", self.kind, np.asarray(x), np.asarray(y), tuple(dyn), steps,
-                  {k: np.asarray(v) for k, v in z0.items()})
-        return Path(lambda: (self.call("run", 0), None), steps, lambda k: self.call("steps", k),
-                    self.pause_s)
+        self.call(
+            "setup",
+            self.kind,
+            np.asarray(x),
+            np.asarray(y),
+            tuple(dyn),
+            steps,
+            {k: np.asarray(v) for k, v in z0.items()},
+        )
+        return Path(lambda: (self.call("run", 0), None), steps, lambda k: self.call("steps", k), self.pause_s)
 
     def close(self):
         try:
@@ -245,12 +251,19 @@ def machine_info():
 
 def print_header(info, out=sys.stdout):
     print(f"# python -m benchmarks, {info['date']}", file=out)
-    print(f"machine: {info['platform']}, {info['processor']}, {info['cpu_count']} CPUs, load average "
-          f"{info['load_average']:.1f}; python {info['python']}" if info["load_average"] is not None
-          else f"machine: {info['platform']}, {info['cpu_count']} CPUs; python {info['python']}", file=out)
-    print(f"jax {info['jax']} (jaxlib {info['jaxlib']}) on {info['backend']}, {info['device']}; "
-          f"numpyro {info['numpyro']}; blackjax {info['blackjax'] or 'absent'}; numpy {info['numpy']}; "
-          f"torch {info['torch'] or 'absent'}; mfsample {info['mfsample']}", file=out)
+    print(
+        f"machine: {info['platform']}, {info['processor']}, {info['cpu_count']} CPUs, load average "
+        f"{info['load_average']:.1f}; python {info['python']}"
+        if info["load_average"] is not None
+        else f"machine: {info['platform']}, {info['cpu_count']} CPUs; python {info['python']}",
+        file=out,
+    )
+    print(
+        f"jax {info['jax']} (jaxlib {info['jaxlib']}) on {info['backend']}, {info['device']}; "
+        f"numpyro {info['numpyro']}; blackjax {info['blackjax'] or 'absent'}; numpy {info['numpy']}; "
+        f"torch {info['torch'] or 'absent'}; mfsample {info['mfsample']}",
+        file=out,
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -290,8 +303,17 @@ def _mcmc(kernel, steps, progress_bar, x, y, width):
 
 def _simulate(kernel, steps, x, y, width):
     def run():
-        sim = mf.simulate(kernel, jax.random.PRNGKey(RUN_KEY), x, y, width=width, num_steps=steps,
-                          save_every=steps, collect_deterministic=False, progress_bar=False)
+        sim = mf.simulate(
+            kernel,
+            jax.random.PRNGKey(RUN_KEY),
+            x,
+            y,
+            width=width,
+            num_steps=steps,
+            save_every=steps,
+            collect_deterministic=False,
+            progress_bar=False,
+        )
         return sim.last_state.z
 
     return run
@@ -314,8 +336,7 @@ def make_paths(x, y, width, dyn, steps, *, workers, blackjax=True):
         "mcmc_bar": Path(timed(_mcmc(dyn.kernel(MODEL), steps, True, x, y, width)), steps),
     }
     loop = alt.PythonLoop(x, y, dyn, steps)
-    paths["python_loop"] = Path(timed(lambda: loop(z0, key0)), steps,
-                                lambda k: setattr(loop, "num_steps", k))
+    paths["python_loop"] = Path(timed(lambda: loop(z0, key0)), steps, lambda k: setattr(loop, "num_steps", k))
     ok, why = alt.blackjax_available()
     if not blackjax:
         paths["blackjax"] = NA("disabled (--no-blackjax)")
@@ -362,8 +383,17 @@ def check_alternatives(size, dyn, steps, *, torch=True, blackjax=True, mcmc=True
     x, y = teacher_student(dim, num_data)
     out = {"settings": cdyn._asdict(), "steps": steps}
     with jax.default_matmul_precision("float32"):
-        sim = mf.simulate(cdyn.kernel(MODEL), jax.random.PRNGKey(RUN_KEY), x, y, width=width,
-                          num_steps=steps, save_every=1, collect_deterministic=False, progress_bar=False)
+        sim = mf.simulate(
+            cdyn.kernel(MODEL),
+            jax.random.PRNGKey(RUN_KEY),
+            x,
+            y,
+            width=width,
+            num_steps=steps,
+            save_every=1,
+            collect_deterministic=False,
+            progress_bar=False,
+        )
         ref = sim.last_state.z
         state0 = cdyn.kernel(MODEL).init(jax.random.PRNGKey(RUN_KEY), 0, None, (x, y), {"width": width})
         z0, key0 = state0.z, state0.rng_key
@@ -404,10 +434,16 @@ def check_alternatives(size, dyn, steps, *, torch=True, blackjax=True, mcmc=True
         # moves them by 1e-3 or more (a clone moves a particle by O(1)).
         for k in ("a", "w", "b"):
             np.testing.assert_allclose(
-                np.asarray(z[k]), np.asarray(target[k]), rtol=CHECK_RTOL, atol=CHECK_ATOL,
-                err_msg=f"{dyn.name}: {name} and simulate disagree on {k!r} after {steps} steps")
-        out[name] = {"max_abs_diff": _max_diff(z, target),
-                     "against": "hand loop without noise" if name in against else "simulate"}
+                np.asarray(z[k]),
+                np.asarray(target[k]),
+                rtol=CHECK_RTOL,
+                atol=CHECK_ATOL,
+                err_msg=f"{dyn.name}: {name} and simulate disagree on {k!r} after {steps} steps",
+            )
+        out[name] = {
+            "max_abs_diff": _max_diff(z, target),
+            "against": "hand loop without noise" if name in against else "simulate",
+        }
     return out
 
 
@@ -466,7 +502,9 @@ def probe(args, timeout=900):
     except subprocess.TimeoutExpired:
         return {"na": f"timed out after {timeout} s"}
     if done.returncode != 0:
-        return {"na": f"probe failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"}
+        return {
+            "na": f"probe failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+        }
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -476,8 +514,7 @@ def time_row(size, dyn, steps, repeats, clock, *, workers, blackjax=True, compil
     x, y = teacher_student(dim, num_data)
     row = {"dynamic": dyn.name, "size": list(size), "steps": steps}
     if compile_probe:
-        row["compile"] = probe(["compile", "--size", ",".join(map(str, size)), "--dynamic", dyn.name,
-                                "--steps", steps])
+        row["compile"] = probe(["compile", "--size", ",".join(map(str, size)), "--dynamic", dyn.name, "--steps", steps])
     paths = make_paths(x, y, width, dyn, steps, workers=workers, blackjax=blackjax)
     row["na"] = {k: p.reason for k, p in paths.items() if isinstance(p, NA)}
     record, last = time_paths(paths, repeats, clock)
@@ -486,10 +523,15 @@ def time_row(size, dyn, steps, repeats, clock, *, workers, blackjax=True, compil
     # the JAX paths share the kernels' random numbers: their final particles must match simulate's
     same_draws = ["hand", "python_loop", "mcmc", "mcmc_bar"] + (["blackjax"] if not dyn.noisy else [])
     row["final_max_abs_diff"] = {
-        k: _max_diff(last[k], last["simulate"]) for k in same_draws
-        if last.get(k) is not None and record[k]["steps"] == record["simulate"]["steps"]}
-    unexpected = {k: (round(statistics.median(v["compile_s"]), 3), sum(v["compiles"]))
-                  for k, v in record.items() if k not in ("mcmc", "mcmc_bar") and sum(v["compile_s"]) > 1e-3}
+        k: _max_diff(last[k], last["simulate"])
+        for k in same_draws
+        if last.get(k) is not None and record[k]["steps"] == record["simulate"]["steps"]
+    }
+    unexpected = {
+        k: (round(statistics.median(v["compile_s"]), 3), sum(v["compiles"]))
+        for k, v in record.items()
+        if k not in ("mcmc", "mcmc_bar") and sum(v["compile_s"]) > 1e-3
+    }
     if unexpected:
         row["compiled_while_timed_s"] = unexpected
     return row
@@ -536,17 +578,24 @@ def ratios(row):
 
 def build_table(rows):
     """The markdown table of ``rows`` (as :func:`time_row` returns them)."""
-    head = (["dynamic", "(d, n, N)", "T", "simulate ms/step", "fixed ms/call", "hand scan", "hand, loop only"]
-            + [label for label, path in COLUMNS if path != "hand"]
-            + ["matmul floor", "compile, 1st call", "2nd call"])
+    head = (
+        ["dynamic", "(d, n, N)", "T", "simulate ms/step", "fixed ms/call", "hand scan", "hand, loop only"]
+        + [label for label, path in COLUMNS if path != "hand"]
+        + ["matmul floor", "compile, 1st call", "2nd call"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         r = ratios(row)
         _, fixed = loop_only(row)
-        cells = [row["dynamic"], "(" + ", ".join(map(str, row["size"])) + ")", str(row["steps"]),
-                 f"{1e3 * row['per_step_s']['simulate']:.3g}",
-                 "n/a" if fixed is None else f"{1e3 * fixed:.0f}",
-                 _fmt_ratio(r["hand"]), _fmt_ratio(r["hand_loop_only"])]
+        cells = [
+            row["dynamic"],
+            "(" + ", ".join(map(str, row["size"])) + ")",
+            str(row["steps"]),
+            f"{1e3 * row['per_step_s']['simulate']:.3g}",
+            "n/a" if fixed is None else f"{1e3 * fixed:.0f}",
+            _fmt_ratio(r["hand"]),
+            _fmt_ratio(r["hand_loop_only"]),
+        ]
         cells += [_fmt_ratio(r[path]) for _, path in COLUMNS if path != "hand"]
         cells.append(_fmt_ratio(r["floor"]))
         comp = row.get("compile") or {"na": "not measured"}
@@ -576,14 +625,18 @@ def memory_probe(driver, size, draws):
     if "na" in second:
         return first
     slope = (second["peak_above_baseline"] - first["peak_above_baseline"]) / max(
-        second["kept_bytes"] - first["kept_bytes"], 1)
-    return first | {"more": second, "slope": slope,
-                    "constant_bytes": first["peak_above_baseline"] - slope * first["kept_bytes"]}
+        second["kept_bytes"] - first["kept_bytes"], 1
+    )
+    return first | {
+        "more": second,
+        "slope": slope,
+        "constant_bytes": first["peak_above_baseline"] - slope * first["kept_bytes"],
+    }
 
 
 def memory_lines(memory):
     """Markdown bullet lines of the memory probes."""
-    mib = 2.0 ** 20
+    mib = 2.0**20
     lines = []
     for m in memory:
         if "na" in m:
@@ -593,8 +646,10 @@ def memory_lines(memory):
         parts = []
         for p in (m, m.get("more")):
             if p:
-                parts.append(f"{p['draws']} draws ({p['kept_bytes'] / mib:.0f} MiB {kept}): peak "
-                             f"+{p['peak_above_baseline'] / mib:.0f} MiB = {p['ratio']:.2f} x")
+                parts.append(
+                    f"{p['draws']} draws ({p['kept_bytes'] / mib:.0f} MiB {kept}): peak "
+                    f"+{p['peak_above_baseline'] / mib:.0f} MiB = {p['ratio']:.2f} x"
+                )
         line = f"- {m['driver']} at (d, n, N) = {tuple(m['size'])}: " + "; ".join(parts)
         if "slope" in m:
             line += f"; fit: {m['slope']:.2f} x kept + {m['constant_bytes'] / mib:.0f} MiB"
@@ -609,16 +664,27 @@ def memory_lines(memory):
 # ------------------------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="the smallest size only, 2 rounds, short check and small memory probe")
-    p.add_argument("--sizes", nargs="+", type=parse_size, default=None, metavar="D,N_UNITS,N_DATA",
-                   help="sizes (dim,width,num_data); default: the four of issue 6")
+    p.add_argument(
+        "--quick", action="store_true", help="the smallest size only, 2 rounds, short check and small memory probe"
+    )
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        type=parse_size,
+        default=None,
+        metavar="D,N_UNITS,N_DATA",
+        help="sizes (dim,width,num_data); default: the four of the benchmark tables",
+    )
     p.add_argument("--dynamics", nargs="+", choices=tuple(alt.DYNAMICS), default=list(alt.DYNAMICS))
     p.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 5; --quick 2)")
     p.add_argument("--steps", type=int, default=None, help="steps per timed call T (default: per size)")
     p.add_argument("--check-steps", type=int, default=None, help="steps of the check (default 30; --quick 5)")
-    p.add_argument("--memory-size", type=parse_size, default=None,
-                   help=f"size of the memory probe (default {','.join(map(str, MEMORY_SIZE))})")
+    p.add_argument(
+        "--memory-size",
+        type=parse_size,
+        default=None,
+        help=f"size of the memory probe (default {','.join(map(str, MEMORY_SIZE))})",
+    )
     p.add_argument("--memory-draws", type=int, default=None, help=f"draws kept (default {MEMORY_DRAWS})")
     p.add_argument("--no-memory", action="store_true", help="skip the memory probes")
     p.add_argument("--no-compile", action="store_true", help="skip the compile-time probes")
@@ -648,11 +714,15 @@ def main(argv=None):
     checks = {}
     for dyn in dyns:
         checks[dyn.name] = check_alternatives(smallest, dyn, args.check_steps, torch=torch, blackjax=blackjax)
-        worst = max((v["max_abs_diff"] for v in checks[dyn.name].values()
-                     if isinstance(v, dict) and "max_abs_diff" in v), default=float("nan"))
-        print(f"check {dyn.name} at {smallest}, {args.check_steps} steps: every path agrees with simulate "
-              f"(largest |difference| {worst:.1e}; particles moved up to {checks[dyn.name]['moved']:.2g})",
-              flush=True)
+        worst = max(
+            (v["max_abs_diff"] for v in checks[dyn.name].values() if isinstance(v, dict) and "max_abs_diff" in v),
+            default=float("nan"),
+        )
+        print(
+            f"check {dyn.name} at {smallest}, {args.check_steps} steps: every path agrees with simulate "
+            f"(largest |difference| {worst:.1e}; particles moved up to {checks[dyn.name]['moved']:.2g})",
+            flush=True,
+        )
 
     workers = {}
     for kind, wanted in (("numpy", True), ("torch", torch)):
@@ -663,18 +733,30 @@ def main(argv=None):
     rows = []
     try:
         for size in args.sizes:
-            steps = args.steps or (min(default_steps(size, info["backend"]), 20) if args.quick
-                                   else default_steps(size, info["backend"]))
+            steps = args.steps or (
+                min(default_steps(size, info["backend"]), 20) if args.quick else default_steps(size, info["backend"])
+            )
             for dyn in dyns:
                 t0 = time.perf_counter()
-                row = time_row(size, dyn, steps, args.repeats, clock, workers=workers, blackjax=blackjax,
-                               compile_probe=not args.no_compile)
+                row = time_row(
+                    size,
+                    dyn,
+                    steps,
+                    args.repeats,
+                    clock,
+                    workers=workers,
+                    blackjax=blackjax,
+                    compile_probe=not args.no_compile,
+                )
                 rows.append(row)
                 r = ratios(row)
-                print(f"timed {dyn.name} at {tuple(size)}, T = {steps}: simulate "
-                      f"{1e3 * row['per_step_s']['simulate']:.3g} ms/step, simulate/hand "
-                      f"{_fmt_ratio(r['hand'])} (loop only {_fmt_ratio(r['hand_loop_only'])}) "
-                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+                print(
+                    f"timed {dyn.name} at {tuple(size)}, T = {steps}: simulate "
+                    f"{1e3 * row['per_step_s']['simulate']:.3g} ms/step, simulate/hand "
+                    f"{_fmt_ratio(r['hand'])} (loop only {_fmt_ratio(r['hand_loop_only'])}) "
+                    f"({time.perf_counter() - t0:.0f} s)",
+                    flush=True,
+                )
     finally:
         for w in workers.values():
             if isinstance(w, LoopWorker):
@@ -696,30 +778,54 @@ def main(argv=None):
         print(f"\nn/a {k}: {reason}")
     loops = [row["timings"][k]["steps"] for row in rows for k in LOOP_PATHS if k in row["timings"]]
     if loops:
-        print(f"\nthe loops ({', '.join(LOOP_PATHS)}) ran {min(loops)} to {max(loops)} steps per call "
-              f"(at most T, about {LOOP_TARGET_S} s a call); the ratios are per step either way")
+        print(
+            f"\nthe loops ({', '.join(LOOP_PATHS)}) ran {min(loops)} to {max(loops)} steps per call "
+            f"(at most T, about {LOOP_TARGET_S} s a call); the ratios are per step either way"
+        )
     diffs = [max(row["final_max_abs_diff"].values()) for row in rows if row["final_max_abs_diff"]]
     if diffs:
-        print(f"final particles of the timed calls that share simulate's random numbers: largest "
-              f"|difference| {max(diffs):.1e}")
-    traced = [f"{row['dynamic']} {tuple(row['size'])}: " + ", ".join(
-        f"{k} {sec:.3f} s ({num} XLA compilations)" for k, (sec, num) in row["compiled_while_timed_s"].items())
-        for row in rows if row.get("compiled_while_timed_s")]
+        print(
+            f"final particles of the timed calls that share simulate's random numbers: largest "
+            f"|difference| {max(diffs):.1e}"
+        )
+    traced = [
+        f"{row['dynamic']} {tuple(row['size'])}: "
+        + ", ".join(
+            f"{k} {sec:.3f} s ({num} XLA compilations)" for k, (sec, num) in row["compiled_while_timed_s"].items()
+        )
+        for row in rows
+        if row.get("compiled_while_timed_s")
+    ]
     if traced:
-        print("JAX tracing/lowering/compiling inside timed calls (median seconds per call; XLA "
-              "compilations in all rounds; MCMC's per-run recompilation not listed):\n  " + "\n  ".join(traced))
+        print(
+            "JAX tracing/lowering/compiling inside timed calls (median seconds per call; XLA "
+            "compilations in all rounds; MCMC's per-run recompilation not listed):\n  " + "\n  ".join(traced)
+        )
     if memory:
-        print("\nPeak resident memory (VmHWM, a fresh process; above its resident memory after a 10-draw "
-              "warm-up run, where the peak is reset):")
+        print(
+            "\nPeak resident memory (VmHWM, a fresh process; above its resident memory after a 10-draw "
+            "warm-up run, where the peak is reset):"
+        )
         print("\n".join(memory_lines(memory)))
     elapsed = time.perf_counter() - t_start
-    print(f"\ntotal {elapsed / 60:.1f} min; load average at the end "
-          f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else f"\ntotal {elapsed / 60:.1f} min")
-    result = {"machine": info, "args": {k: (v if not isinstance(v, list) else [list(s) if isinstance(s, tuple)
-                                                                                else s for s in v])
-                                        for k, v in vars(args).items()},
-              "checks": checks, "rows": rows, "ratios": [ratios(r) for r in rows], "memory": memory,
-              "table": build_table(rows), "elapsed_s": elapsed}
+    print(
+        f"\ntotal {elapsed / 60:.1f} min; load average at the end {os.getloadavg()[0]:.1f}"
+        if hasattr(os, "getloadavg")
+        else f"\ntotal {elapsed / 60:.1f} min"
+    )
+    result = {
+        "machine": info,
+        "args": {
+            k: (v if not isinstance(v, list) else [list(s) if isinstance(s, tuple) else s for s in v])
+            for k, v in vars(args).items()
+        },
+        "checks": checks,
+        "rows": rows,
+        "ratios": [ratios(r) for r in rows],
+        "memory": memory,
+        "table": build_table(rows),
+        "elapsed_s": elapsed,
+    }
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1, default=str)

@@ -155,9 +155,7 @@ def hand_runner(x, y, *, width, num_steps, step_size, temperature, variant):
 def make_kernel(kind, step_size, temperature):
     if kind == "wasserstein":
         return mf.WassersteinFlow(mf.models.shallow_network, step_size=step_size)
-    return mf.MeanFieldLangevin(
-        mf.models.shallow_network, step_size=step_size, temperature=temperature
-    )
+    return mf.MeanFieldLangevin(mf.models.shallow_network, step_size=step_size, temperature=temperature)
 
 
 def make_paths(size, num_steps, args):
@@ -174,7 +172,12 @@ def make_paths(size, num_steps, args):
     k_init = make_kernel(args.kernel, args.step_size, args.temperature)
     state0 = k_init.init(key, 0, None, (x, y), {"width": width})
     hand = hand_runner(
-        x, y, width=width, num_steps=num_steps, step_size=args.step_size, temperature=tau,
+        x,
+        y,
+        width=width,
+        num_steps=num_steps,
+        step_size=args.step_size,
+        temperature=tau,
         variant=args.hand,
     )
 
@@ -187,8 +190,15 @@ def make_paths(size, num_steps, args):
 
     def run_simulate():
         sim = mf.simulate(
-            k_sim, key, x, y, width=width, num_steps=num_steps, save_every=num_steps,
-            collect_deterministic=False, progress_bar=False,
+            k_sim,
+            key,
+            x,
+            y,
+            width=width,
+            num_steps=num_steps,
+            save_every=num_steps,
+            collect_deterministic=False,
+            progress_bar=False,
         )
         return sim.last_state.z
 
@@ -220,7 +230,10 @@ def check_same_particles(args):
     for name in ("simulate", "mcmc"):
         for k in ("a", "w", "b"):
             np.testing.assert_allclose(
-                np.asarray(out[name][k]), np.asarray(out["hand"][k]), rtol=1e-4, atol=1e-4,
+                np.asarray(out[name][k]),
+                np.asarray(out["hand"][k]),
+                rtol=1e-4,
+                atol=1e-4,
                 err_msg=f"{name} and hand disagree on site {k!r} after {args.check_steps} steps",
             )
     moved = max_abs_diff(out["hand"], paths["init"]())
@@ -260,45 +273,52 @@ def report(size, num_steps, times, diffs, args):
     rows = [
         ("hand", med["hand"], best["hand"], ""),
         ("simulate", med["simulate"], best["simulate"], f"incl. init {1e3 * med['init']:.0f} ms"),
-        ("  loop only", med["simulate"] - med["init"], best["simulate"] - best["init"],
-         "call - init"),
+        ("  loop only", med["simulate"] - med["init"], best["simulate"] - best["init"], "call - init"),
         ("mcmc", med["mcmc"], best["mcmc"], f"incl. init, compile {1e3 * comp['mcmc']:.0f} ms"),
-        ("  loop only", med["mcmc_net"] - med["init"], best["mcmc_net"] - best["init"],
-         "call - init - compile"),
+        ("  loop only", med["mcmc_net"] - med["init"], best["mcmc_net"] - best["init"], "call - init - compile"),
     ]
     print(f"(dim, width, num_data) = {size}: {num_steps} steps per call, {args.repeats} rounds")
     print(f"  {'path':<13}{'ms/step':>10}{'x hand':>9}{'best':>10}{'x hand':>9}   notes (medians)")
     for name, total, fastest, note in rows:
-        print(f"  {name:<13}{1e3 * total / num_steps:>10.3f}{total / med['hand']:>9.2f}"
-              f"{1e3 * fastest / num_steps:>10.3f}{fastest / best['hand']:>9.2f}   {note}")
+        print(
+            f"  {name:<13}{1e3 * total / num_steps:>10.3f}{total / med['hand']:>9.2f}"
+            f"{1e3 * fastest / num_steps:>10.3f}{fastest / best['hand']:>9.2f}   {note}"
+        )
     others = {k: round(v, 3) for k, v in comp.items() if k not in ("mcmc", "mcmc_net") and v > 1e-3}
     if others:
         print(f"  warning: compilation inside timed calls (s): {others}")
     print(
-        f"  final particles: max |simulate - hand| = {diffs['simulate']:.1e}, "
-        f"max |mcmc - hand| = {diffs['mcmc']:.1e}\n"
+        f"  final particles: max |simulate - hand| = {diffs['simulate']:.1e}, max |mcmc - hand| = {diffs['mcmc']:.1e}\n"
     )
     return {
-        "size": size, "steps": num_steps, "hand_ms": 1e3 * med["hand"] / num_steps,
+        "size": size,
+        "steps": num_steps,
+        "hand_ms": 1e3 * med["hand"] / num_steps,
         "simulate_ms": 1e3 * med["simulate"] / num_steps,
         "simulate_ratio": med["simulate"] / med["hand"],
         "simulate_loop_ratio": (med["simulate"] - med["init"]) / med["hand"],
         "mcmc_ms": 1e3 * med["mcmc"] / num_steps,
         "mcmc_ratio": med["mcmc"] / med["hand"],
         "mcmc_loop_ratio": (med["mcmc_net"] - med["init"]) / med["hand"],
-        "init_ms": 1e3 * med["init"], "mcmc_compile_ms": 1e3 * comp["mcmc"],
+        "init_ms": 1e3 * med["init"],
+        "mcmc_compile_ms": 1e3 * comp["mcmc"],
     }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", choices=("small", "all"), default="all")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="steps per timed call (default: 200, 40, 10 at the three sizes)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="steps per timed call (default: 200, 40, 10 at the three sizes)"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (median)")
     parser.add_argument("--kernel", choices=("wasserstein", "langevin"), default="wasserstein")
-    parser.add_argument("--hand", choices=("matmul", "grad"), default="matmul",
-                        help="hand loop: hand-derived matmuls in the fast layout, or jax.grad")
+    parser.add_argument(
+        "--hand",
+        choices=("matmul", "grad"),
+        default="matmul",
+        help="hand loop: hand-derived matmuls in the fast layout, or jax.grad",
+    )
     parser.add_argument("--step-size", type=float, default=0.1)
     parser.add_argument("--temperature", type=float, default=1e-4, help="tau (langevin only)")
     parser.add_argument("--check-steps", type=int, default=100)
@@ -320,14 +340,17 @@ def main(argv=None):
         times, diffs = time_size(size, num_steps, args, clock)
         results.append(report(size, num_steps, times, diffs, args))
 
-    print("summary (medians; ms per step; ratios to the hand loop; 'loop' = without the per-call "
-          "init and compile)")
-    print(f"  {'(dim, width, N)':<20}{'T':>5}{'hand':>10}{'simulate':>10}{'mcmc':>10}"
-          f"{'sim/hand':>10}{'mcmc/hand':>11}{'sim loop':>10}{'mcmc loop':>11}")
+    print("summary (medians; ms per step; ratios to the hand loop; 'loop' = without the per-call init and compile)")
+    print(
+        f"  {'(dim, width, N)':<20}{'T':>5}{'hand':>10}{'simulate':>10}{'mcmc':>10}"
+        f"{'sim/hand':>10}{'mcmc/hand':>11}{'sim loop':>10}{'mcmc loop':>11}"
+    )
     for r in results:
-        print(f"  {str(r['size']):<20}{r['steps']:>5}{r['hand_ms']:>10.3f}{r['simulate_ms']:>10.3f}"
-              f"{r['mcmc_ms']:>10.3f}{r['simulate_ratio']:>10.2f}{r['mcmc_ratio']:>11.2f}"
-              f"{r['simulate_loop_ratio']:>10.2f}{r['mcmc_loop_ratio']:>11.2f}")
+        print(
+            f"  {str(r['size']):<20}{r['steps']:>5}{r['hand_ms']:>10.3f}{r['simulate_ms']:>10.3f}"
+            f"{r['mcmc_ms']:>10.3f}{r['simulate_ratio']:>10.2f}{r['mcmc_ratio']:>11.2f}"
+            f"{r['simulate_loop_ratio']:>10.2f}{r['mcmc_loop_ratio']:>11.2f}"
+        )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return results
 

@@ -32,19 +32,21 @@ def main(argv=None):
     import mfsample as mf
 
     dev = jax.devices()[0]
-    print(f"# simulate over widths on {dev.platform} ({getattr(dev, 'device_kind', '?')}), jax {jax.__version__}, "
-          f"d = {args.dim}, N = {args.num_data}, T = {args.steps}")
-    print("| width n | auto block size | ms/step (auto) | n N / s | ms/step (block "
-          f"{args.block}) | blocked / auto |")
+    print(
+        f"# simulate over widths on {dev.platform} ({getattr(dev, 'device_kind', '?')}), jax {jax.__version__}, "
+        f"d = {args.dim}, N = {args.num_data}, T = {args.steps}"
+    )
+    print(f"| width n | auto block size | ms/step (auto) | n N / s | ms/step (block {args.block}) | blocked / auto |")
     print("|---|---|---|---|---|---|")
     data = mf.data.teacher_student(jax.random.PRNGKey(0), dim=args.dim, teacher_width=5, num_data=args.num_data)
     for k in range(args.min_log2, args.max_log2 + 1):
-        n = 2 ** k
+        n = 2**k
         row = {}
         for label, block in (("auto", "auto"), ("forced", args.block)):
             kernel = mf.WassersteinFlow(mf.models.shallow_network, step_size=0.1, block_size=block)
-            kw = dict(width=n, num_steps=args.steps, save_every=args.steps, progress_bar=False,
-                      collect_deterministic=False)
+            kw = dict(
+                width=n, num_steps=args.steps, save_every=args.steps, progress_bar=False, collect_deterministic=False
+            )
             sim = mf.simulate(kernel, jax.random.PRNGKey(1), data.x, data.y, **kw)  # compile
             jax.block_until_ready(sim.last_state.z)
             times = []
@@ -53,15 +55,23 @@ def main(argv=None):
                 s1 = mf.simulate(kernel, jax.random.PRNGKey(1), data.x, data.y, **kw)
                 jax.block_until_ready(s1.last_state.z)
                 t1 = time.perf_counter()
-                s2 = mf.simulate(kernel, jax.random.PRNGKey(1), data.x, data.y,
-                                 **{**kw, "num_steps": 2 * args.steps, "save_every": 2 * args.steps})
+                s2 = mf.simulate(
+                    kernel,
+                    jax.random.PRNGKey(1),
+                    data.x,
+                    data.y,
+                    **{**kw, "num_steps": 2 * args.steps, "save_every": 2 * args.steps},
+                )
                 jax.block_until_ready(s2.last_state.z)
                 t2 = time.perf_counter()
                 times.append(((t2 - t1) - (t1 - t0)) / args.steps)
             row[label] = max(min(times), 1e-9)
             row[label + "_block"] = kernel.energy.block_size or args.num_data
-        print(f"| {n} | {row['auto_block']} | {row['auto'] * 1e3:.3g} | {n * args.num_data / row['auto']:.3g} | "
-              f"{row['forced'] * 1e3:.3g} | {row['forced'] / row['auto']:.2f} |", flush=True)
+        print(
+            f"| {n} | {row['auto_block']} | {row['auto'] * 1e3:.3g} | {n * args.num_data / row['auto']:.3g} | "
+            f"{row['forced'] * 1e3:.3g} | {row['forced'] / row['auto']:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

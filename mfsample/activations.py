@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,4 @@ def get_activation(activation: str | Callable) -> Callable:
         return activation
     if isinstance(activation, str) and activation in ACTIVATIONS:
         return ACTIVATIONS[activation]
-    raise ValueError(
-        f"activation={activation!r} is not known; use one of {sorted(ACTIVATIONS)} or a callable"
-    )
+    raise ValueError(f"activation={activation!r} is not known; use one of {sorted(ACTIVATIONS)} or a callable")

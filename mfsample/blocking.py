@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +61,7 @@ MEMORY_FRACTION = 0.25
 #: passes: measured on a 2-core EPYC (32 MiB L3), blocks of 2–8 MiB ran the step 1.4–1.55x
 #: faster at (d, n, N) = (50, 4096, 8192) and (10, 65536, 1024), despite the recomputed forward
 #: pass (``benchmarks/README.md``); accelerators are not cache-blocked
-CPU_CACHE_BYTES = 8 * 2 ** 20
+CPU_CACHE_BYTES = 8 * 2**20
 
 
 def activation_bytes(block_size: int, width: int, *, num_chains: int = 1, itemsize: int = 4) -> int:
@@ -93,12 +93,19 @@ def available_memory(device=None) -> int:
     try:  # pragma: no cover - not Linux
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover
-        return 4 * 2 ** 30
+        return 4 * 2**30
 
 
-def auto_block_size(num_data: int, width: int, *, num_chains: int = 1, itemsize: int = 4,
-                    memory: int | None = None, fraction: float = MEMORY_FRACTION,
-                    cache: int | None | str = "auto") -> int:
+def auto_block_size(
+    num_data: int,
+    width: int,
+    *,
+    num_chains: int = 1,
+    itemsize: int = 4,
+    memory: int | None = None,
+    fraction: float = MEMORY_FRACTION,
+    cache: int | None | str = "auto",
+) -> int:
     """The largest ``B <= N`` with ``activation_bytes(B) <= fraction * memory`` and, with a
     ``cache`` size, ``C * B * n * s <= cache``.
 
@@ -116,8 +123,15 @@ def auto_block_size(num_data: int, width: int, *, num_chains: int = 1, itemsize:
     return int(min(num_data, max(1, block)))
 
 
-def resolve_block_size(block_size, model_args: tuple = (), model_kwargs: dict | None = None, *,
-                       num_data: float, width: int, num_replicas: int = 1) -> int | None:
+def resolve_block_size(
+    block_size,
+    model_args: tuple = (),
+    model_kwargs: dict | None = None,
+    *,
+    num_data: float,
+    width: int,
+    num_replicas: int = 1,
+) -> int | None:
     """The block size ``B`` that an energy over ``N = num_data`` data runs with (``None``: one block).
 
     ``block_size`` is ``None``, ``"auto"`` or an integer >= 1 (:func:`mfsample.validation.block_size`);
@@ -187,8 +201,9 @@ def blocked_sum(fn: Callable, args: tuple, kwargs: dict, block_size: int | None,
     return total
 
 
-def blocked_map(fn: Callable, args: tuple, kwargs: dict, block_size: int | None, is_per_datum: Callable,
-                per_datum_outputs: Callable):
+def blocked_map(
+    fn: Callable, args: tuple, kwargs: dict, block_size: int | None, is_per_datum: Callable, per_datum_outputs: Callable
+):
     """``fn(args, kwargs)`` (a dict of arrays) evaluated block by block and reassembled.
 
     Outputs named by ``per_datum_outputs(name)`` are concatenated along their leading (data)
@@ -204,32 +219,34 @@ def blocked_map(fn: Callable, args: tuple, kwargs: dict, block_size: int | None,
     parts = []
     if blocks.num_blocks:
         out = jax.lax.map(blocks.call, blocks.head)
-        parts.append({k: (v.reshape((-1,) + v.shape[2:]) if per_datum_outputs(k) else v[0])
-                      for k, v in out.items()})
+        parts.append({k: (v.reshape((-1,) + v.shape[2:]) if per_datum_outputs(k) else v[0]) for k, v in out.items()})
     if blocks.tail is not None:
         parts.append(blocks.call(blocks.tail))
     if len(parts) == 1:
         return parts[0]
-    return {k: (jnp.concatenate([parts[0][k], parts[1][k]]) if per_datum_outputs(k) else parts[0][k])
-            for k in parts[0]}
+    return {k: (jnp.concatenate([parts[0][k], parts[1][k]]) if per_datum_outputs(k) else parts[0][k]) for k in parts[0]}
 
 
-def _data_axis_outputs(post: Callable, z, args: tuple, kwargs: dict, num_data: int, block_size: int,
-                       site_names) -> set:
+def _data_axis_outputs(post: Callable, z, args: tuple, kwargs: dict, num_data: int, block_size: int, site_names) -> set:
     """Names of the outputs of ``post`` that are per datum: not a particle site, with a leading
     axis of size ``N`` on all the data and ``B`` on the first block (read from abstract
     evaluations, no arithmetic)."""
+
     def first_block(v):
         return v[:block_size] if validation.is_per_datum(v, num_data) else v
 
     full = jax.eval_shape(lambda zz: post(zz, args, kwargs), z)
     block = jax.eval_shape(lambda zz: post(zz, *jax.tree.map(first_block, (args, kwargs))), z)
-    return {name for name, out in full.items() if name not in site_names
-            and out.shape[:1] == (num_data,) and block[name].shape[:1] == (block_size,)}
+    return {
+        name
+        for name, out in full.items()
+        if name not in site_names and out.shape[:1] == (num_data,) and block[name].shape[:1] == (block_size,)
+    }
 
 
-def blocked_deterministic(post: Callable, model_args: tuple, model_kwargs: dict, *, num_data: float,
-                          block_size: int | None, site_names) -> Callable:
+def blocked_deterministic(
+    post: Callable, model_args: tuple, model_kwargs: dict, *, num_data: float, block_size: int | None, site_names
+) -> Callable:
     """``run(z) -> dict``: the model's sites at ``z`` with its per-datum deterministic sites
     evaluated over blocks of ``block_size`` data.
 
@@ -256,7 +273,6 @@ def blocked_deterministic(post: Callable, model_args: tuple, model_kwargs: dict,
 
     def run(z):
         per_datum = _data_axis_outputs(on_data, z, args, data_kwargs, num_data, block_size, site_names)
-        return blocked_map(functools.partial(on_data, z), args, data_kwargs, block_size, split,
-                           per_datum.__contains__)
+        return blocked_map(functools.partial(on_data, z), args, data_kwargs, block_size, split, per_datum.__contains__)
 
     return run

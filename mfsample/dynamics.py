@@ -43,7 +43,8 @@ the velocity field of every particle; the noise and reaction steps are unchanged
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -115,23 +116,26 @@ def from_core(energy: ParticleEnergy, core, masses=None) -> SamplingAlgorithm:
     return SamplingAlgorithm(init, step)
 
 
-def wasserstein_flow(energy: ParticleEnergy, *, step_size, transport=None, batch_size=None,
-                     masses=None) -> SamplingAlgorithm:
-    """Particle gradient descent ``theta_j <- theta_j - dt grad V(theta_j; mu_n)`` (see :class:`~mfsample.WassersteinFlow`)."""
+def wasserstein_flow(
+    energy: ParticleEnergy, *, step_size, transport=None, batch_size=None, masses=None
+) -> SamplingAlgorithm:
+    """Particle gradient descent ``theta_j <- theta_j - dt grad V(theta_j; mu_n)``.
+
+    The functional face of :class:`~mfsample.WassersteinFlow`.
+    """
     core = _wasserstein.build_kernel(energy, step_size, transport=transport, batch_size=batch_size)
     return from_core(energy, core, masses)
 
 
-def mean_field_langevin(energy: ParticleEnergy, *, step_size, temperature, adjusted=False, transport=None,
-                        batch_size=None, masses=None) -> SamplingAlgorithm:
+def mean_field_langevin(
+    energy: ParticleEnergy, *, step_size, temperature, adjusted=False, transport=None, batch_size=None, masses=None
+) -> SamplingAlgorithm:
     """Mean-field Langevin, optionally MALA-adjusted (see :class:`~mfsample.MeanFieldLangevin`)."""
-    core = _langevin.build_kernel(energy, step_size, temperature, adjusted, transport=transport,
-                                  batch_size=batch_size)
+    core = _langevin.build_kernel(energy, step_size, temperature, adjusted, transport=transport, batch_size=batch_size)
     return from_core(energy, core, masses)
 
 
-def kinetic_langevin(energy: ParticleEnergy, *, step_size, temperature, friction=1.0,
-                     masses=None) -> SamplingAlgorithm:
+def kinetic_langevin(energy: ParticleEnergy, *, step_size, temperature, friction=1.0, masses=None) -> SamplingAlgorithm:
     """Underdamped mean-field Langevin by BAOAB (see :class:`~mfsample.kernels.KineticLangevin`)."""
     core = _kinetic.build_kernel(energy, step_size, temperature, friction)
     return from_core(energy, core, masses)

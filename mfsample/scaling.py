@@ -23,9 +23,7 @@ def scaling_exponent(scaling: str | float) -> float:
     """The exponent ``p`` of ``f = n^-p sum_j phi_j`` for a scaling name (or a number in (0, 1])."""
     if isinstance(scaling, str):
         if scaling not in SCALING_EXPONENTS:
-            raise ValueError(
-                f"scaling={scaling!r} is not known; use one of {sorted(SCALING_EXPONENTS)}"
-            )
+            raise ValueError(f"scaling={scaling!r} is not known; use one of {sorted(SCALING_EXPONENTS)}")
         return SCALING_EXPONENTS[scaling]
     p = float(scaling)
     if not 0.0 < p <= 1.0:

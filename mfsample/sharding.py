@@ -17,11 +17,13 @@ a sharded run equals the single-device run for the same key, up to float32 summa
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 __all__ = ["AXIS", "make_mesh", "state_shardings", "replicated", "place", "SHARD_MODES"]
 
@@ -50,7 +52,8 @@ def make_mesh(devices: Any) -> Mesh:
         if not 1 <= devices <= len(every):
             raise ValueError(
                 f"devices={devices} but JAX sees {len(every)} device(s) ({every[0].platform}); on the "
-                "CPU, set XLA_FLAGS=--xla_force_host_platform_device_count=K before importing jax")
+                "CPU, set XLA_FLAGS=--xla_force_host_platform_device_count=K before importing jax"
+            )
         chosen = every[: int(devices)]
     elif isinstance(devices, Sequence) and devices and all(isinstance(d, jax.Device) for d in devices):
         chosen = list(devices)
@@ -73,6 +76,7 @@ def state_shardings(state, mesh: Mesh, *, axis: int, size: int):
     Sharding never changes what is computed, only where, so a leaf matched by coincidence of
     its length costs communication, not correctness.
     """
+
     def one(x):
         shape = np.shape(x)
         if len(shape) > axis and shape[axis] == size:
@@ -89,6 +93,7 @@ def place(tree, shardings):
     assembles global arrays on a multi-host run, where ``jax.device_put`` onto devices of other
     processes is not allowed.
     """
+
     def one(x, sharding):
         if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
             return jax.device_put(x, sharding)

@@ -66,11 +66,16 @@ class Simulation(NamedTuple):
     output: str | None = None
 
 
-def _compiled_runner(kernel, num_chains, save_every, num_draws, static_kwargs, collect_deterministic,
-                     placement=None):
+def _compiled_runner(kernel, num_chains, save_every, num_draws, static_kwargs, collect_deterministic, placement=None):
     cache = _RUNNERS.setdefault(kernel, {})
-    key = (num_chains, save_every, num_draws, static_kwargs, collect_deterministic,
-           None if placement is None else placement.key)
+    key = (
+        num_chains,
+        save_every,
+        num_draws,
+        static_kwargs,
+        collect_deterministic,
+        None if placement is None else placement.key,
+    )
     try:
         hash(key)
     except TypeError:  # an unhashable static argument (e.g. a callable with state): no caching
@@ -110,9 +115,9 @@ class _Placement(NamedTuple):
     """How a sharded run lays out its state and data (see :mod:`mfsample.sharding`)."""
 
     mesh: Any
-    state: Any          # tree of NamedSharding, like the state
+    state: Any  # tree of NamedSharding, like the state
     replicated: Any
-    key: tuple          # hashable description for the compile cache
+    key: tuple  # hashable description for the compile cache
 
     def constrain(self, state):
         return jax.lax.with_sharding_constraint(state, self.state)
@@ -127,16 +132,19 @@ def _placement(state, devices, shard, num_chains, width):
         shard = "chains" if num_chains >= k and num_chains % k == 0 else "particles"
     if shard == "chains":
         if num_chains % k:
-            raise ValueError(f"num_chains={num_chains} is not divisible by the {k} devices; "
-                             "shard='particles' splits each replica's particles instead")
+            raise ValueError(
+                f"num_chains={num_chains} is not divisible by the {k} devices; "
+                "shard='particles' splits each replica's particles instead"
+            )
         shardings = state_shardings(state, mesh, axis=0, size=num_chains)
     else:
         if width % k:
-            raise ValueError(f"the width {width} (particles) is not divisible by the {k} devices; "
-                             "choose a width that is a multiple of the number of devices")
+            raise ValueError(
+                f"the width {width} (particles) is not divisible by the {k} devices; "
+                "choose a width that is a multiple of the number of devices"
+            )
         shardings = state_shardings(state, mesh, axis=1 if num_chains > 1 else 0, size=width)
-    placement = _Placement(mesh, shardings, replicated(mesh),
-                           (tuple(d.id for d in mesh.devices.flat), shard))
+    placement = _Placement(mesh, shardings, replicated(mesh), (tuple(d.id for d in mesh.devices.flat), shard))
     return placement, place(state, shardings)
 
 
@@ -148,7 +156,7 @@ def _draw_bytes(runner, state, model_args, array_kwargs):
 
 #: draws of one compiled chunk are capped at this many bytes (the host memory simulate needs
 #: beyond the kept draws is about one chunk)
-CHUNK_BYTES = 64 * 2 ** 20
+CHUNK_BYTES = 64 * 2**20
 
 
 def simulate(
@@ -220,7 +228,8 @@ def simulate(
     skip = num_steps - num_draws * save_every
     if skip:  # MCMC keeps the last draw of each group of `save_every` steps, ending at num_steps
         state = _compiled_runner(kernel, num_chains, skip, 1, static_kwargs, False, placement)(
-            state, model_args, array_kwargs)[0]
+            state, model_args, array_kwargs
+        )[0]
     if chunk_size is None:
         one = _compiled_runner(kernel, num_chains, save_every, 1, static_kwargs, collect_deterministic, placement)
         chunk_size = _default_chunk(num_draws, progress_bar, _draw_bytes(one, state, model_args, array_kwargs))
@@ -228,19 +237,32 @@ def simulate(
     bar = tqdm(total=num_steps, desc=type(kernel).__name__, leave=True) if progress_bar else None
     if bar is not None:
         bar.update(skip)
-    writer = None if output is None else DrawWriter(
-        output, kernel=kernel, model_args=tuple(model_args), model_kwargs=dict(model_kwargs),
-        num_chains=num_chains, num_draws=num_draws, overwrite=overwrite)
+    writer = (
+        None
+        if output is None
+        else DrawWriter(
+            output,
+            kernel=kernel,
+            model_args=tuple(model_args),
+            model_kwargs=dict(model_kwargs),
+            num_chains=num_chains,
+            num_draws=num_draws,
+            overwrite=overwrite,
+        )
+    )
     sink = _Draws(num_draws, writer)
     try:
         done = 0
         while done < num_draws:
             n = min(chunk, num_draws - done)
-            runner = _compiled_runner(kernel, num_chains, save_every, n, static_kwargs, collect_deterministic,
-                                      placement)
+            runner = _compiled_runner(
+                kernel, num_chains, save_every, n, static_kwargs, collect_deterministic, placement
+            )
             state, (chunk_samples, chunk_stats) = runner(state, model_args, array_kwargs)
-            sink.add(jax.tree.map(lambda x: _chains_first(x, num_chains), chunk_samples),
-                     {k: _chains_first(v, num_chains) for k, v in chunk_stats.items()})
+            sink.add(
+                jax.tree.map(lambda x: _chains_first(x, num_chains), chunk_samples),
+                {k: _chains_first(v, num_chains) for k, v in chunk_stats.items()},
+            )
             del chunk_samples, chunk_stats
             done += n
             if bar is not None:
@@ -252,9 +274,17 @@ def simulate(
         if writer is not None:
             writer.close()
     first = _warn_divergences(state)
-    return Simulation(samples=sink.samples, stats=sink.stats, time=sink.time(), last_state=state,
-                      first_divergence=first, kernel=kernel, model_args=tuple(model_args),
-                      model_kwargs=dict(model_kwargs), output=output)
+    return Simulation(
+        samples=sink.samples,
+        stats=sink.stats,
+        time=sink.time(),
+        last_state=state,
+        first_divergence=first,
+        kernel=kernel,
+        model_args=tuple(model_args),
+        model_kwargs=dict(model_kwargs),
+        output=output,
+    )
 
 
 def _check_counts(num_steps, save_every, num_chains, chunk_size):
@@ -281,8 +311,10 @@ def _check_kernel(kernel):
         raise TypeError(
             f"simulate runs mfsample kernels (mfsample.kernels.ParticleDynamics, e.g. mf.WassersteinFlow); "
             f"got {type(kernel).__name__}, which lacks "
-            + ", ".join(n for n in ("build_energy", "build", "draw_fn", "statistics", "sample_field")
-                        if not hasattr(kernel, n)))
+            + ", ".join(
+                n for n in ("build_energy", "build", "draw_fn", "statistics", "sample_field") if not hasattr(kernel, n)
+            )
+        )
 
 
 def _check_init_state(kernel, energy, state, num_chains):
@@ -290,24 +322,31 @@ def _check_init_state(kernel, energy, state, num_chains):
     fields = ("z", "masses", "rng_key", "divergence_step")
     missing = [f for f in fields if not hasattr(state, f)]
     if missing:
-        raise TypeError(f"init_state must be the last_state of a run of {type(kernel).__name__}; a "
-                        f"{type(state).__name__} has no {', '.join(missing)}")
+        raise TypeError(
+            f"init_state must be the last_state of a run of {type(kernel).__name__}; a "
+            f"{type(state).__name__} has no {', '.join(missing)}"
+        )
     chains = np.shape(state.divergence_step)
     if chains != (() if num_chains == 1 else (num_chains,)):
         have = 1 if chains == () else chains[0]
-        raise ValueError(f"init_state holds {have} chain(s) but num_chains={num_chains}; continue with "
-                         f"num_chains={have}")
+        raise ValueError(
+            f"init_state holds {have} chain(s) but num_chains={num_chains}; continue with num_chains={have}"
+        )
     one = state if num_chains == 1 else jax.tree.map(lambda x: x[0], state)
     n = np.shape(jax.tree.leaves(one.z)[0])[0]
     if energy.width is not None and n != energy.width:
-        raise ValueError(f"init_state holds {n} particles but this call has width {energy.width}; continue "
-                         "with the width of the run it comes from")
+        raise ValueError(
+            f"init_state holds {n} particles but this call has width {energy.width}; continue "
+            "with the width of the run it comes from"
+        )
     init_fn, _ = kernel.build(energy)
     expected = jax.eval_shape(init_fn, one.z, one.masses, one.rng_key)  # shapes only: nothing computed
     if type(expected) is not type(one) or jax.tree.structure(expected) != jax.tree.structure(one):
-        raise TypeError(f"init_state is a {type(one).__name__} but {type(kernel).__name__} (with these "
-                        f"settings) moves a {type(expected).__name__}: continue a run with the kernel it "
-                        "was made by")
+        raise TypeError(
+            f"init_state is a {type(one).__name__} but {type(kernel).__name__} (with these "
+            f"settings) moves a {type(expected).__name__}: continue a run with the kernel it "
+            "was made by"
+        )
     return state
 
 
@@ -357,7 +396,8 @@ def _warn_divergences(state):
         warnings.warn(
             f"particles became non-finite in chain(s) {chains}, first at step(s) "
             f"{[int(first[c]) for c in chains]}; they were frozen there (try a smaller step_size)",
-            RuntimeWarning, stacklevel=3,
+            RuntimeWarning,
+            stacklevel=3,
         )
     return first
 

@@ -39,8 +39,7 @@ def positive_int(name: str, value, *, minimum: int = 1) -> int:
     """``value`` as an ``int`` >= ``minimum`` (Python or NumPy integers; ``bool`` is refused).
 
     Anything else raises ``ValueError`` (also a float such as ``2.0``: counts are integers)."""
-    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer))
-            or value < minimum):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
@@ -50,8 +49,7 @@ def optional_positive_int(name: str, value, *, minimum: int = 1) -> int | None:
     return None if value is None else positive_int(name, value, minimum=minimum)
 
 
-def real(name: str, value, *, positive: bool = False, nonnegative: bool = False,
-         finite: bool = True) -> float:
+def real(name: str, value, *, positive: bool = False, nonnegative: bool = False, finite: bool = True) -> float:
     """``value`` as a ``float``: a real number (not ``bool``), finite unless ``finite=False``,
     and ``> 0`` (``positive``) or ``>= 0`` (``nonnegative``) when asked."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
@@ -137,5 +135,9 @@ def is_per_datum(value, num_data) -> bool:
     """Whether a model argument holds one row per datum: an array whose leading axis has the data
     size ``num_data``.  Such arguments are what minibatches subsample, blocks split and
     evaluation points replace (the likelihood must factorise over that axis)."""
-    return (isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) >= 1
-            and num_data is not None and np.shape(value)[0] == int(round(num_data)))
+    return (
+        isinstance(value, (jax.Array, np.ndarray))
+        and np.ndim(value) >= 1
+        and num_data is not None
+        and np.shape(value)[0] == int(round(num_data))
+    )

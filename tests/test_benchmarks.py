@@ -49,9 +49,14 @@ def test_every_reference_follows_simulate(name):
         assert out["blackjax"]["against"] == "hand loop without noise"
 
 
-@pytest.mark.parametrize("name, change", [("langevin", {"temperature": 2 * bench.CHECK_TEMPERATURE}),
-                                          ("wfr", {"rate": 2 * bench.CHECK_RATE}),
-                                          ("wasserstein", {"step_size": 0.101})])
+@pytest.mark.parametrize(
+    "name, change",
+    [
+        ("langevin", {"temperature": 2 * bench.CHECK_TEMPERATURE}),
+        ("wfr", {"rate": 2 * bench.CHECK_RATE}),
+        ("wasserstein", {"step_size": 0.101}),
+    ],
+)
 def test_the_check_tells_a_wrong_update(name, change):
     """At the check's settings, a reference with a wrong temperature (prior drift and noise
     scale), reaction rate or step size ends farther from simulate than the check's tolerance."""
@@ -60,10 +65,20 @@ def test_the_check_tells_a_wrong_update(name, change):
     dyn = bench.check_dynamic(alt.DYNAMICS[name])
     x, y = bench.teacher_student(dim, num_data)
     kernel = dyn.kernel(mf.models.shallow_network)
-    sim = mf.simulate(kernel, jax.random.PRNGKey(bench.RUN_KEY), x, y, width=width, num_steps=steps,
-                      save_every=steps, collect_deterministic=False, progress_bar=False)
+    sim = mf.simulate(
+        kernel,
+        jax.random.PRNGKey(bench.RUN_KEY),
+        x,
+        y,
+        width=width,
+        num_steps=steps,
+        save_every=steps,
+        collect_deterministic=False,
+        progress_bar=False,
+    )
     state0 = dyn.kernel(mf.models.shallow_network).init(
-        jax.random.PRNGKey(bench.RUN_KEY), 0, None, (x, y), {"width": width})
+        jax.random.PRNGKey(bench.RUN_KEY), 0, None, (x, y), {"width": width}
+    )
     draws = alt.replay_draws(state0.rng_key, dyn, width, dim, steps)
     z0 = {k: np.asarray(v) for k, v in state0.z.items()}
     right = alt.NumpyLoop(x, y, dyn, steps, draws)(z0)
@@ -87,35 +102,54 @@ def test_birth_death_source_is_a_valid_reaction():
     np.testing.assert_array_equal(np.asarray(alt.birth_death_source(u, draws, 0.0, 0.5)), np.arange(n))
     # NumPy's version is the same rule
     np.testing.assert_array_equal(
-        alt._numpy_birth_death_source(np.asarray(u), {k: np.asarray(v) for k, v in draws.items()}, 5.0, 0.5), src)
+        alt._numpy_birth_death_source(np.asarray(u), {k: np.asarray(v) for k, v in draws.items()}, 5.0, 0.5), src
+    )
 
 
 def _row(**seconds_and_steps):
-    timings = {k: {"steps": steps, "seconds": secs, "compile_s": [0.0] * len(secs), "compiles": [0] * len(secs)}
-               for k, (secs, steps) in seconds_and_steps.items()}
-    row = {"dynamic": "wasserstein", "size": [10, 256, 1024], "steps": 10, "timings": timings,
-           "per_step_s": bench.per_step_seconds(timings), "na": {"torch": "absent"},
-           "compile": {"first": {"compile_s": 2.5, "compiles": 40, "wall_s": 3.0},
-                       "second": {"compile_s": 0.0, "compiles": 0, "wall_s": 0.1}}}
+    timings = {
+        k: {"steps": steps, "seconds": secs, "compile_s": [0.0] * len(secs), "compiles": [0] * len(secs)}
+        for k, (secs, steps) in seconds_and_steps.items()
+    }
+    row = {
+        "dynamic": "wasserstein",
+        "size": [10, 256, 1024],
+        "steps": 10,
+        "timings": timings,
+        "per_step_s": bench.per_step_seconds(timings),
+        "na": {"torch": "absent"},
+        "compile": {
+            "first": {"compile_s": 2.5, "compiles": 40, "wall_s": 3.0},
+            "second": {"compile_s": 0.0, "compiles": 0, "wall_s": 0.1},
+        },
+    }
     return row
 
 
 def test_table_ratios_come_from_the_medians():
     """``ratios`` and ``build_table``: simulate / alternative per step from medians, the loop-only
     estimate from calls of T and 2T steps, and n/a for a path that did not run."""
-    row = _row(simulate=([1.0, 1.2, 1.1], 10), simulate_2T=([2.0, 2.1, 1.9], 20), hand=([0.9, 0.8, 1.0], 10),
-               numpy=([0.5, 0.6, 0.4], 2), floor=([0.45, 0.45, 0.45], 10), mcmc=([2.2], 10),
-               mcmc_bar=([4.4], 10), python_loop=([0.11], 1), blackjax=([0.55], 10))
+    row = _row(
+        simulate=([1.0, 1.2, 1.1], 10),
+        simulate_2T=([2.0, 2.1, 1.9], 20),
+        hand=([0.9, 0.8, 1.0], 10),
+        numpy=([0.5, 0.6, 0.4], 2),
+        floor=([0.45, 0.45, 0.45], 10),
+        mcmc=([2.2], 10),
+        mcmc_bar=([4.4], 10),
+        python_loop=([0.11], 1),
+        blackjax=([0.55], 10),
+    )
     r = bench.ratios(row)
-    assert r["hand"] == pytest.approx(1.1 / 0.9)           # 0.11 s/step over 0.09 s/step
-    assert r["numpy"] == pytest.approx(0.11 / 0.25)        # numpy: 0.5 s / 2 steps
+    assert r["hand"] == pytest.approx(1.1 / 0.9)  # 0.11 s/step over 0.09 s/step
+    assert r["numpy"] == pytest.approx(0.11 / 0.25)  # numpy: 0.5 s / 2 steps
     assert r["mcmc"] == pytest.approx(0.5) and r["mcmc_bar"] == pytest.approx(0.25)
     assert r["python_loop"] == pytest.approx(1.0) and r["blackjax"] == pytest.approx(2.0)
     assert r["torch"] is None
     loop, fixed = bench.loop_only(row)
     assert loop == pytest.approx(0.09) and fixed == pytest.approx(0.2)  # (2.0 - 1.1) / 10, 1.1 - 0.9
-    assert r["hand_loop_only"] == pytest.approx(1.0)       # 0.09 / 0.09
-    assert r["floor"] == pytest.approx(0.5)                # 0.045 / 0.09
+    assert r["hand_loop_only"] == pytest.approx(1.0)  # 0.09 / 0.09
+    assert r["floor"] == pytest.approx(0.5)  # 0.045 / 0.09
     table = bench.build_table([row])
     header, _, line = table.splitlines()
     cells = [c.strip() for c in line.strip("|").split("|")]
@@ -134,8 +168,23 @@ def test_quick_run_prints_every_column(tmp_path):
     every column and writes a number or a reason for every path; the second ``simulate`` call
     on new data of the same shapes compiles nothing."""
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, "-m", "benchmarks", "--quick", "--sizes", "3,16,64", "--dynamics", "wfr",
-           "--repeats", "1", "--check-steps", "3", "--no-memory", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks",
+        "--quick",
+        "--sizes",
+        "3,16,64",
+        "--dynamics",
+        "wfr",
+        "--repeats",
+        "1",
+        "--check-steps",
+        "3",
+        "--no-memory",
+        "--json",
+        str(out),
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -165,9 +214,23 @@ def test_memory_probe_counts_the_kept_draws():
     particles' (draws x n x (d + 2) float32) and at most that plus ``f`` and the state fields."""
     dim, width, num_data, draws = 3, 64, 32, 10  # as many as the warm-up: no second compilation
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.probes", "memory", "--driver", "simulate",
-         "--size", f"{dim},{width},{num_data}", "--draws", str(draws)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.probes",
+            "memory",
+            "--driver",
+            "simulate",
+            "--size",
+            f"{dim},{width},{num_data}",
+            "--draws",
+            str(draws),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     m = json.loads(done.stdout.strip().splitlines()[-1])
     particles = draws * width * (dim + 2) * 4

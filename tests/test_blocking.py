@@ -10,8 +10,14 @@ import pytest
 from numpyro.infer.util import constrain_fn
 
 import mfsample as mf
-from mfsample.blocking import (ACTIVATION_COPIES, activation_bytes, auto_block_size, blocked_deterministic,
-                               blocked_sum, resolve_block_size)
+from mfsample.blocking import (
+    ACTIVATION_COPIES,
+    activation_bytes,
+    auto_block_size,
+    blocked_deterministic,
+    blocked_sum,
+    resolve_block_size,
+)
 from mfsample.energy import energy_and_velocity, energy_from_model, first_variation
 
 
@@ -21,8 +27,9 @@ def data():
 
 
 def _energy(data, block_size, width=32, **kw):
-    return energy_from_model(mf.models.shallow_network, (data.x, data.y),
-                             {"width": width, "masses": None, **kw}, block_size=block_size)
+    return energy_from_model(
+        mf.models.shallow_network, (data.x, data.y), {"width": width, "masses": None, **kw}, block_size=block_size
+    )
 
 
 # float32: the blocked sum adds the same terms in another order; relative differences of a few
@@ -72,15 +79,17 @@ def test_blocked_deterministic_matches_the_unblocked_sites(data):
     z = pe.sample_prior(jax.random.PRNGKey(1))
     kwargs = {"width": n, "masses": jax.random.dirichlet(jax.random.PRNGKey(2), jnp.ones(n))}
     post = _constrain(mf.models.shallow_network)
-    run = blocked_deterministic(post, (data.x, data.y), kwargs, num_data=pe.num_data,
-                                block_size=pe.block_size, site_names=pe.site_names)
+    run = blocked_deterministic(
+        post, (data.x, data.y), kwargs, num_data=pe.num_data, block_size=pe.block_size, site_names=pe.site_names
+    )
     blocked, plain = jax.jit(run)(z), post(z, (data.x, data.y), kwargs)
     assert set(blocked) == set(plain) == {"a", "w", "b", "f"}
     for k in plain:
         assert blocked[k].shape == plain[k].shape
         np.testing.assert_allclose(blocked[k], plain[k], rtol=RTOL, atol=1e-6)
-    one_block = blocked_deterministic(post, (data.x, data.y), kwargs, num_data=pe.num_data,
-                                      block_size=None, site_names=pe.site_names)
+    one_block = blocked_deterministic(
+        post, (data.x, data.y), kwargs, num_data=pe.num_data, block_size=None, site_names=pe.site_names
+    )
     np.testing.assert_array_equal(one_block(z)["f"], plain["f"])
 
 
@@ -91,7 +100,7 @@ def test_blocked_deterministic_keeps_per_particle_sites_whole():
     def model(x, y=None, *, width):
         with numpyro.plate("particle", width):
             a = numpyro.sample("a", dist.Normal(0.0, 1.0))
-        numpyro.deterministic("a2", a ** 2)
+        numpyro.deterministic("a2", a**2)
         f = numpyro.deterministic("f", jnp.mean(jnp.tanh(x[:, None] * a), axis=1))
         with numpyro.plate("data", x.shape[0]):
             numpyro.sample("y", dist.Normal(f, 1.0), obs=y)
@@ -99,8 +108,7 @@ def test_blocked_deterministic_keeps_per_particle_sites_whole():
     x = jnp.linspace(-1.0, 1.0, 10)
     z = {"a": jax.random.normal(jax.random.PRNGKey(0), (10,))}
     post = _constrain(model)
-    run = blocked_deterministic(post, (x, jnp.sin(x)), {"width": 10}, num_data=10, block_size=3,
-                                site_names=("a",))
+    run = blocked_deterministic(post, (x, jnp.sin(x)), {"width": 10}, num_data=10, block_size=3, site_names=("a",))
     blocked, plain = run(z), post(z, (x, jnp.sin(x)), {"width": 10})
     for k in ("a", "a2", "f"):
         assert blocked[k].shape == (10,)
@@ -122,16 +130,16 @@ def test_resolve_block_size():
 
 def test_auto_block_size_from_memory_and_cache():
     # everything fits: no blocking
-    assert auto_block_size(1000, 256, memory=2 ** 40, cache=None) == 1000
-    assert auto_block_size(1000, 256, memory=2 ** 40, cache=2 ** 30) == 1000
+    assert auto_block_size(1000, 256, memory=2**40, cache=None) == 1000
+    assert auto_block_size(1000, 256, memory=2**40, cache=2**30) == 1000
     # cache-sized blocks: one B x n float32 array within the cache
-    assert auto_block_size(8192, 4096, memory=2 ** 40, cache=8 * 2 ** 20) == 512
-    assert auto_block_size(8192, 4096, memory=2 ** 40, cache=8 * 2 ** 20, num_chains=4) == 128
+    assert auto_block_size(8192, 4096, memory=2**40, cache=8 * 2**20) == 512
+    assert auto_block_size(8192, 4096, memory=2**40, cache=8 * 2**20, num_chains=4) == 128
     # 1 MiB budget at fraction 1/4 -> B = 2^18 / (ACTIVATION_COPIES * 256 * 4)
-    b = auto_block_size(10 ** 6, 256, memory=2 ** 20, cache=None)
-    assert b == 2 ** 18 // (ACTIVATION_COPIES * 256 * 4)
-    assert activation_bytes(b, 256) <= 2 ** 18 < activation_bytes(b + 1, 256)
-    assert auto_block_size(10 ** 6, 10 ** 9, memory=2 ** 20, cache=None) == 1  # never below one datum
+    b = auto_block_size(10**6, 256, memory=2**20, cache=None)
+    assert b == 2**18 // (ACTIVATION_COPIES * 256 * 4)
+    assert activation_bytes(b, 256) <= 2**18 < activation_bytes(b + 1, 256)
+    assert auto_block_size(10**6, 10**9, memory=2**20, cache=None) == 1  # never below one datum
 
 
 def test_invalid_block_size(data):
@@ -154,7 +162,8 @@ def test_compiled_temporary_memory_follows_the_block_formula():
             return energy_and_velocity(pe, z)
 
         z = energy_from_model(mf.models.shallow_network, (x[:2], y[:2]), {"width": n}).sample_prior(
-            jax.random.PRNGKey(0))
+            jax.random.PRNGKey(0)
+        )
         return jax.jit(grad).lower(z, x, y).compile().memory_analysis().temp_size_in_bytes
 
     plain, blocked = temp_bytes(None), temp_bytes(128)
@@ -164,19 +173,32 @@ def test_compiled_temporary_memory_follows_the_block_formula():
     assert blocked < plain / 8  # B/N = 1/16: blocking must cut the temporaries by ~16x
 
 
-@pytest.mark.parametrize("kernel_cls,kw", [
-    (mf.WassersteinFlow, {}),
-    (mf.MeanFieldLangevin, {"temperature": 1e-3}),
-    (mf.WassersteinFisherRao, {"rate": 1.0, "mode": "birth_death"}),
-    (mf.WassersteinFisherRao, {"rate": 1.0, "mode": "weighted"}),
-])
+@pytest.mark.parametrize(
+    "kernel_cls,kw",
+    [
+        (mf.WassersteinFlow, {}),
+        (mf.MeanFieldLangevin, {"temperature": 1e-3}),
+        (mf.WassersteinFisherRao, {"rate": 1.0, "mode": "birth_death"}),
+        (mf.WassersteinFisherRao, {"rate": 1.0, "mode": "weighted"}),
+    ],
+)
 def test_kernels_with_blocks_follow_the_plain_trajectory(data, kernel_cls, kw):
     """Same key, blocked vs plain energy: the whole trajectory and the deterministic f agree to
     float32 rounding (20 steps: errors grow at most geometrically with the step's Lipschitz
     constant, hence atol 1e-4 on O(1) particles)."""
-    runs = [mf.simulate(kernel_cls(mf.models.shallow_network, step_size=0.5, block_size=b, **kw),
-                        jax.random.PRNGKey(3), data.x, data.y, width=32, num_steps=20, save_every=5,
-                        progress_bar=False) for b in (None, 64)]
+    runs = [
+        mf.simulate(
+            kernel_cls(mf.models.shallow_network, step_size=0.5, block_size=b, **kw),
+            jax.random.PRNGKey(3),
+            data.x,
+            data.y,
+            width=32,
+            num_steps=20,
+            save_every=5,
+            progress_bar=False,
+        )
+        for b in (None, 64)
+    ]
     assert runs[1].kernel.energy.block_size == 64
     for k in runs[0].samples:
         np.testing.assert_allclose(runs[1].samples[k], runs[0].samples[k], rtol=1e-4, atol=1e-4)

@@ -18,18 +18,30 @@ def _energy(data, **kw):
 
 
 FACES = {
-    "wasserstein": (lambda e: mf.dynamics.wasserstein_flow(e, step_size=0.2),
-                    lambda: mf.WassersteinFlow(mf.models.shallow_network, step_size=0.2)),
-    "langevin": (lambda e: mf.dynamics.mean_field_langevin(e, step_size=0.05, temperature=1e-3),
-                 lambda: mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.05, temperature=1e-3)),
-    "mala": (lambda e: mf.dynamics.mean_field_langevin(e, step_size=0.05, temperature=1e-2, adjusted=True),
-             lambda: mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.05, temperature=1e-2, adjusted=True)),
-    "kinetic": (lambda e: mf.dynamics.kinetic_langevin(e, step_size=0.1, temperature=1e-3, friction=2.0),
-                lambda: mf.KineticLangevin(mf.models.shallow_network, step_size=0.1, temperature=1e-3, friction=2.0)),
-    "adam_sgld": (lambda e: mf.dynamics.mean_field_langevin(e, step_size=0.05, temperature=1e-3,
-                                                            transport=optax.adam(1e-2), batch_size=64),
-                  lambda: mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.05, temperature=1e-3,
-                                               transport=optax.adam(1e-2), batch_size=64)),
+    "wasserstein": (
+        lambda e: mf.dynamics.wasserstein_flow(e, step_size=0.2),
+        lambda: mf.WassersteinFlow(mf.models.shallow_network, step_size=0.2),
+    ),
+    "langevin": (
+        lambda e: mf.dynamics.mean_field_langevin(e, step_size=0.05, temperature=1e-3),
+        lambda: mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.05, temperature=1e-3),
+    ),
+    "mala": (
+        lambda e: mf.dynamics.mean_field_langevin(e, step_size=0.05, temperature=1e-2, adjusted=True),
+        lambda: mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.05, temperature=1e-2, adjusted=True),
+    ),
+    "kinetic": (
+        lambda e: mf.dynamics.kinetic_langevin(e, step_size=0.1, temperature=1e-3, friction=2.0),
+        lambda: mf.KineticLangevin(mf.models.shallow_network, step_size=0.1, temperature=1e-3, friction=2.0),
+    ),
+    "adam_sgld": (
+        lambda e: mf.dynamics.mean_field_langevin(
+            e, step_size=0.05, temperature=1e-3, transport=optax.adam(1e-2), batch_size=64
+        ),
+        lambda: mf.MeanFieldLangevin(
+            mf.models.shallow_network, step_size=0.05, temperature=1e-3, transport=optax.adam(1e-2), batch_size=64
+        ),
+    ),
 }
 
 
@@ -46,6 +58,7 @@ def test_functional_and_mcmc_faces_give_identical_draws(name, small_data):
         def body(state, _):
             state, info = algo.step(state.rng_key, state)
             return state, (state.z["w"], info.energy)
+
         return jax.lax.scan(body, algo.init(key), None, length=30)[1]
 
     w, energy = loop(jax.random.PRNGKey(3))
@@ -59,8 +72,12 @@ def test_blackjax_runs_the_dynamics(small_data):
     blackjax_util = pytest.importorskip("blackjax.util")
     algo = mf.dynamics.mean_field_langevin(_energy(small_data), step_size=0.2, temperature=1e-5)
     state, (states, infos) = blackjax_util.run_inference_algorithm(
-        jax.random.PRNGKey(0), algo, 200, initial_state=algo.init(jax.random.PRNGKey(1)),
-        transform=lambda s, i: (s.z["a"], i))
+        jax.random.PRNGKey(0),
+        algo,
+        200,
+        initial_state=algo.init(jax.random.PRNGKey(1)),
+        transform=lambda s, i: (s.z["a"], i),
+    )
     assert states.shape == (200, 16)
     assert float(infos.energy[-1]) < float(infos.energy[0]) - 1e-3
     np.testing.assert_allclose(infos.time[-1], 200 * 0.2, rtol=1e-6)
@@ -68,11 +85,26 @@ def test_blackjax_runs_the_dynamics(small_data):
 
 def test_optax_sgd_is_the_euler_step(small_data):
     """transport=optax.sgd(dt) reproduces WassersteinFlow exactly (the Euler step is z + (-dt) v)."""
-    ref = mf.simulate(mf.WassersteinFlow(mf.models.shallow_network, step_size=0.3), jax.random.PRNGKey(0),
-                      small_data.x, small_data.y, num_steps=50, save_every=10, progress_bar=False, **KW)
-    sgd = mf.simulate(mf.WassersteinFlow(mf.models.shallow_network, step_size=0.3, transport=optax.sgd(0.3)),
-                      jax.random.PRNGKey(0), small_data.x, small_data.y, num_steps=50, save_every=10,
-                      progress_bar=False, **KW)
+    ref = mf.simulate(
+        mf.WassersteinFlow(mf.models.shallow_network, step_size=0.3),
+        jax.random.PRNGKey(0),
+        small_data.x,
+        small_data.y,
+        num_steps=50,
+        save_every=10,
+        progress_bar=False,
+        **KW,
+    )
+    sgd = mf.simulate(
+        mf.WassersteinFlow(mf.models.shallow_network, step_size=0.3, transport=optax.sgd(0.3)),
+        jax.random.PRNGKey(0),
+        small_data.x,
+        small_data.y,
+        num_steps=50,
+        save_every=10,
+        progress_bar=False,
+        **KW,
+    )
     for k in "awb":
         np.testing.assert_array_equal(sgd.samples[k], ref.samples[k])
 
@@ -82,7 +114,14 @@ def test_full_batch_is_a_no_op(small_data):
     n_data = small_data.x.shape[0]
     run = lambda **kw: mf.simulate(  # noqa: E731
         mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.1, temperature=1e-3, **kw),
-        jax.random.PRNGKey(0), small_data.x, small_data.y, num_steps=20, save_every=5, progress_bar=False, **KW)
+        jax.random.PRNGKey(0),
+        small_data.x,
+        small_data.y,
+        num_steps=20,
+        save_every=5,
+        progress_bar=False,
+        **KW,
+    )
     a, b = run(), run(batch_size=n_data)
     for k in "awb":
         np.testing.assert_array_equal(a.samples[k], b.samples[k])
@@ -98,8 +137,11 @@ def test_minibatch_velocity_is_unbiased_with_finite_population_variance(small_da
     keys = jax.random.split(jax.random.PRNGKey(2), 2000)
     vb = jax.vmap(lambda k: mf.velocity(energy.subsample(k, B), z)["a"])(keys)
     # per-datum velocities: v = (1/N) sum_i v_i with v_i the velocity of the one-datum energy
-    per_datum = jax.vmap(lambda i: mf.velocity(mf.energy_from_model(
-        mf.models.shallow_network, (small_data.x[i][None], small_data.y[i][None]), KW), z)["a"])(jnp.arange(N))
+    per_datum = jax.vmap(
+        lambda i: mf.velocity(
+            mf.energy_from_model(mf.models.shallow_network, (small_data.x[i][None], small_data.y[i][None]), KW), z
+        )["a"]
+    )(jnp.arange(N))
     np.testing.assert_allclose(per_datum.mean(0), full, rtol=1e-4, atol=1e-6)
     var_theory = per_datum.var(0, ddof=1) * (N - B) / (B * N)
     se = np.sqrt(var_theory / keys.shape[0])
@@ -119,16 +161,24 @@ def quadratic_energy(theta, masses, c):
 
 
 def _var_bar(kernel, dt, num_chains=3000, burn=15.0, horizon=45.0):
-    sim = mf.simulate(kernel, jax.random.PRNGKey(int(1000 * dt)), C, num_steps=int(round(horizon / dt)),
-                      save_every=max(1, int(round(0.5 / dt))), num_chains=num_chains, progress_bar=False)
+    sim = mf.simulate(
+        kernel,
+        jax.random.PRNGKey(int(1000 * dt)),
+        C,
+        num_steps=int(round(horizon / dt)),
+        save_every=max(1, int(round(0.5 / dt))),
+        num_chains=num_chains,
+        progress_bar=False,
+    )
     bar = sim.samples[:, sim.time > burn].mean(-1)
     per_chain = ((bar - S * C / (1 + S)) ** 2).mean(1)
     return per_chain.mean(), per_chain.std(ddof=1) / np.sqrt(num_chains)
 
 
 def _closed_form_kernel(cls, dt, **kw):
-    return cls(energy_fn=quadratic_energy, prior=dist.Normal(0.0, 1.0), width=N_PART, step_size=dt,
-               temperature=TAU, **kw)
+    return cls(
+        energy_fn=quadratic_energy, prior=dist.Normal(0.0, 1.0), width=N_PART, step_size=dt, temperature=TAU, **kw
+    )
 
 
 def test_euler_maruyama_bias_is_linear_in_dt_and_mala_has_none():
@@ -171,8 +221,9 @@ def test_bad_dynamics_settings(small_data):
     with pytest.raises(ValueError, match="friction"):
         mf.KineticLangevin(mf.models.shallow_network, step_size=0.1, temperature=0.1, friction=0.0)
     with pytest.raises(ValueError, match="energy_fn"):
-        k = mf.WassersteinFlow(energy_fn=quadratic_energy, prior=dist.Normal(0.0, 1.0), width=3,
-                               step_size=0.1, batch_size=2)
+        k = mf.WassersteinFlow(
+            energy_fn=quadratic_energy, prior=dist.Normal(0.0, 1.0), width=3, step_size=0.1, batch_size=2
+        )
         k.init(jax.random.PRNGKey(0), 0, None, (C,), {})
 
 
@@ -180,21 +231,35 @@ def test_bad_dynamics_settings(small_data):
 # both faces accept and refuse the same settings (validation lives in the functional cores)
 # ---------------------------------------------------------------------------------------------
 _BAD_SETTINGS = {
-    "wasserstein": [dict(step_size=0.0), dict(step_size=-1.0), dict(step_size=float("nan")),
-                    dict(step_size=float("inf")), dict(step_size="0.1"), dict(step_size=True),
-                    dict(step_size=0.1, transport=object()), dict(step_size=0.1, batch_size=0),
-                    dict(step_size=0.1, batch_size=2.5), dict(step_size=0.1, batch_size=True)],
-    "langevin": [dict(step_size=0.1, temperature=-1.0), dict(step_size=0.1, temperature=float("nan")),
-                 dict(step_size=0.1, temperature=float("inf")), dict(step_size=0.1, temperature="hot"),
-                 dict(step_size=0.1, temperature=0.0, adjusted=True),
-                 dict(step_size=0.1, temperature=1e-3, adjusted=True, batch_size=8),
-                 dict(step_size=0.1, temperature=1e-3, adjusted=True, transport=optax.sgd(0.1)),
-                 dict(step_size=0.0, temperature=1e-3)],
-    "kinetic": [dict(step_size=0.1, temperature=1e-3, friction=float("inf")),
-                dict(step_size=0.1, temperature=1e-3, friction=0.0),
-                dict(step_size=0.1, temperature=1e-3, friction=-2.0),
-                dict(step_size=0.1, temperature=1e-3, friction=float("nan")),
-                dict(step_size=0.1, temperature=-1e-3, friction=1.0)],
+    "wasserstein": [
+        dict(step_size=0.0),
+        dict(step_size=-1.0),
+        dict(step_size=float("nan")),
+        dict(step_size=float("inf")),
+        dict(step_size="0.1"),
+        dict(step_size=True),
+        dict(step_size=0.1, transport=object()),
+        dict(step_size=0.1, batch_size=0),
+        dict(step_size=0.1, batch_size=2.5),
+        dict(step_size=0.1, batch_size=True),
+    ],
+    "langevin": [
+        dict(step_size=0.1, temperature=-1.0),
+        dict(step_size=0.1, temperature=float("nan")),
+        dict(step_size=0.1, temperature=float("inf")),
+        dict(step_size=0.1, temperature="hot"),
+        dict(step_size=0.1, temperature=0.0, adjusted=True),
+        dict(step_size=0.1, temperature=1e-3, adjusted=True, batch_size=8),
+        dict(step_size=0.1, temperature=1e-3, adjusted=True, transport=optax.sgd(0.1)),
+        dict(step_size=0.0, temperature=1e-3),
+    ],
+    "kinetic": [
+        dict(step_size=0.1, temperature=1e-3, friction=float("inf")),
+        dict(step_size=0.1, temperature=1e-3, friction=0.0),
+        dict(step_size=0.1, temperature=1e-3, friction=-2.0),
+        dict(step_size=0.1, temperature=1e-3, friction=float("nan")),
+        dict(step_size=0.1, temperature=-1e-3, friction=1.0),
+    ],
 }
 _FACE_PAIRS = {
     "wasserstein": (mf.dynamics.wasserstein_flow, mf.WassersteinFlow),
@@ -224,15 +289,18 @@ def test_both_faces_refuse_the_same_settings_with_the_same_message(name, setting
 def test_both_faces_treat_masses_alike(masses, small_data):
     """Masses that do not sum to one or have the wrong shape are refused by both faces; MALA refuses
     any masses (it samples the Gibbs measure of uniform weights) in both faces."""
+
     def functional(**kw):
-        algo = mf.dynamics.mean_field_langevin(_energy(small_data), step_size=0.05, temperature=1e-2,
-                                               masses=masses, **kw)
+        algo = mf.dynamics.mean_field_langevin(
+            _energy(small_data), step_size=0.05, temperature=1e-2, masses=masses, **kw
+        )
         algo.init(jax.random.PRNGKey(0))
 
     def shell(**kw):
         kernel = mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.05, temperature=1e-2, **kw)
         MCMC(kernel, num_warmup=0, num_samples=1, progress_bar=False).run(
-            jax.random.PRNGKey(0), small_data.x, small_data.y, masses=masses, **KW)
+            jax.random.PRNGKey(0), small_data.x, small_data.y, masses=masses, **KW
+        )
 
     valid = masses.shape == (16,) and abs(masses.sum() - 1) < 1e-6
     assert (_raised(functional) is None) == valid and (_raised(shell) is None) == valid

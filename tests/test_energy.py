@@ -27,8 +27,9 @@ def test_velocity_matches_finite_differences(activation, scaling, p):
     with jax.enable_x64(True):
         x, y = _problem()
         n = 6
-        pe = mf.energy_from_model(mf.models.shallow_network, (x, y),
-                                  dict(width=n, activation=activation, scaling=scaling))
+        pe = mf.energy_from_model(
+            mf.models.shallow_network, (x, y), dict(width=n, activation=activation, scaling=scaling)
+        )
         assert pe.exponent == p
         z = pe.sample_prior(jax.random.PRNGKey(1))
         v = mf.velocity(pe, z)
@@ -155,8 +156,11 @@ def test_energy_fn_and_model_paths_agree():
         return jnp.mean((f - y) ** 2) / 2 + 0.5 * jnp.log(2 * jnp.pi)
 
     d = x.shape[1]
-    prior = {"a": dist.Normal(0.0, 1.0), "w": dist.Normal(0.0, 1 / np.sqrt(d)).expand([d]).to_event(1),
-             "b": dist.Normal(0.0, 1.0)}
+    prior = {
+        "a": dist.Normal(0.0, 1.0),
+        "w": dist.Normal(0.0, 1 / np.sqrt(d)).expand([d]).to_event(1),
+        "b": dist.Normal(0.0, 1.0),
+    }
     pe_fn = mf.energy_from_fn(energy_fn, prior, (x, y), width=n)
     pe_model = mf.energy_from_model(mf.models.shallow_network, (x, y), dict(width=n))
     z = pe_model.sample_prior(jax.random.PRNGKey(5))
@@ -186,8 +190,15 @@ def test_bounded_supports_survive_the_abstract_metadata_trace():
             numpyro.sample("y", dist.Normal(jnp.tanh(x[:, None] * w) @ a / width, 1.0), obs=y)
 
     x = jnp.linspace(-1, 1, 32)
-    sim = mf.simulate(mf.WassersteinFlow(model, step_size=0.5), jax.random.PRNGKey(0), x, jnp.sin(3 * x),
-                      width=16, num_steps=20, progress_bar=False)
+    sim = mf.simulate(
+        mf.WassersteinFlow(model, step_size=0.5),
+        jax.random.PRNGKey(0),
+        x,
+        jnp.sin(3 * x),
+        width=16,
+        num_steps=20,
+        progress_bar=False,
+    )
     a, w = sim.samples["a"], sim.samples["w"]
     assert np.all((a > -1) & (a < 2)) and np.all((w > -3) & (w < 3))
     pe = mf.energy_from_model(model, (x, jnp.sin(3 * x)), {"width": 16})
@@ -246,8 +257,7 @@ def test_declared_scaling_is_the_energys_exponent():
     assert pe.exponent == 0.5 and pe.num_data == 3.0 and pe.site_names == ("c",)
     undeclared = _one_site_model(_normal_site)
     assert mf.energy_from_model(undeclared, (jnp.ones(3), jnp.ones(3)), dict(width=4)).exponent == 1.0
-    assert mf.energy_from_model(undeclared, (jnp.ones(3), jnp.ones(3)), dict(width=4),
-                                scaling="ntk").exponent == 0.5
+    assert mf.energy_from_model(undeclared, (jnp.ones(3), jnp.ones(3)), dict(width=4), scaling="ntk").exponent == 0.5
 
 
 def _normal_site(width):

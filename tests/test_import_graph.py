@@ -74,7 +74,11 @@ def test_no_import_cycles():
     check_acyclic(PACKAGE)
 
 
-@pytest.mark.parametrize("importers, forbidden, reason", LAYERS, ids=["models", "cli", "diagnostics", "inference_data-simulate", "inference_data-diagnostics", "kernels"])
+@pytest.mark.parametrize(
+    "importers, forbidden, reason",
+    LAYERS,
+    ids=["models", "cli", "diagnostics", "inference_data-simulate", "inference_data-diagnostics", "kernels"],
+)
 def test_layering(importers, forbidden, reason):
     bad = [
         i

@@ -1,4 +1,4 @@
-"""Host memory of long runs (issue 6): kept draws held once, or streamed to disk.
+"""Host memory of long runs: kept draws held once, or streamed to disk.
 
 Resident memory is sampled from ``/proc/self/statm`` by a thread in a fresh Python, around a
 second identical ``simulate`` call (the first one compiles; its draws are freed before), so the
@@ -60,14 +60,13 @@ SCRIPT = textwrap.dedent("""
 
 def _measure(mode):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, mode], env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, mode], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
 
 
 KEPT = 1000 * 4096 * (24 + 2) * 4  # draws x particles x (w, a, b) float32 = 426 MB
-CHUNK = 64 * 2 ** 20
+CHUNK = 64 * 2**20
 
 
 def test_held_draws_peak_at_most_1_3x_plus_a_chunk():
@@ -77,7 +76,7 @@ def test_held_draws_peak_at_most_1_3x_plus_a_chunk():
     r = _measure("memory")
     assert r["kept"] == KEPT and r["draws"] == 1000
     increase = r["peak"] - r["base"]
-    assert increase <= 1.3 * KEPT + CHUNK + 32 * 2 ** 20, increase / KEPT
+    assert increase <= 1.3 * KEPT + CHUNK + 32 * 2**20, increase / KEPT
     assert increase >= 0.9 * KEPT  # the draws really are in memory (the measurement sees them)
 
 
@@ -88,4 +87,4 @@ def test_streamed_draws_peak_at_one_chunk():
     r = _measure("stream")
     assert r["kept"] is None and r["draws"] == 1000
     increase = r["peak"] - r["base"]
-    assert increase <= 2 * CHUNK + 32 * 2 ** 20, increase / KEPT
+    assert increase <= 2 * CHUNK + 32 * 2**20, increase / KEPT

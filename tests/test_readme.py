@@ -114,10 +114,7 @@ SLOW = {"Langevin against NUTS on the Gibbs measure #1"}
 
 
 def _params():
-    return [
-        pytest.param(i, code, id=i, marks=[pytest.mark.slow] if i in SLOW else [])
-        for i, code in readme_blocks()
-    ]
+    return [pytest.param(i, code, id=i, marks=[pytest.mark.slow] if i in SLOW else []) for i, code in readme_blocks()]
 
 
 def test_readme_has_runnable_blocks():
@@ -127,7 +124,7 @@ def test_readme_has_runnable_blocks():
     assert len(ids) >= 5
     assert set(POSTCONDITIONS) <= set(ids)
     quickstart = dict(readme_blocks())["Quickstart #1"]
-    # the quickstart of the issue, verbatim
+    # the quickstart, verbatim
     call = 'MCMC(kernel, num_warmup=0, num_samples=2000, thinning=10, num_chains=4, chain_method="vectorized")'
     assert call in quickstart
     assert 'samples["w"].shape == (4, 200, 256, 10)' in quickstart

@@ -1,4 +1,4 @@
-"""Particles and chains sharded over devices (issue 6).
+"""Particles and chains sharded over devices.
 
 Several host devices exist only if XLA is told before JAX starts, so each check runs in a fresh
 Python with ``XLA_FLAGS=--xla_force_host_platform_device_count=K``; the multi-host check starts
@@ -53,13 +53,11 @@ RUN = textwrap.dedent("""
 
 
 def _run(code, devices, *args, timeout=240):
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-           "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def test_sharded_runs_equal_the_single_device_run():
@@ -69,9 +67,13 @@ def test_sharded_runs_equal_the_single_device_run():
     missing psum moves particles by O(dt) = 0.5)."""
     out = _run(RUN, 4)
     assert out["devices"] == 4
-    expected = {"wasserstein/1/particles": ["devices"], "langevin/1/particles": ["devices"],
-                "birth_death/1/particles": ["devices"], "langevin/4/particles": [None, "devices"],
-                "birth_death/4/chains": ["devices"]}
+    expected = {
+        "wasserstein/1/particles": ["devices"],
+        "langevin/1/particles": ["devices"],
+        "birth_death/1/particles": ["devices"],
+        "langevin/4/particles": [None, "devices"],
+        "birth_death/4/chains": ["devices"],
+    }
     for key, axis_spec in expected.items():
         err, spec, ndev = out[key]
         assert err < 1e-4, (key, err)
@@ -125,8 +127,16 @@ def test_multi_host_path_with_two_processes():
     they equal a one-process run on 4 local devices (float32 summation order: atol 1e-4)."""
     port = _free_port()
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
-    procs = [subprocess.Popen([sys.executable, "-c", MULTIHOST, str(i), port], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MULTIHOST, str(i), port],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = []
     for p in procs:
         try:

@@ -35,19 +35,28 @@ def test_chain_methods_and_simulate_give_identical_draws(kind, small_data):
     args = (small_data.x, small_data.y)
     draws = {}
     for method in ("vectorized", "sequential", "parallel"):
-        mcmc = MCMC(_kernel(kind), num_warmup=0, num_samples=40, thinning=5, num_chains=3,
-                    chain_method=method, progress_bar=False)
+        mcmc = MCMC(
+            _kernel(kind),
+            num_warmup=0,
+            num_samples=40,
+            thinning=5,
+            num_chains=3,
+            chain_method=method,
+            progress_bar=False,
+        )
         mcmc.run(jax.random.PRNGKey(7), *args, **KW)
         draws[method] = mcmc.get_samples(group_by_chain=True)
-    sim = mf.simulate(_kernel(kind), jax.random.PRNGKey(7), *args, num_steps=40, save_every=5, num_chains=3,
-                      progress_bar=False, **KW)
+    sim = mf.simulate(
+        _kernel(kind), jax.random.PRNGKey(7), *args, num_steps=40, save_every=5, num_chains=3, progress_bar=False, **KW
+    )
     draws["simulate"] = sim.samples
     assert draws["simulate"]["w"].shape == (3, 8, 16, 5)
     for k in ("a", "w", "b", "f"):
         np.testing.assert_array_equal(draws["simulate"][k], np.asarray(draws["vectorized"][k]), err_msg=k)
         np.testing.assert_array_equal(np.asarray(draws["parallel"][k]), np.asarray(draws["sequential"][k]), err_msg=k)
-        np.testing.assert_allclose(np.asarray(draws["sequential"][k]), np.asarray(draws["vectorized"][k]),
-                                   rtol=1e-5, atol=1e-5, err_msg=k)
+        np.testing.assert_allclose(
+            np.asarray(draws["sequential"][k]), np.asarray(draws["vectorized"][k]), rtol=1e-5, atol=1e-5, err_msg=k
+        )
 
 
 def test_parallel_chains_on_several_devices_match_vectorized():
@@ -79,8 +88,9 @@ def test_simulate_keeps_the_same_steps_as_mcmc_thinning(small_data):
     args = (small_data.x, small_data.y)
     mcmc = MCMC(_kernel("langevin"), num_warmup=0, num_samples=23, thinning=5, progress_bar=False)
     mcmc.run(jax.random.PRNGKey(2), *args, extra_fields=("step",), **KW)
-    sim = mf.simulate(_kernel("langevin"), jax.random.PRNGKey(2), *args, num_steps=23, save_every=5,
-                      progress_bar=False, **KW)
+    sim = mf.simulate(
+        _kernel("langevin"), jax.random.PRNGKey(2), *args, num_steps=23, save_every=5, progress_bar=False, **KW
+    )
     np.testing.assert_array_equal(np.asarray(mcmc.get_extra_fields()["step"]), [8, 13, 18, 23])
     np.testing.assert_array_equal(sim.stats["step"][0], [8, 13, 18, 23])
     np.testing.assert_allclose(sim.time, np.array([8, 13, 18, 23]) * 0.05, rtol=1e-6)
@@ -91,17 +101,25 @@ def test_simulate_does_not_recompile_for_new_data_of_the_same_shape(small_data, 
     """The compiled scan takes the data as arguments: a second call with new arrays compiles nothing."""
     kernel = _kernel("langevin")
     with count_compilations() as first:
-        mf.simulate(kernel, jax.random.PRNGKey(0), small_data.x, small_data.y, num_steps=20, save_every=5,
-                    progress_bar=False, **KW)
+        mf.simulate(
+            kernel,
+            jax.random.PRNGKey(0),
+            small_data.x,
+            small_data.y,
+            num_steps=20,
+            save_every=5,
+            progress_bar=False,
+            **KW,
+        )
     assert first.count > 0  # the counter sees compilations
     x2, y2 = small_data.sample(jax.random.PRNGKey(9), small_data.x.shape[0])
     with count_compilations() as second:
-        sim2 = mf.simulate(kernel, jax.random.PRNGKey(1), x2, y2, num_steps=20, save_every=5,
-                           progress_bar=False, **KW)
+        sim2 = mf.simulate(kernel, jax.random.PRNGKey(1), x2, y2, num_steps=20, save_every=5, progress_bar=False, **KW)
     assert second.count == 0
     # and the new data were really used: same key + new data = same draws as a fresh kernel
-    ref = mf.simulate(_kernel("langevin"), jax.random.PRNGKey(1), x2, y2, num_steps=20, save_every=5,
-                      progress_bar=False, **KW)
+    ref = mf.simulate(
+        _kernel("langevin"), jax.random.PRNGKey(1), x2, y2, num_steps=20, save_every=5, progress_bar=False, **KW
+    )
     np.testing.assert_array_equal(sim2.samples["w"], ref.samples["w"])
 
 
@@ -118,16 +136,24 @@ def test_warmup_then_post_warmup_state_continues_the_trajectory(small_data):
     t = np.asarray(split.get_extra_fields()["time"])
     np.testing.assert_allclose(t, 0.2 * np.arange(11, 31), rtol=1e-5)
     # simulate continues from a state as well
-    sim = mf.simulate(_kernel("wasserstein"), None, *args, num_steps=20, init_state=split.post_warmup_state,
-                      progress_bar=False, **KW)
+    sim = mf.simulate(
+        _kernel("wasserstein"), None, *args, num_steps=20, init_state=split.post_warmup_state, progress_bar=False, **KW
+    )
     np.testing.assert_array_equal(sim.samples["w"][0], np.asarray(whole.get_samples()["w"])[10:])
 
 
 def test_arviz_conversion_names_the_particle_dimension(small_data, capsys):
     """arviz.from_numpyro: dims (chain, draw, particle[, input_dim]); f on (chain, draw, data);
     kernel statistics in sample_stats; print_summary runs."""
-    mcmc = MCMC(_kernel("mala"), num_warmup=0, num_samples=20, thinning=2, num_chains=2,
-                chain_method="vectorized", progress_bar=False)
+    mcmc = MCMC(
+        _kernel("mala"),
+        num_warmup=0,
+        num_samples=20,
+        thinning=2,
+        num_chains=2,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
     mcmc.run(jax.random.PRNGKey(0), small_data.x, small_data.y, extra_fields=("log_prior",), **KW)
     idata = arviz.from_numpyro(mcmc)
     post = idata.posterior
@@ -140,7 +166,14 @@ def test_arviz_conversion_names_the_particle_dimension(small_data, capsys):
     assert "acceptance_rate" in idata.sample_stats  # numpyro's accept_prob, renamed by ArviZ
     # f is the deterministic network output of the kept particles
     a, w, b = (np.asarray(post[k].values) for k in ("a", "w", "b"))
-    f = np.einsum("cdj,cdnj->cdn", a, np.maximum(np.einsum("nk,cdjk->cdnj", np.asarray(small_data.x), w) + b[:, :, None, :], 0)) / 16
+    f = (
+        np.einsum(
+            "cdj,cdnj->cdn",
+            a,
+            np.maximum(np.einsum("nk,cdjk->cdnj", np.asarray(small_data.x), w) + b[:, :, None, :], 0),
+        )
+        / 16
+    )
     np.testing.assert_allclose(post["f"].values, f, rtol=1e-4, atol=1e-5)
     mcmc.print_summary()
     assert "w[15,4]" in capsys.readouterr().out
@@ -149,8 +182,12 @@ def test_arviz_conversion_names_the_particle_dimension(small_data, capsys):
 def test_simulate_argument_checks(small_data):
     k = _kernel("wasserstein")
     args = (small_data.x, small_data.y)
-    for bad in (dict(num_steps=0), dict(num_steps=10, save_every=0), dict(num_steps=5, save_every=10),
-                dict(num_steps=10, num_chains=0)):
+    for bad in (
+        dict(num_steps=0),
+        dict(num_steps=10, save_every=0),
+        dict(num_steps=5, save_every=10),
+        dict(num_steps=10, num_chains=0),
+    ):
         with pytest.raises(ValueError):
             mf.simulate(k, jax.random.PRNGKey(0), *args, progress_bar=False, **bad, **KW)
 
@@ -160,8 +197,9 @@ def test_init_params_override_the_prior_draw(small_data):
     pe = mf.energy_from_model(mf.models.shallow_network, (small_data.x, small_data.y), KW)
     z0 = pe.sample_prior(jax.random.PRNGKey(11))
     batched = jax.tree.map(lambda v: np.stack([v, 2 * v]), z0)
-    mcmc = MCMC(_kernel("wasserstein"), num_warmup=1, num_samples=1, num_chains=2, chain_method="vectorized",
-                progress_bar=False)
+    mcmc = MCMC(
+        _kernel("wasserstein"), num_warmup=1, num_samples=1, num_chains=2, chain_method="vectorized", progress_bar=False
+    )
     mcmc.warmup(jax.random.PRNGKey(0), small_data.x, small_data.y, init_params=batched, **KW)
     state = mcmc.last_state
     one = _kernel("wasserstein")

@@ -1,4 +1,4 @@
-"""Baselines to compare mean-field training against (DESIGN.md §4): random features (F2), the
+"""Baselines to compare mean-field training against: random features (F2), the
 infinite-width kernels of ``mu0`` (arc-cosine, NTK, Monte Carlo), kernel ridge regression, the
 lazy / NTK regime, and the S3 network on sets in closed form.
 

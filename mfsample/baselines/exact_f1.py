@@ -110,6 +110,7 @@ class F1Solution(NamedTuple):
 
 # -- objectives and the weight-decay <-> TV map ---------------------------------------------------
 
+
 def _lift(x, bias):
     x = np.asarray(x, np.float64)
     if x.ndim != 2:
@@ -210,6 +211,7 @@ def balance(a, w, b=None):
 
 # -- the hyperplane arrangement -------------------------------------------------------------------
 
+
 def _unique_normals(xt, tol):
     """Unit normals of the distinct hyperplanes ``{u : <x~_i, u> = 0}`` (up to sign)."""
     norms = np.linalg.norm(xt, axis=1)
@@ -299,9 +301,7 @@ def activation_patterns(x, *, bias=True, tol=1e-9):
             pats = np.array(pat_list).T
             points = np.array(pts)
     else:
-        raise ValueError(
-            f"exact enumeration is for D = d + bias <= 3 (input dimension <= 2 with bias); got D = {dim}"
-        )
+        raise ValueError(f"exact enumeration is for D = d + bias <= 3 (input dimension <= 2 with bias); got D = {dim}")
     pats = pats.T  # (P, N)
     pats, first = np.unique(pats, axis=0, return_index=True)
     points = points[first]
@@ -426,8 +426,20 @@ def _certify(xt, y, directions, weights, reg, sup_fn):
     return value, lower, r, s, loss, tv
 
 
-def f1_optimum(x, y, *, reg, bias=True, method="auto", grid_size=None, solver="CLARABEL",
-               prune=1e-6, polish=True, tol=1e-9, verbose=False) -> F1Solution:
+def f1_optimum(
+    x,
+    y,
+    *,
+    reg,
+    bias=True,
+    method="auto",
+    grid_size=None,
+    solver="CLARABEL",
+    prune=1e-6,
+    polish=True,
+    tol=1e-9,
+    verbose=False,
+) -> F1Solution:
     """Global minimum of ``1/(2N) sum_i (f_mu(x_i) - y_i)^2 + reg |mu|_TV`` over ReLU measures.
 
     See the module docstring for the convex programme and the certificate.
@@ -490,9 +502,11 @@ def f1_optimum(x, y, *, reg, bias=True, method="auto", grid_size=None, solver="C
         directions = np.concatenate([vv, ww]) / np.maximum(norms, 1e-300)[:, None]
         directions, weights = _merge_atoms(directions, np.concatenate([nv, -nw]), prune, atol)
         value, lower, r, s, loss, tv = _certify(
-            xt, y, directions, weights, reg, lambda rr: dual_sup(x, rr, bias=bias, patterns=pats, tol=tol)[0])
-        return F1Solution(value, lower, value - lower, directions, weights, r, s / reg, True, None,
-                          pats.shape[0], loss, tv, bias)
+            xt, y, directions, weights, reg, lambda rr: dual_sup(x, rr, bias=bias, patterns=pats, tol=tol)[0]
+        )
+        return F1Solution(
+            value, lower, value - lower, directions, weights, r, s / reg, True, None, pats.shape[0], loss, tv, bias
+        )
 
     m = grid_size if grid_size is not None else DEFAULT_GRID.get(dim)
     if m is None:
@@ -509,5 +523,18 @@ def f1_optimum(x, y, *, reg, bias=True, method="auto", grid_size=None, solver="C
         return float(np.max(np.abs(phi.T @ rr)) + np.sum(np.abs(rr) * lip_coef) * delta)
 
     value, lower, r, s, loss, tv = _certify(xt, y, directions, weights, reg, sup_bound)
-    return F1Solution(value, lower, value - lower, directions, weights, r, s / reg, False, float(delta),
-                      units.shape[0], loss, tv, bias)
+    return F1Solution(
+        value,
+        lower,
+        value - lower,
+        directions,
+        weights,
+        r,
+        s / reg,
+        False,
+        float(delta),
+        units.shape[0],
+        loss,
+        tv,
+        bias,
+    )

@@ -15,7 +15,8 @@ and, for every ``lambda`` of a grid at once (Golub, Heath & Wahba 1979; Allen 19
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
@@ -56,15 +57,15 @@ def select_ridge(eigvecs, eigvals, y, ridges=None, *, criterion: str = "gcv") ->
     if grid.ndim != 1 or grid.size == 0 or np.any(grid <= 0):
         raise ValueError("ridges must be a non-empty 1-d array of positive numbers")
     lam = jnp.asarray(grid, u.dtype)[:, None]
-    h = e[None, :] / (e[None, :] + n * lam)                  # (L, r) shrinkage factors
-    uty = u.T @ y                                            # (r,)
-    resid = y[None, :] - (h * uty[None, :]) @ u.T            # (L, N) = (I - S) y
+    h = e[None, :] / (e[None, :] + n * lam)  # (L, r) shrinkage factors
+    uty = u.T @ y  # (r,)
+    resid = y[None, :] - (h * uty[None, :]) @ u.T  # (L, N) = (I - S) y
     eps = 10 * jnp.finfo(u.dtype).eps
     if criterion == "gcv":
         denom = 1.0 - jnp.sum(h, axis=1) / n
         scores = jnp.mean(resid**2, axis=1) / jnp.where(denom > eps, denom, jnp.nan) ** 2
     else:
-        diag = h @ (u**2).T                                  # (L, N): S_ii
+        diag = h @ (u**2).T  # (L, N): S_ii
         denom = 1.0 - diag
         scores = jnp.mean((resid / jnp.where(denom > eps, denom, jnp.nan)) ** 2, axis=1)
     scores = np.asarray(scores, dtype=np.float64)

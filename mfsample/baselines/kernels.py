@@ -6,7 +6,7 @@ A random unit is ``sigma(<w, x> + b)`` with ``(a, w, b) ~ mu0``, the prior of
 (a seeded trace), never restated here, so random features, kernels and the trained network
 share one ``mu0``.
 
-Kernels (DESIGN.md §4), all functions of two input batches ``x1 (n1, d)``, ``x2 (n2, d)``:
+Kernels, all functions of two input batches ``x1 (n1, d)``, ``x2 (n2, d)``:
 
 * random-feature kernel ``k(x, x') = E_{mu0}[sigma(<w,x>+b) sigma(<w,x'>+b)]`` — the RKHS ``F2``;
   for Gaussian ``(w, b)`` the pre-activations are jointly Gaussian with covariance
@@ -26,7 +26,8 @@ Kernels (DESIGN.md §4), all functions of two input batches ``x1 (n1, d)``, ``x2
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -238,9 +239,7 @@ def random_feature_kernel(activation="relu", *, prior=None, bias: bool = True) -
     """
     order = {"relu": 1, "step": 0}.get(activation if isinstance(activation, str) else None)
     if order is None:
-        raise ValueError(
-            f"no closed-form kernel for activation={activation!r}; use monte_carlo_kernel"
-        )
+        raise ValueError(f"no closed-form kernel for activation={activation!r}; use monte_carlo_kernel")
     return functools.partial(arc_cosine_kernel, order=order, prior=prior, bias=bias)
 
 
@@ -283,8 +282,16 @@ def relu_ntk(x1, x2, *, scaling="ntk", width: int | None = None, prior=None, bia
 
 
 # -- Monte Carlo ------------------------------------------------------------------------------------
-def monte_carlo_kernel(rng_key, num_features: int, *, activation="relu", prior=None, bias: bool = True,
-                       tangent: bool = False, chunk_size: int = 2**16) -> Callable:
+def monte_carlo_kernel(
+    rng_key,
+    num_features: int,
+    *,
+    activation="relu",
+    prior=None,
+    bias: bool = True,
+    tangent: bool = False,
+    chunk_size: int = 2**16,
+) -> Callable:
     """A Monte-Carlo kernel ``k_M(x1, x2)`` from ``M = num_features`` units drawn from ``mu0``.
 
     ``tangent=False``: ``k_M(x, x') = (1/M) sum_m sigma(<w_m,x>+b_m) sigma(<w_m,x'>+b_m)``, the
@@ -297,7 +304,7 @@ def monte_carlo_kernel(rng_key, num_features: int, *, activation="relu", prior=N
     num_features = validation.positive_int("num_features", num_features)
     sigma = unit_activation(activation)
     num_chunks = -(-int(num_features) // chunk_size)
-    size = -(-int(num_features) // num_chunks)        # equal chunks: one compilation
+    size = -(-int(num_features) // num_chunks)  # equal chunks: one compilation
     try:
         frozen_prior = _freeze_prior(prior)
         hash(frozen_prior)

@@ -51,14 +51,14 @@ def kernel_gradient_flow(kernel_train, kernel_test, y, f0_train, f0_test, times,
     e = jnp.clip(e, 0.0, None)
     t = jnp.asarray(times, e.dtype)[:, None]
     if step_size is None:
-        decay = jnp.expm1(-t * e[None, :] / n)                                  # exp(-t e/N) - 1
+        decay = jnp.expm1(-t * e[None, :] / n)  # exp(-t e/N) - 1
     else:
         k = jnp.round(t / step_size)
         decay = jnp.expm1(k * jnp.log1p(-step_size * e[None, :] / n))
     safe = jnp.where(e > 0, e, 1.0)
     h = jnp.where(e[None, :] > 0, -decay / safe[None, :], t / n if step_size is None else k * step_size / n)
-    resid0 = jnp.asarray(y) - jnp.asarray(f0_train)                             # (..., N)
-    coef = (resid0 @ u)[..., None, :] * h                                        # (..., T, N)
+    resid0 = jnp.asarray(y) - jnp.asarray(f0_train)  # (..., N)
+    coef = (resid0 @ u)[..., None, :] * h  # (..., T, N)
     return jnp.asarray(f0_test)[..., None, :] + (coef @ u.T) @ ktest.T
 
 

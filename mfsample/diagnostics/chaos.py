@@ -1,4 +1,4 @@
-"""Propagation of chaos: particles become independent as ``n -> inf`` (DESIGN.md §4).
+"""Propagation of chaos: particles become independent as ``n -> inf``.
 
 Two measurements on ``{n: InferenceData}`` with ``R`` replicas per width:
 
@@ -32,7 +32,7 @@ below the reference, with a normal-theory (OLS) interval.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import xarray as xr
@@ -124,20 +124,20 @@ def pair_covariance(g, weights):
 def mmd2(x, y, bandwidth):
     """Unbiased ``MMD^2`` between samples ``x (a, d)`` and ``y (b, d)`` with the Gaussian kernel
     ``exp(-|u - v|^2 / (2 h^2))`` (Gretton et al. 2012, eq. 3)."""
+
     def gram(u, v):
-        d2 = np.sum(u ** 2, 1)[:, None] + np.sum(v ** 2, 1)[None] - 2 * u @ v.T
-        return np.exp(-np.maximum(d2, 0.0) / (2 * bandwidth ** 2))
+        d2 = np.sum(u**2, 1)[:, None] + np.sum(v**2, 1)[None] - 2 * u @ v.T
+        return np.exp(-np.maximum(d2, 0.0) / (2 * bandwidth**2))
 
     a, b = len(x), len(y)
     kxx, kyy, kxy = gram(x, x), gram(y, y), gram(x, y)
-    return ((kxx.sum() - np.trace(kxx)) / (a * (a - 1)) + (kyy.sum() - np.trace(kyy)) / (b * (b - 1))
-            - 2 * kxy.mean())
+    return (kxx.sum() - np.trace(kxx)) / (a * (a - 1)) + (kyy.sum() - np.trace(kyy)) / (b * (b - 1)) - 2 * kxy.mean()
 
 
 def median_bandwidth(x):
     """Median pairwise distance of ``x`` (at most 1000 points), the median heuristic."""
     x = x[:1000]
-    d2 = np.sum(x ** 2, 1)[:, None] + np.sum(x ** 2, 1)[None] - 2 * x @ x.T
+    d2 = np.sum(x**2, 1)[:, None] + np.sum(x**2, 1)[None] - 2 * x @ x.T
     d = np.sqrt(np.maximum(d2[np.triu_indices(len(x), 1)], 0.0))
     h = float(np.median(d))
     return h if h > 0 else 1.0
@@ -190,7 +190,7 @@ def _ols_interval(widths, values, ci_prob):
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.where(values > 0, np.log(np.where(values > 0, values, 1.0)), np.nan)
     resid = y - (np.log(pref)[None] + alpha[None] * x[:, None])
-    se = np.sqrt(np.sum(resid ** 2, 0) / (w - 2) / np.sum((x - x.mean()) ** 2))
+    se = np.sqrt(np.sum(resid**2, 0) / (w - 2) / np.sum((x - x.mean()) ** 2))
     q = st.t.ppf((1 + ci_prob) / 2, w - 2)
     return alpha, pref, np.stack([alpha - q * se, alpha + q * se], -1)
 
@@ -295,13 +295,16 @@ def chaos(
             for t in range(len(times)):
                 xs = _subsample(rng, x[t], None if m is None else m[t], max_points)
                 y, pool = reference[t]
-                null = pool[:len(xs)]  # as many reference particles as xs: same sampling noise
+                null = pool[: len(xs)]  # as many reference particles as xs: same sampling noise
                 mmd[i, t], mmd_floor[i, t] = (mmd2(u, y, bandwidth[t]) for u in (xs, null))
                 sw[i, t], sw_floor[i, t] = (sliced_wasserstein(u, y, num_projections, seed) for u in (xs, null))
         below = widths < ref_width
         for name, val in (("mmd", mmd), ("sliced_wasserstein", sw)):
-            a_, _, a_ci = _ols_interval(widths[below], val[below], ci_prob) if below.sum() >= 2 else (
-                np.full(len(times), np.nan), None, np.full((len(times), 2), np.nan))
+            a_, _, a_ci = (
+                _ols_interval(widths[below], val[below], ci_prob)
+                if below.sum() >= 2
+                else (np.full(len(times), np.nan), None, np.full((len(times), 2), np.nan))
+            )
             data[name] = (("width", "time"), val)
             data[f"{name}_exponent"] = (("time",), a_)
             data[f"{name}_exponent_ci"] = (("time", "bound"), a_ci)
@@ -310,11 +313,12 @@ def chaos(
         data["mmd_bandwidth"] = (("time",), bandwidth)
         attrs.update(
             mmd="unbiased MMD^2, Gaussian kernel exp(-|x-y|^2/(2h^2)), h = median pairwise distance of "
-                "the reference marginal (median heuristic)",
+            "the reference marginal (median heuristic)",
             sliced_wasserstein=f"sliced W2 (POT), {num_projections} random directions",
             distance_samples=f"at most {max_points} particles per side, pooled over chains",
             floor="the same distance from the reference sample to another sample of the reference "
-                  "marginal of the same size as width n's (the value expected without finite-n bias)",
+            "marginal of the same size as width n's (the value expected without finite-n bias)",
         )
-    return xr.Dataset(data, coords={"observable": names, "width": widths, "time": times,
-                                    "bound": list(BOUND)}, attrs=attrs)
+    return xr.Dataset(
+        data, coords={"observable": names, "width": widths, "time": times, "bound": list(BOUND)}, attrs=attrs
+    )

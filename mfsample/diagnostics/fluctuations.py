@@ -1,4 +1,4 @@
-"""Fluctuations of the network function at Monte-Carlo scale: the dynamic CLT (DESIGN.md §4).
+"""Fluctuations of the network function at Monte-Carlo scale: the dynamic CLT.
 
 For ``R`` independent replicas (chains) of the ``n``-particle system,
 
@@ -30,7 +30,7 @@ the interval from refitting on every bootstrap replicate.
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import xarray as xr
@@ -67,7 +67,7 @@ def fit_power_law(widths, values):
         y = np.where(values > 0, np.log(np.where(values > 0, values, 1.0)), np.nan)
     xc = x - x.mean()
     shape = (-1,) + (1,) * (y.ndim - 1)
-    alpha = np.sum(xc.reshape(shape) * (y - y.mean(0)), axis=0) / np.sum(xc ** 2)
+    alpha = np.sum(xc.reshape(shape) * (y - y.mean(0)), axis=0) / np.sum(xc**2)
     log_c = y.mean(0) - alpha * x.mean()
     return alpha, np.exp(log_c)
 
@@ -253,11 +253,14 @@ def fluctuations(
             fw = outputs[widest].values.astype(np.float64)
             ref = fw.mean(0)
             correction = np.mean(np.var(fw, axis=0, ddof=1), axis=-1) / fw.shape[0]
-            description = (f"replica mean of the widest run (n={widest}); its sampling variance "
-                           "Var(f_N)/R_N is subtracted")
+            description = (
+                f"replica mean of the widest run (n={widest}); its sampling variance Var(f_N)/R_N is subtracted"
+            )
         elif reference == "replica_mean":
-            description = ("replica mean at each width; unbiased 1/(R-1) variance, i.e. n trace Var(f_n(t)) "
-                           "(omits n||E f_n - f||^2 = O(1/n))")
+            description = (
+                "replica mean at each width; unbiased 1/(R-1) variance, i.e. n trace Var(f_n(t)) "
+                "(omits n||E f_n - f||^2 = O(1/n))"
+            )
         else:
             raise ValueError(f"reference must be 'replica_mean', 'widest' or an analytic limit, got {reference!r}")
     else:

@@ -7,7 +7,7 @@ Axes (or the Figure for multi-panel plots).  ArviZ's own plots are used where th
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import arviz as az
 import numpy as np
@@ -57,8 +57,14 @@ def plot_fluctuations(fl: xr.Dataset, ax=None, *, log: bool = True, logx: bool =
         sel = fl.sel(width=n)
         ax.plot(fl["time"], sel["fluctuation"], color=c, label=f"n = {int(n)}")
         if band:
-            ax.fill_between(fl["time"], sel["fluctuation_ci"].sel(bound="lower"),
-                            sel["fluctuation_ci"].sel(bound="upper"), color=c, alpha=0.2, lw=0)
+            ax.fill_between(
+                fl["time"],
+                sel["fluctuation_ci"].sel(bound="lower"),
+                sel["fluctuation_ci"].sel(bound="upper"),
+                color=c,
+                alpha=0.2,
+                lw=0,
+            )
     static = np.nanmean(static_values) if np.isfinite(static_values).any() else None
     if static is not None:
         ax.axhline(static, color="k", ls="--", lw=1, label=r"Var$_{\mu_0}\,\varphi$ (t = 0)")
@@ -79,8 +85,14 @@ def plot_exponent(fl: xr.Dataset, ax=None, *, logx: bool = False):
     if logx:
         ax.set_xscale("log")
     ax.plot(fl["time"], fl["exponent"], color="C0", label="fitted exponent")
-    ax.fill_between(fl["time"], fl["exponent_ci"].sel(bound="lower"), fl["exponent_ci"].sel(bound="upper"),
-                    color="C0", alpha=0.25, lw=0)
+    ax.fill_between(
+        fl["time"],
+        fl["exponent_ci"].sel(bound="lower"),
+        fl["exponent_ci"].sel(bound="upper"),
+        color="C0",
+        alpha=0.25,
+        lw=0,
+    )
     ax.axhline(-1.0, color="k", ls="--", lw=1, label="Monte-Carlo scale (-1)")
     ax.set_xlabel("time t")
     ax.set_ylabel(r"exponent $\alpha$ in $E\|f_n - f\|^2 \sim n^\alpha$")
@@ -102,9 +114,16 @@ def plot_chaos(ch: xr.Dataset, *, times: Sequence[float] | None = None, axes=Non
     for ax, name in zip(axes, names):
         for c, t in zip(_colors(len(times)), times):
             sel = ch.sel(observable=name).sel(time=t, method="nearest")
-            ax.errorbar(ch["width"], sel["covariance"],
-                        yerr=np.abs(sel["covariance_ci"].values.T - sel["covariance"].values),
-                        color=c, marker="o", ms=3, capsize=2, label=f"t = {float(sel['time']):.3g}")
+            ax.errorbar(
+                ch["width"],
+                sel["covariance"],
+                yerr=np.abs(sel["covariance_ci"].values.T - sel["covariance"].values),
+                color=c,
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=f"t = {float(sel['time']):.3g}",
+            )
         ax.axhline(0.0, color="k", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("width n")
@@ -138,8 +157,15 @@ def plot_distances(ch: xr.Dataset, *, times: Sequence[float] | None = None, axes
     return axes[0].figure
 
 
-def plot_marginals(runs: Mapping, var_name: str = "a", *, times: Sequence[float] | None = None,
-                   widths: Sequence[int] | None = None, bins: int = 40, axes=None):
+def plot_marginals(
+    runs: Mapping,
+    var_name: str = "a",
+    *,
+    times: Sequence[float] | None = None,
+    widths: Sequence[int] | None = None,
+    bins: int = 40,
+    axes=None,
+):
     """Histograms of one particle coordinate (pooled over replicas) at several widths (colours) and
     times (panels).  Vector sites are shown by their Euclidean norm."""
     widths = sorted(runs) if widths is None else list(widths)
@@ -151,7 +177,7 @@ def plot_marginals(runs: Mapping, var_name: str = "a", *, times: Sequence[float]
             v = runs[n].posterior[var_name].sel(draw=int(np.argmin(np.abs(runs[n].posterior["time"].values - t))))
             extra = [d for d in v.dims if d not in ("chain", "particle")]
             if extra:
-                v = np.sqrt((v ** 2).sum(extra))
+                v = np.sqrt((v**2).sum(extra))
             ax.hist(np.ravel(v.values), bins=bins, density=True, histtype="step", color=c, label=f"n = {n}")
         ax.set_title(f"t = {t:.3g}", fontsize="medium")
         ax.set_xlabel(var_name if not extra else f"|{var_name}|")

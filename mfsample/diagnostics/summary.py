@@ -1,7 +1,7 @@
 """Run summary: energy trajectory, divergences and, at stationarity, ArviZ's MCMC diagnostics.
 
 A mean-field Langevin run (``temperature > 0``) is a Markov chain with a stationary law (the
-Gibbs measure, DESIGN.md §3), so after a burn-in its scalar observables -- the energy ``E`` and
+Gibbs measure), so after a burn-in its scalar observables -- the energy ``E`` and
 the network output at a few evaluation points -- have ArviZ's ``ess`` (bulk, tail), ``r_hat`` and
 ``mcse`` computed by :func:`arviz.summary` across the replicas.  A Wasserstein flow is a
 deterministic transient: only its trajectory is summarised.

@@ -11,12 +11,19 @@ density
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax.numpy as jnp
 
-__all__ = ["ParticleEnergy", "per_particle_sum", "check_frozen", "constrain_sites",
-           "unconstrain_sites", "prior_log_density"]
+__all__ = [
+    "ParticleEnergy",
+    "per_particle_sum",
+    "check_frozen",
+    "constrain_sites",
+    "unconstrain_sites",
+    "prior_log_density",
+]
 
 
 class ParticleEnergy(NamedTuple):

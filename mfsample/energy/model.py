@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -120,6 +121,7 @@ def _energy_fn(bound: _BoundModel, num_data: float, block_size: int | None) -> C
 def _log_prior_fn(bound: _BoundModel, width: int) -> Callable:
     """``log mu0(z_j)`` per particle; the priors are read from a trace at ``theta = T(z)`` (they
     may depend on other particle sites)."""
+
     def log_prior(z):
         tr = _trace_at(bound, constrain_sites(bound.transforms, z), None, bound.args, bound.kwargs)
         return prior_log_density({name: tr[name]["fn"] for name in bound.latent}, bound.transforms, z, width)
@@ -129,6 +131,7 @@ def _log_prior_fn(bound: _BoundModel, width: int) -> Callable:
 
 def _sample_prior_fn(bound: _BoundModel) -> Callable:
     """``z`` drawn from ``mu0``: the model's own draws, mapped to unconstrained coordinates."""
+
     def sample_prior(rng_key):
         tr = handlers.trace(handlers.seed(bound.model, rng_key)).get_trace(*bound.args, **bound.kwargs)
         return unconstrain_sites(bound.transforms, {name: tr[name]["value"] for name in bound.latent})
@@ -155,15 +158,23 @@ def _with_subsample(pe: ParticleEnergy, bound: _BoundModel) -> ParticleEnergy:
             return jnp.take(jnp.asarray(v), idx, axis=0) if validation.is_per_datum(v, num_data) else v
 
         args, kwargs = jax.tree.map(take, (bound.args, bound.kwargs))
-        return energy_from_model(bound.model, args, kwargs, particle_plate=bound.particle_plate,
-                                 scaling=pe.exponent, frozen=pe.frozen, block_size=pe.block_size)
+        return energy_from_model(
+            bound.model,
+            args,
+            kwargs,
+            particle_plate=bound.particle_plate,
+            scaling=pe.exponent,
+            frozen=pe.frozen,
+            block_size=pe.block_size,
+        )
 
     full = pe._replace(subsample=subsample)
     return full
 
 
-def _build(bound: _BoundModel, *, width: int, exponent: float, num_data: float, frozen: tuple,
-           block_size: int | None) -> ParticleEnergy:
+def _build(
+    bound: _BoundModel, *, width: int, exponent: float, num_data: float, frozen: tuple, block_size: int | None
+) -> ParticleEnergy:
     """Step 5: the :class:`ParticleEnergy` of a checked model."""
     transforms = bound.transforms
     pe = ParticleEnergy(
@@ -229,10 +240,18 @@ def energy_from_model(
     num_data = data_size(trace, sites.observed)
     frozen = check_frozen(frozen, sites.latent)
     data_kwargs = {k: v for k, v in model_kwargs.items() if k != "masses"}
-    block_size = resolve_block_size(block_size, model_args, data_kwargs, num_data=num_data,
-                                    width=sites.width, num_replicas=num_replicas)
+    block_size = resolve_block_size(
+        block_size, model_args, data_kwargs, num_data=num_data, width=sites.width, num_replicas=num_replicas
+    )
     transforms = {name: biject_to(trace.sites[name]["fn"].support) for name in sites.latent}
-    bound = _BoundModel(model, tuple(model_args), data_kwargs, particle_plate, sites.latent,
-                        sites.observed, transforms, _accepts_kwarg(model, "masses"))
-    return _build(bound, width=sites.width, exponent=exponent, num_data=num_data, frozen=frozen,
-                  block_size=block_size)
+    bound = _BoundModel(
+        model,
+        tuple(model_args),
+        data_kwargs,
+        particle_plate,
+        sites.latent,
+        sites.observed,
+        transforms,
+        _accepts_kwarg(model, "masses"),
+    )
+    return _build(bound, width=sites.width, exponent=exponent, num_data=num_data, frozen=frozen, block_size=block_size)

@@ -11,7 +11,8 @@ so that a subsampled plate (scale ``N / batch``) still counts the full data.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,9 +23,13 @@ from ..scaling import SCALING_INFER_KEY
 
 __all__ = ["ModelTrace", "ParticleSites", "trace_model", "particle_sites", "data_size"]
 
-_TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-                  jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError,
-                  jax.errors.UnexpectedTracerError)
+_TRACER_ERRORS = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+    jax.errors.UnexpectedTracerError,
+)
 
 
 class ModelTrace(NamedTuple):
@@ -47,8 +52,11 @@ class ParticleSites(NamedTuple):
 
 def _eager_trace(model: Callable, model_args: tuple, model_kwargs: dict) -> ModelTrace:
     tr = handlers.trace(handlers.seed(model, 0)).get_trace(*model_args, **model_kwargs)
-    sizes = {name: int(np.prod(jnp.shape(site["fn"].log_prob(site["value"]))))
-             for name, site in tr.items() if site["type"] == "sample" and site["is_observed"]}
+    sizes = {
+        name: int(np.prod(jnp.shape(site["fn"].log_prob(site["value"]))))
+        for name, site in tr.items()
+        if site["type"] == "sample" and site["is_observed"]
+    }
     return ModelTrace(tr, sizes)
 
 
@@ -83,8 +91,11 @@ def trace_model(model: Callable, model_args: tuple, model_kwargs: dict) -> Model
         jax.make_jaxpr(staged)()
     except _TRACER_ERRORS:
         return _eager_trace(model, model_args, model_kwargs)
-    supports = [site["fn"].support for site in box["trace"].sites.values()
-                if site["type"] == "sample" and not site["is_observed"]]
+    supports = [
+        site["fn"].support
+        for site in box["trace"].sites.values()
+        if site["type"] == "sample" and not site["is_observed"]
+    ]
     if any(_holds_tracer(support) for support in supports):
         return _eager_trace(model, model_args, model_kwargs)
     return box["trace"]
@@ -133,8 +144,11 @@ def particle_sites(trace: ModelTrace, particle_plate: str) -> ParticleSites:
             f"the particle sites have plate sizes {sizes}: all particle sites must share one "
             f"particle plate size; put them all in one numpyro.plate({particle_plate!r}, width)"
         )
-    declared = frozenset(float(samples[name]["infer"][SCALING_INFER_KEY]) for name in latent
-                         if SCALING_INFER_KEY in samples[name].get("infer", {}))
+    declared = frozenset(
+        float(samples[name]["infer"][SCALING_INFER_KEY])
+        for name in latent
+        if SCALING_INFER_KEY in samples[name].get("infer", {})
+    )
     return ParticleSites(latent, observed, next(iter(sizes.values())), declared)
 
 

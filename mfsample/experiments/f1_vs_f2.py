@@ -1,4 +1,4 @@
-"""F1 versus F2: mean-field training against random features and their kernel limit (DESIGN.md §4).
+"""F1 versus F2: mean-field training against random features and their kernel limit.
 
 A teacher in ``F1`` but not in ``F2`` (default: one ReLU neuron ``f*(x) = (<w*, x>)_+``, ``|w*| = 1``,
 ``x ~ N(0, I_d)``) is fitted from ``N`` noiseless samples by
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -40,8 +40,7 @@ from ..kernels import WassersteinFlow
 from ..models.shallow import shallow_network
 from ..simulate import simulate
 
-__all__ = ["METHODS", "weight_decay_network", "f1_vs_f2", "headline_table", "add_arguments", "run_from_args",
-           "main"]
+__all__ = ["METHODS", "weight_decay_network", "f1_vs_f2", "headline_table", "add_arguments", "run_from_args", "main"]
 
 METHODS = ("mean_field", "random_features", "kernel", "ntk")
 
@@ -52,7 +51,7 @@ def weight_decay_network(x, y=None, *, width: int, weight_decay: float = 0.0, ma
     Adds ``numpyro.factor("weight_decay", -N lambda sum_j m_j r(theta_j))``,
     ``r(theta) = (a^2 + |w|^2 + b^2) / 2``, so that mfsample's energy (minus the mean log-likelihood
     per datum) becomes ``E = (1/2N) sum_i (f(x_i) - y_i)^2 + lambda sum_j m_j r(theta_j) + const``
-    (DESIGN.md §2) and the mean-field velocity gains ``lambda theta_j``.  For the homogeneous ReLU
+    and the mean-field velocity gains ``lambda theta_j``.  For the homogeneous ReLU
     network without bias this is the F1 (variation-norm) penalty ``lambda ∫ |a| |w| dmu`` at balance.
     The prior ``mu0`` (initialisation, reference measure) is the shallow network's, unchanged.
     """
@@ -133,23 +132,40 @@ def f1_vs_f2(
             for i_v, v in enumerate(values):
                 n = v if sweep == "width" else int(widths)
                 num = v if sweep == "num_data" else int(num_data)
-                data = teacher_student(jax.random.fold_in(key, 0), dim=d, teacher_width=int(teacher_width),
-                                       num_data=num, activation=activation, noise=noise)
+                data = teacher_student(
+                    jax.random.fold_in(key, 0),
+                    dim=d,
+                    teacher_width=int(teacher_width),
+                    num_data=num,
+                    activation=activation,
+                    noise=noise,
+                )
                 x_test = data.sample(jax.random.fold_in(key, 2), num_test)[0]
                 f_test = data.target(x_test)
                 var = float(jnp.var(f_test))
                 units = sample_units(jax.random.fold_in(jax.random.fold_in(key, 1), n), n, d)
                 for i_m, m in enumerate(methods):
                     if m == "mean_field":
-                        sim = simulate(flow, jax.random.fold_in(key, 3), data.x, data.y, num_steps=num_steps,
-                                       save_every=num_steps, init_params=units, progress_bar=False,
-                                       width=n, weight_decay=weight_decay, activation=activation)
+                        sim = simulate(
+                            flow,
+                            jax.random.fold_in(key, 3),
+                            data.x,
+                            data.y,
+                            num_steps=num_steps,
+                            save_every=num_steps,
+                            init_params=units,
+                            progress_bar=False,
+                            width=n,
+                            weight_decay=weight_decay,
+                            activation=activation,
+                        )
                         last = {k: sim.samples[k][0, -1] for k in ("a", "w", "b")}
                         predict = functools.partial(network_predict, last, activation=activation)
                         lam = np.nan
                     elif m == "random_features":
                         rf = RandomFeatures(n, activation, units=units, criterion=criterion).fit(
-                            data.x, data.y, ridge=ridge)
+                            data.x, data.y, ridge=ridge
+                        )
                         predict, lam = rf.predict, rf.ridge_
                     else:
                         if (m, num) not in kernel_cache:  # the kernel limits do not depend on the width
@@ -167,10 +183,18 @@ def f1_vs_f2(
 
     dims_names = ("method", "dim", sweep, "seed")
     coords = {"method": list(methods), "dim": list(dims), sweep: list(values), "seed": list(seeds)}
-    attrs = dict(teacher_width=int(teacher_width), activation=str(activation), noise=float(noise),
-                 num_test=int(num_test), weight_decay=float(weight_decay), step_size=float(step_size),
-                 num_steps=int(num_steps), time=float(step_size * num_steps), criterion=criterion,
-                 ridge="gcv" if ridge is None else float(ridge))
+    attrs = dict(
+        teacher_width=int(teacher_width),
+        activation=str(activation),
+        noise=float(noise),
+        num_test=int(num_test),
+        weight_decay=float(weight_decay),
+        step_size=float(step_size),
+        num_steps=int(num_steps),
+        time=float(step_size * num_steps),
+        criterion=criterion,
+        ridge="gcv" if ridge is None else float(ridge),
+    )
     attrs["width" if sweep == "num_data" else "num_data"] = int(widths if sweep == "num_data" else num_data)
     ds = xr.Dataset({k: (dims_names, v) for k, v in out.items()}, coords=coords, attrs=attrs)
     ds["test_error"].attrs["long_name"] = "mean squared error against the teacher on fresh inputs"
@@ -200,8 +224,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--widths", type=int, nargs="+", default=[256])
     parser.add_argument("--num-data", type=int, nargs="+", default=[512])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=["mean_field", "random_features", "kernel"],
-                        choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=["mean_field", "random_features", "kernel"], choices=METHODS)
     parser.add_argument("--teacher-width", type=int, default=1)
     parser.add_argument("--noise", type=float, default=0.0)
     parser.add_argument("--num-test", type=int, default=2048)
@@ -216,10 +239,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run_from_args(args: argparse.Namespace) -> xr.Dataset:
     """Run :func:`f1_vs_f2` from parsed CLI arguments, print the table, optionally save."""
     one = lambda v: v[0] if len(v) == 1 else v  # noqa: E731
-    ds = f1_vs_f2(dims=args.dims, widths=one(args.widths), num_data=one(args.num_data), seeds=args.seeds,
-                  methods=args.methods, teacher_width=args.teacher_width, noise=args.noise,
-                  num_test=args.num_test, weight_decay=args.weight_decay, step_size=args.step_size,
-                  num_steps=args.num_steps, ridge=args.ridge)
+    ds = f1_vs_f2(
+        dims=args.dims,
+        widths=one(args.widths),
+        num_data=one(args.num_data),
+        seeds=args.seeds,
+        methods=args.methods,
+        teacher_width=args.teacher_width,
+        noise=args.noise,
+        num_test=args.num_test,
+        weight_decay=args.weight_decay,
+        step_size=args.step_size,
+        num_steps=args.num_steps,
+        ridge=args.ridge,
+    )
     print(headline_table(ds).to_string())
     if args.out:
         ds.to_netcdf(args.out, engine="h5netcdf")

@@ -9,7 +9,7 @@ prepends the initial state (``t = 0``: particles iid from ``mu0``) and converts 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
@@ -111,15 +111,38 @@ def replicate(
         key = jax.random.fold_in(rng_key, n)
         if include_initial:
             state, sample0, stats0 = initial_draw(kernel, key, model_args, kwargs, num_chains)
-            sim = simulate(kernel, key, *model_args, num_steps=num_steps, save_every=save_every,
-                           num_chains=num_chains, init_state=state, progress_bar=False, **kwargs)
+            sim = simulate(
+                kernel,
+                key,
+                *model_args,
+                num_steps=num_steps,
+                save_every=save_every,
+                num_chains=num_chains,
+                init_state=state,
+                progress_bar=False,
+                **kwargs,
+            )
             samples = jax.tree.map(lambda a, b: np.concatenate([a, b], axis=1), sample0, sim.samples)
             stats = {k: np.concatenate([stats0[k], v], axis=1) for k, v in sim.stats.items()}
-            sim = Simulation(samples=samples, stats=stats, time=np.concatenate([[0.0], sim.time]),
-                             last_state=sim.last_state, first_divergence=sim.first_divergence)
+            sim = Simulation(
+                samples=samples,
+                stats=stats,
+                time=np.concatenate([[0.0], sim.time]),
+                last_state=sim.last_state,
+                first_divergence=sim.first_divergence,
+            )
         else:
-            sim = simulate(kernel, key, *model_args, num_steps=num_steps, save_every=save_every,
-                           num_chains=num_chains, progress_bar=False, **kwargs)
-        runs[n] = to_inference_data(sim, kernel=kernel, model_args=tuple(model_args),
-                                    model_kwargs=kwargs, x_eval=x_eval, **convert_kwargs)
+            sim = simulate(
+                kernel,
+                key,
+                *model_args,
+                num_steps=num_steps,
+                save_every=save_every,
+                num_chains=num_chains,
+                progress_bar=False,
+                **kwargs,
+            )
+        runs[n] = to_inference_data(
+            sim, kernel=kernel, model_args=tuple(model_args), model_kwargs=kwargs, x_eval=x_eval, **convert_kwargs
+        )
     return runs

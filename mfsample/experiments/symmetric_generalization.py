@@ -1,4 +1,4 @@
-"""S1 / S2 / S3 generalisation across set sizes (Zweig & Bruna 2020; DESIGN.md §5).
+"""S1 / S2 / S3 generalisation across set sizes (Zweig & Bruna 2020).
 
 Train the three nested classes of :func:`mfsample.models.symmetric_network` by the Wasserstein
 flow on sets of one size and evaluate on sets of other sizes.  At matched parameter budgets (the
@@ -10,7 +10,7 @@ dimension ``d`` a unit has ``P1 = 1 + m (d + 2)`` trained coordinates in S1 (``a
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
@@ -82,15 +82,24 @@ def symmetric_generalization(
     train = np.full((len(klasses), len(seeds)), np.nan)
     for s_i, seed in enumerate(seeds):
         key = jax.random.PRNGKey(int(seed))
-        data = symmetric_targets(key, target, dim=dim, num_sets=num_sets, set_size=train_size,
-                                 noise=noise, feature=feature)
+        data = symmetric_targets(
+            key, target, dim=dim, num_sets=num_sets, set_size=train_size, noise=noise, feature=feature
+        )
         frozen_key = jax.random.fold_in(key, 1)
         test_sets = [data.sample(jax.random.fold_in(key, 100 + k), num_test, k) for k in test_sizes]
         for c_i, klass in enumerate(klasses):
             kw = dict(width=widths[klass], inner_width=inner_width, klass=klass, frozen_key=frozen_key)
-            sim = simulate(WassersteinFlow(symmetric_network, step_size=step_size), jax.random.fold_in(key, 2),
-                           data.sets, data.y, num_steps=num_steps, save_every=num_steps, mask=data.mask,
-                           progress_bar=progress_bar, **kw)
+            sim = simulate(
+                WassersteinFlow(symmetric_network, step_size=step_size),
+                jax.random.fold_in(key, 2),
+                data.sets,
+                data.y,
+                num_steps=num_steps,
+                save_every=num_steps,
+                mask=data.mask,
+                progress_bar=progress_bar,
+                **kw,
+            )
             if np.any(sim.first_divergence >= 0):
                 continue  # diverged: leave NaN (simulate has warned with the step)
             params = {k: v[0, -1] for k, v in sim.samples.items() if k != "f"}
@@ -107,7 +116,14 @@ def symmetric_generalization(
             "width": (("klass",), np.array([widths[k] for k in klasses])),
         },
         coords={"klass": list(klasses), "seed": list(seeds), "set_size": list(test_sizes)},
-        attrs={"target": target, "dim": dim, "train_size": train_size, "num_sets": num_sets,
-               "inner_width": inner_width, "budget": budget, "time": num_steps * step_size,
-               "feature": feature},
+        attrs={
+            "target": target,
+            "dim": dim,
+            "train_size": train_size,
+            "num_sets": num_sets,
+            "inner_width": inner_width,
+            "budget": budget,
+            "time": num_steps * step_size,
+            "feature": feature,
+        },
     )

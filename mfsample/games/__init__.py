@@ -1,4 +1,4 @@
-"""Mean-field two-player zero-sum games (DESIGN.md §3, "Games").
+"""Mean-field two-player zero-sum games.
 
 Mixed strategies are particle measures; :class:`DescentAscent` moves two populations (x
 descends, y ascends) with optional Langevin noise and Wasserstein–Fisher–Rao reaction, as a

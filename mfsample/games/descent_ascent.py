@@ -83,18 +83,25 @@ class GameState(State):
     @property
     def strategies(self):
         """``{"x", "y", "masses_x", "masses_y"}``: the two particle measures (the kernel's sample)."""
-        return {"x": self.z["x"], "y": self.z["y"],
-                "masses_x": self.masses["x"], "masses_y": self.masses["y"]}
+        return {"x": self.z["x"], "y": self.z["y"], "masses_x": self.masses["x"], "masses_y": self.masses["y"]}
 
 
 VALUE = Statistic("energy", "value L[mu_x, mu_y] = sum_ij m_i l(x_i, y_j) m'_j of the two particle measures")
-SUPPORT_GAP = Statistic("support_gap", "max_j V_y(y_j) - min_i V_x(x_i): Nash gap with deviations restricted "
-                                       "to the particles (a lower bound of the Nikaido-Isoda error)")
+SUPPORT_GAP = Statistic(
+    "support_gap",
+    "max_j V_y(y_j) - min_i V_x(x_i): Nash gap with deviations restricted "
+    "to the particles (a lower bound of the Nikaido-Isoda error)",
+)
 ESS_X = Statistic("ess_x", "effective sample size 1 / sum_i m_i^2 of the x-masses")
 ESS_Y = Statistic("ess_y", "effective sample size 1 / sum_j m_j^2 of the y-masses")
-EVENTS = tuple(Statistic(f"{kind}_{player}", f"birth-death events of the last step: "
-                                             f"{'duplicated' if kind == 'births' else 'killed'} {player}-particles")
-               for player in ("x", "y") for kind in ("births", "deaths"))
+EVENTS = tuple(
+    Statistic(
+        f"{kind}_{player}",
+        f"birth-death events of the last step: {'duplicated' if kind == 'births' else 'killed'} {player}-particles",
+    )
+    for player in ("x", "y")
+    for kind in ("births", "deaths")
+)
 #: recorded by every descent-ascent run (the value in place of the particle energy)
 GAME_STATISTICS = (VALUE, TIME, GRAD_NORM, DIVERGING, ACCEPT_PROB, STEP, SUPPORT_GAP)
 
@@ -102,8 +109,13 @@ GAME_STATISTICS = (VALUE, TIME, GRAD_NORM, DIVERGING, ACCEPT_PROB, STEP, SUPPORT
 def check_options(step_size, temperature=0.0, rate=0.0, mode="weighted", birth="clone"):
     """Validate the settings of both faces: ``(dt, (tau_x, tau_y), (alpha_x, alpha_y), mode, birth)``."""
     mode, birth = check_reaction_mode(mode, birth)
-    return (validation.step_size(step_size), _pair("temperature", temperature, validation.temperature),
-            _pair("rate", rate, validation.rate), mode, birth)
+    return (
+        validation.step_size(step_size),
+        _pair("temperature", temperature, validation.temperature),
+        _pair("rate", rate, validation.rate),
+        mode,
+        birth,
+    )
 
 
 class _Fields(NamedTuple):
@@ -155,8 +167,9 @@ def _initial_masses(z, masses, weighted):
         n = z[k].shape[0]
         m = masses.get(k) if masses else None
         if m is not None and not weighted:
-            raise ValueError("mode='birth_death' moves equally weighted particles: pass no masses "
-                             "(or use mode='weighted')")
+            raise ValueError(
+                "mode='birth_death' moves equally weighted particles: pass no masses (or use mode='weighted')"
+            )
         full[k] = jnp.full((n,), 1.0 / n, dtype) if m is None else jnp.asarray(m, dtype)
     return full
 
@@ -164,13 +177,24 @@ def _initial_masses(z, masses, weighted):
 def _derived(f: _Fields, masses, events) -> dict:
     """The state fields that follow from the fields of a measure and the last step's events."""
     (bx, dx), (by, dy) = events
-    return dict(energy=f.value, potential=f.potential, drift=f.drift, grad_norm=_grad_norm(f.drift, masses),
-                support_gap=_support_gap(f.potential), ess_x=effective_sample_size(masses["x"]),
-                ess_y=effective_sample_size(masses["y"]), births_x=bx, deaths_x=dx, births_y=by, deaths_y=dy)
+    return dict(
+        energy=f.value,
+        potential=f.potential,
+        drift=f.drift,
+        grad_norm=_grad_norm(f.drift, masses),
+        support_gap=_support_gap(f.potential),
+        ess_x=effective_sample_size(masses["x"]),
+        ess_y=effective_sample_size(masses["y"]),
+        births_x=bx,
+        deaths_x=dx,
+        births_y=by,
+        deaths_y=dy,
+    )
 
 
-def build_kernel(game: Game, step_size: float, temperature=(0.0, 0.0), rate=(0.0, 0.0),
-                 mode: str = "weighted", birth: str = "clone"):
+def build_kernel(
+    game: Game, step_size: float, temperature=(0.0, 0.0), rate=(0.0, 0.0), mode: str = "weighted", birth: str = "clone"
+):
     """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted.
 
     ``z = {"x": (nx, dx), "y": (ny, dy)}`` (projected onto the spaces by their retraction);
@@ -188,10 +212,17 @@ def build_kernel(game: Game, step_size: float, temperature=(0.0, 0.0), rate=(0.0
         full = _initial_masses(z, masses, weighted)
         f = game_fields(game, z, full, (taus["x"], taus["y"]))
         return GameState(
-            z=z, masses=full, log_masses=jax.tree.map(jnp.log, full),
-            time=jnp.zeros((), f.value.dtype), step=jnp.zeros((), jnp.int32),
-            diverging=jnp.array(False), divergence_step=jnp.array(-1, jnp.int32),
-            accept_prob=jnp.ones((), f.value.dtype), rng_key=rng_key, **_derived(f, full, no_events))
+            z=z,
+            masses=full,
+            log_masses=jax.tree.map(jnp.log, full),
+            time=jnp.zeros((), f.value.dtype),
+            step=jnp.zeros((), jnp.int32),
+            diverging=jnp.array(False),
+            divergence_step=jnp.array(-1, jnp.int32),
+            accept_prob=jnp.ones((), f.value.dtype),
+            rng_key=rng_key,
+            **_derived(f, full, no_events),
+        )
 
     def move(state, keys):
         """Transport with the drift of ``mu_k``, Langevin noise, retraction onto the spaces."""
@@ -337,13 +368,13 @@ class DescentAscent(MCMCKernel):
     sample_field = "strategies"
     hyperparameter_names = ("step_size", "temperature", "rate", "mode", "birth")
 
-    def __init__(self, game: Game, *, step_size, temperature=0.0, rate=0.0, mode="weighted",
-                 birth="clone"):
+    def __init__(self, game: Game, *, step_size, temperature=0.0, rate=0.0, mode="weighted", birth="clone"):
         if not isinstance(game, Game):
             raise TypeError(f"game must be a mfsample.games.Game, got {type(game).__name__}")
         self.game = game
         self.step_size, self.temperatures, self.rates, self.mode, self.birth = check_options(
-            step_size, temperature, rate, mode, birth)
+            step_size, temperature, rate, mode, birth
+        )
         self._setup: GameSetup | None = None
         self._sample_fn = None
         self._model_args, self._model_kwargs = (), {}
@@ -388,7 +419,7 @@ class DescentAscent(MCMCKernel):
     @property
     def stat_fields(self):
         """Names of the game's own statistics (kept for older code; see :attr:`statistics`)."""
-        return names(self.statistics[len(GAME_STATISTICS) - 1:])
+        return names(self.statistics[len(GAME_STATISTICS) - 1 :])
 
     @property
     def stat_descriptions(self):
@@ -401,8 +432,12 @@ class DescentAscent(MCMCKernel):
     @property
     def sample_dims(self):
         """Dims for :func:`mfsample.to_inference_data` (``dims=kernel.sample_dims``)."""
-        return {"x": ["particle_x", "x_dim"], "y": ["particle_y", "y_dim"],
-                "masses_x": ["particle_x"], "masses_y": ["particle_y"]}
+        return {
+            "x": ["particle_x", "x_dim"],
+            "y": ["particle_y", "y_dim"],
+            "masses_x": ["particle_x"],
+            "masses_y": ["particle_y"],
+        }
 
     def build_energy(self, model_args=(), model_kwargs=None, *, num_replicas: int = 1) -> GameSetup:
         """Sizes (``width``) and initial masses from the run's arguments (``num_replicas`` unused)."""
@@ -411,8 +446,9 @@ class DescentAscent(MCMCKernel):
         kwargs = dict(model_kwargs or {})
         unknown = set(kwargs) - {"width", "masses_x", "masses_y"}
         if unknown:
-            raise TypeError(f"unexpected arguments {sorted(unknown)}; DescentAscent takes width=(nx, ny), "
-                            "masses_x, masses_y")
+            raise TypeError(
+                f"unexpected arguments {sorted(unknown)}; DescentAscent takes width=(nx, ny), masses_x, masses_y"
+            )
         nx, ny = _sizes(kwargs.get("width"))
         return GameSetup(self.game, nx, ny, kwargs.get("masses_x"), kwargs.get("masses_y"))
 
@@ -428,8 +464,9 @@ class DescentAscent(MCMCKernel):
         if init_params is not None:
             init_params = {k: jnp.asarray(init_params[k]) for k in ("x", "y")}
         setup = _with_sizes(self.build_energy(model_args, model_kwargs), init_params, batched)
-        masses = {k: _player_masses(k, getattr(setup, f"masses_{k}"), n)
-                  for k, n in (("x", setup.num_x), ("y", setup.num_y))}
+        masses = {
+            k: _player_masses(k, getattr(setup, f"masses_{k}"), n) for k, n in (("x", setup.num_x), ("y", setup.num_y))
+        }
         self._model_args, self._model_kwargs = tuple(model_args), dict(model_kwargs or {})
         self._setup = setup
         init_fn, step_fn = self.build(setup)
@@ -438,8 +475,7 @@ class DescentAscent(MCMCKernel):
         def init_one(key, z0):
             key_x, key_y, key_run = jax.random.split(key, 3)
             if z0 is None:
-                z0 = {"x": game.x_space.sample(key_x, setup.num_x),
-                      "y": game.y_space.sample(key_y, setup.num_y)}
+                z0 = {"x": game.x_space.sample(key_x, setup.num_x), "y": game.y_space.sample(key_y, setup.num_y)}
             return init_fn(z0, masses, key_run)
 
         if batched:  # compiled once rather than dispatched op by op
@@ -465,4 +501,5 @@ class DescentAscent(MCMCKernel):
 
     def get_diagnostics_str(self, state):
         return "L {:.5g}, support gap {:.3g}{}".format(
-            float(state.energy), float(state.support_gap), ", diverging" if bool(state.diverging) else "")
+            float(state.energy), float(state.support_gap), ", diverging" if bool(state.diverging) else ""
+        )

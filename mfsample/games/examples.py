@@ -13,7 +13,8 @@ Each returns an :class:`Example`: the :class:`~mfsample.games.Game` plus what is
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +24,16 @@ from scipy.special import ive
 
 from .game import Box, Game, Sphere
 
-__all__ = ["Example", "bilinear", "circle", "polynomial", "circle_angles", "circle_w1_to_uniform",
-           "von_mises_points", "sphere_quadratic_max"]
+__all__ = [
+    "Example",
+    "bilinear",
+    "circle",
+    "polynomial",
+    "circle_angles",
+    "circle_w1_to_uniform",
+    "von_mises_points",
+    "sphere_quadratic_max",
+]
 
 
 class Example(NamedTuple):
@@ -95,11 +104,16 @@ def bilinear(dim: int = 2, *, matrix=None, x_star=None, y_star=None, radius: flo
         return (radius * jnp.sum(jnp.abs(u), -1) - u @ ys) + (radius * jnp.sum(jnp.abs(w), -1) + w @ xs)
 
     def distance(x, y, masses_x=None, masses_y=None):
-        return (jnp.linalg.norm(_mean(x, masses_x) - xs, axis=-1)
-                + jnp.linalg.norm(_mean(y, masses_y) - ys, axis=-1))
+        return jnp.linalg.norm(_mean(x, masses_x) - xs, axis=-1) + jnp.linalg.norm(_mean(y, masses_y) - ys, axis=-1)
 
-    return Example(game, f"bilinear (dim {dx}x{dy})", 0.0, distance, exact_gap,
-                   "every pair of measures with means (x*, y*) (A invertible)")
+    return Example(
+        game,
+        f"bilinear (dim {dx}x{dy})",
+        0.0,
+        distance,
+        exact_gap,
+        "every pair of measures with means (x*, y*) (A invertible)",
+    )
 
 
 def circle_angles(points):
@@ -117,11 +131,11 @@ def _w1_one(theta, masses):
     """
     order = jnp.argsort(theta)
     th, m = theta[order], masses[order]
-    s = jnp.concatenate([jnp.zeros(1, m.dtype), jnp.cumsum(m)])              # S_0..S_n
-    left = jnp.concatenate([jnp.zeros(1, th.dtype), th]) / (2 * jnp.pi)    # arc starts / 2pi
+    s = jnp.concatenate([jnp.zeros(1, m.dtype), jnp.cumsum(m)])  # S_0..S_n
+    left = jnp.concatenate([jnp.zeros(1, th.dtype), th]) / (2 * jnp.pi)  # arc starts / 2pi
     right = jnp.concatenate([th, jnp.full(1, 2 * jnp.pi, th.dtype)]) / (2 * jnp.pi)
-    a, b = s - left, s - right                                               # G at both ends
-    length = a - b                                                            # sums to 1
+    a, b = s - left, s - right  # G at both ends
+    length = a - b  # sums to 1
 
     def below(c):
         return jnp.sum(jnp.clip(c - b, 0.0, length))
@@ -181,8 +195,14 @@ def circle(kappa: float = 2.0) -> Example:
     def distance(x, y, masses_x=None, masses_y=None):
         return circle_w1_to_uniform(x, masses_x) + circle_w1_to_uniform(y, masses_y)
 
-    return Example(game, f"circle (kappa={kappa:g})", float(ive(0, kappa)), distance, None,
-                   "both players uniform on the circle (unique)")
+    return Example(
+        game,
+        f"circle (kappa={kappa:g})",
+        float(ive(0, kappa)),
+        distance,
+        None,
+        "both players uniform on the circle (unique)",
+    )
 
 
 def sphere_quadratic_max(b_mat, b_vec, iters: int = 80):
@@ -262,7 +282,7 @@ def polynomial(rng_key, dim: int, *, dim_y: int | None = None) -> Example:
 
     def gap_one(x, y, mx, my):
         mean_x, mean_y = mx @ x, my @ y
-        const_y = b0 @ mean_x + jnp.sum(mx * jnp.einsum("id,de,ie->i", x, a0, x))    # E_x[x^T A0 x + a0.x]
+        const_y = b0 @ mean_x + jnp.sum(mx * jnp.einsum("id,de,ie->i", x, a0, x))  # E_x[x^T A0 x + a0.x]
         const_x = b1 @ mean_y + jnp.sum(my * jnp.einsum("id,de,ie->i", y, a2, y))
         _, max_y = sphere_quadratic_max(a2, a1.T @ mean_x + b1)
         _, neg_min_x = sphere_quadratic_max(-a0, -(a1 @ mean_y + b0))
@@ -273,12 +293,22 @@ def polynomial(rng_key, dim: int, *, dim_y: int | None = None) -> Example:
     def exact_gap(x, y, masses_x=None, masses_y=None):
         x, y = jnp.asarray(x), jnp.asarray(y)
         lead = x.shape[:-2]
-        mx = jnp.full(x.shape[:-1], 1.0 / x.shape[-2], x.dtype) if masses_x is None else jnp.broadcast_to(
-            jnp.asarray(masses_x, x.dtype), x.shape[:-1])
-        my = jnp.full(y.shape[:-1], 1.0 / y.shape[-2], y.dtype) if masses_y is None else jnp.broadcast_to(
-            jnp.asarray(masses_y, y.dtype), y.shape[:-1])
-        out = gap_batch(x.reshape((-1,) + x.shape[-2:]), y.reshape((-1,) + y.shape[-2:]),
-                        mx.reshape((-1, x.shape[-2])), my.reshape((-1, y.shape[-2])))
+        mx = (
+            jnp.full(x.shape[:-1], 1.0 / x.shape[-2], x.dtype)
+            if masses_x is None
+            else jnp.broadcast_to(jnp.asarray(masses_x, x.dtype), x.shape[:-1])
+        )
+        my = (
+            jnp.full(y.shape[:-1], 1.0 / y.shape[-2], y.dtype)
+            if masses_y is None
+            else jnp.broadcast_to(jnp.asarray(masses_y, y.dtype), y.shape[:-1])
+        )
+        out = gap_batch(
+            x.reshape((-1,) + x.shape[-2:]),
+            y.reshape((-1,) + y.shape[-2:]),
+            mx.reshape((-1, x.shape[-2])),
+            my.reshape((-1, y.shape[-2])),
+        )
         return out.reshape(lead)
 
     return Example(game, f"polynomial on spheres (dim {dx}x{dy})", None, None, exact_gap, "unknown (mixed)")

@@ -1,4 +1,4 @@
-"""Two-player zero-sum games on measures: strategy spaces, payoff and value (DESIGN.md §3, "Games").
+"""Two-player zero-sum games on measures: strategy spaces, payoff and value.
 
 A mixed strategy is a probability measure; a particle measure ``mu_x = sum_i m_i delta_{x_i}``
 has particles ``x_i`` (rows of an ``(n, d)`` array, the particle axis leading) and masses
@@ -20,7 +20,7 @@ relative to it) and, in low dimension, a grid on which best responses can be enu
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""The Nash gap (Nikaido–Isoda error) of a pair of particle measures (DESIGN.md §3, "Games").
+"""The Nash gap (Nikaido–Isoda error) of a pair of particle measures.
 
     NI(mu_x, mu_y) = max_{y'} ∫ l(x, y') dmu_x(x) - min_{x'} ∫ l(x', y) dmu_y(y)
                    = [max_{y'} V_y(y') - L] + [L - min_{x'} V_x(x')]  >= 0,
@@ -152,13 +152,24 @@ def _unpack(obj):
         return obj["x"], obj["y"], obj.get("masses_x"), obj.get("masses_y")
     if isinstance(obj, (tuple, list)) and len(obj) in (2, 4):
         return tuple(obj) + (None,) * (4 - len(obj))
-    raise TypeError("state_or_draws must be a GameState, a dict {'x', 'y'[, 'masses_x', 'masses_y']}, "
-                    f"a Simulation or a tuple (x, y[, masses_x, masses_y]); got {type(obj).__name__}")
+    raise TypeError(
+        "state_or_draws must be a GameState, a dict {'x', 'y'[, 'masses_x', 'masses_y']}, "
+        f"a Simulation or a tuple (x, y[, masses_x, masses_y]); got {type(obj).__name__}"
+    )
 
 
-def nash_gap(game: Game, state_or_draws, *, method: str = "auto", num_starts: int = 32,
-             num_steps: int = 100, step_size: float = 0.1, resolution: int = 1024,
-             rng_key=None, batch_size: int | None = None) -> NashGap:
+def nash_gap(
+    game: Game,
+    state_or_draws,
+    *,
+    method: str = "auto",
+    num_starts: int = 32,
+    num_steps: int = 100,
+    step_size: float = 0.1,
+    resolution: int = 1024,
+    rng_key=None,
+    batch_size: int | None = None,
+) -> NashGap:
     """Nikaido–Isoda error ``max_{y'} ∫l(x,y')dmu_x - min_{x'} ∫l(x',y)dmu_y`` with the best responses found.
 
     A lower bound of the true gap (exact when the inner problems are solved globally; see the
@@ -189,14 +200,22 @@ def nash_gap(game: Game, state_or_draws, *, method: str = "auto", num_starts: in
         raise ValueError(f"x and y have different leading axes {lead} and {y.shape[:-2]}")
     nx, ny = x.shape[-2], y.shape[-2]
     dtype = jnp.result_type(x.dtype, y.dtype)
-    mx = jnp.full(lead + (nx,), 1.0 / nx, dtype) if mx is None else jnp.broadcast_to(jnp.asarray(mx, dtype), lead + (nx,))
-    my = jnp.full(lead + (ny,), 1.0 / ny, dtype) if my is None else jnp.broadcast_to(jnp.asarray(my, dtype), lead + (ny,))
+    mx = (
+        jnp.full(lead + (nx,), 1.0 / nx, dtype)
+        if mx is None
+        else jnp.broadcast_to(jnp.asarray(mx, dtype), lead + (nx,))
+    )
+    my = (
+        jnp.full(lead + (ny,), 1.0 / ny, dtype)
+        if my is None
+        else jnp.broadcast_to(jnp.asarray(my, dtype), lead + (ny,))
+    )
     num = 1
     for s in lead:
         num *= s
 
     def flat(a):
-        return a.reshape((num,) + a.shape[len(lead):])
+        return a.reshape((num,) + a.shape[len(lead) :])
 
     key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     fn = _gap_fn(game, method, int(num_starts), int(num_steps), float(step_size), int(resolution))

@@ -9,7 +9,8 @@ contract of :mod:`mfsample.kernels.contract` that the drivers rely on.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -47,8 +48,9 @@ check_block_size = validation.block_size
 check_transport = validation.transport
 
 
-def init_particle_state(energy: ParticleEnergy, z, masses, rng_key, temperature=0.0, *,
-                        transport=None, batch_size=None) -> ParticleState:
+def init_particle_state(
+    energy: ParticleEnergy, z, masses, rng_key, temperature=0.0, *, transport=None, batch_size=None
+) -> ParticleState:
     """Evaluate the drift at ``z`` and wrap everything in a :class:`ParticleState` at ``t = 0``.
 
     With ``batch_size`` the first drift is evaluated on a minibatch drawn from ``rng_key``
@@ -76,16 +78,23 @@ def init_particle_state(energy: ParticleEnergy, z, masses, rng_key, temperature=
     )
 
 
-def guarded_update(state: ParticleState, z, d: Drift, step_size, *, rng_key, accept=True,
-                   accept_prob=1.0, **fields) -> ParticleState:
+def guarded_update(
+    state: ParticleState, z, d: Drift, step_size, *, rng_key, accept=True, accept_prob=1.0, **fields
+) -> ParticleState:
     """Commit the move to ``z`` (fields ``d`` evaluated there) unless it is rejected or non-finite.
 
     ``fields`` are further state fields of the proposal (``opt_state``, ``momentum``).  A
     proposal whose particles, energy or drift are non-finite sets ``diverging`` for good and
     leaves the particles where they were (see :func:`~mfsample.kernels.state.commit`).
     """
-    proposal = state._replace(z=z, energy=d.energy, log_prior=d.log_prior, drift=d.drift,
-                              grad_norm=mean_field_norm(d.drift, state.masses), **fields)
+    proposal = state._replace(
+        z=z,
+        energy=d.energy,
+        log_prior=d.log_prior,
+        drift=d.drift,
+        grad_norm=mean_field_norm(d.drift, state.masses),
+        **fields,
+    )
     ok = all_finite(z, d.energy, d.drift)
     new, _ = commit(state, proposal, ok, step_size, rng_key=rng_key, accept=accept, accept_prob=accept_prob)
     return new
@@ -253,15 +262,24 @@ class ParticleKernel(MCMCKernel):
         _check_data(model_args, model_kwargs)
         if self._model is not None:
             return energy_from_model(
-                self._model, model_args, model_kwargs,
-                particle_plate=self.particle_plate, scaling=self.scaling, frozen=self.frozen,
-                block_size=self.block_size, num_replicas=num_replicas,
+                self._model,
+                model_args,
+                model_kwargs,
+                particle_plate=self.particle_plate,
+                scaling=self.scaling,
+                frozen=self.frozen,
+                block_size=self.block_size,
+                num_replicas=num_replicas,
             )
         if self.width is None:
             raise ValueError("with `energy_fn`, give the kernel a `width` (number of particles)")
         return energy_from_fn(
-            self._energy_fn, self._prior, model_args, model_kwargs,
-            width=self.width, scaling="mean_field" if self.scaling is None else self.scaling,
+            self._energy_fn,
+            self._prior,
+            model_args,
+            model_kwargs,
+            width=self.width,
+            scaling="mean_field" if self.scaling is None else self.scaling,
             frozen=self.frozen,
         )
 
@@ -280,8 +298,9 @@ class ParticleKernel(MCMCKernel):
         def post(z, a, kw):
             return constrain_fn(self._model, a, kw, z, return_deterministic=True)
 
-        return blocked_deterministic(post, args, kwargs, num_data=energy.num_data,
-                                     block_size=energy.block_size, site_names=energy.site_names)
+        return blocked_deterministic(
+            post, args, kwargs, num_data=energy.num_data, block_size=energy.block_size, site_names=energy.site_names
+        )
 
     # -- MCMCKernel interface ----------------------------------------------------------------------
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
@@ -312,7 +331,7 @@ class ParticleKernel(MCMCKernel):
     #: above this many activations (num_data * width) the first drift is evaluated by a compiled
     #: function (cached per shapes, data as arguments) instead of op by op: eager evaluation of
     #: a large step costs several compiled steps, a compilation costs more than a small one
-    COMPILE_INIT_ABOVE = 2 ** 21
+    COMPILE_INIT_ABOVE = 2**21
 
     def _compile_init(self, energy: ParticleEnergy) -> bool:
         return energy.num_data * energy.width > self.COMPILE_INIT_ABOVE
@@ -378,6 +397,7 @@ class ParticleKernel(MCMCKernel):
 
     def get_diagnostics_str(self, state):
         return "energy {:.5g}, |v| {:.3g}{}".format(
-            float(state.energy), float(state.grad_norm),
+            float(state.energy),
+            float(state.grad_norm),
             ", diverging" if bool(state.diverging) else "",
         )

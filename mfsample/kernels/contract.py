@@ -54,7 +54,8 @@ Pickling: kernels drop what they compile or build from data in ``__getstate__`` 
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
     "Statistic",

@@ -57,7 +57,7 @@ def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, f
     half = 0.5 * dt
     c1 = float(np.exp(-gamma * dt))
     # O-step noise variance tau (1 - c1^2), written as 2 tau' dt' for langevin_noise
-    o_var = tau * (1.0 - c1 ** 2)
+    o_var = tau * (1.0 - c1**2)
 
     def init_fn(z, masses, rng_key):
         state = init_particle_state(energy, z, masses, rng_key, tau)

@@ -52,16 +52,22 @@ def _check_uniform(adjusted, masses):
         )
 
 
-def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, adjusted: bool = False, *,
-                 transport=None, batch_size=None):
+def build_kernel(
+    energy: ParticleEnergy,
+    step_size: float,
+    temperature: float,
+    adjusted: bool = False,
+    *,
+    transport=None,
+    batch_size=None,
+):
     """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted.
 
     ``transport`` (optax) replaces the Euler transport of the drift; the noise is unchanged.
     ``batch_size`` evaluates the drift on minibatches.  Neither combines with ``adjusted``
     (:func:`check_options` validates the settings).
     """
-    dt, tau, adjusted, transport, batch_size = check_options(step_size, temperature, adjusted, transport,
-                                                             batch_size)
+    dt, tau, adjusted, transport, batch_size = check_options(step_size, temperature, adjusted, transport, batch_size)
     batch_size = minibatch_size(energy, batch_size)
     beta = time_scale(energy.width, energy.exponent) / tau if tau > 0 else None
 
@@ -93,8 +99,10 @@ def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, a
         if not adjusted:
             return guarded_update(state, z, d, dt, rng_key=rng_key, opt_state=opt_state)
         log_ratio = (
-            log_target(d) - log_target(state)
-            + log_proposal(state.z, z, d.drift) - log_proposal(z, state.z, state.drift)
+            log_target(d)
+            - log_target(state)
+            + log_proposal(state.z, z, d.drift)
+            - log_proposal(z, state.z, state.drift)
         )
         log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
         accept_prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
@@ -138,8 +146,15 @@ class MeanFieldLangevin(ParticleKernel):
     def __init__(self, model=None, *, step_size, temperature, adjusted=False, **kwargs):
         super().__init__(model, step_size=step_size, **kwargs)
         _, self.temperature, self.adjusted, _, _ = check_options(
-            step_size, temperature, adjusted, self.transport, self.batch_size)
+            step_size, temperature, adjusted, self.transport, self.batch_size
+        )
 
     def build(self, energy):
-        return build_kernel(energy, self.step_size, self.temperature, self.adjusted,
-                            transport=self.transport, batch_size=self.batch_size)
+        return build_kernel(
+            energy,
+            self.step_size,
+            self.temperature,
+            self.adjusted,
+            transport=self.transport,
+            batch_size=self.batch_size,
+        )

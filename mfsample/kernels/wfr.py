@@ -70,8 +70,7 @@ DEATHS = Statistic("deaths", "birth-death events of the last step: killed partic
 def check_options(step_size, rate, temperature=0.0, mode="birth_death", birth="clone"):
     """Validate the settings of both faces: ``(dt, alpha, tau, mode, birth)``."""
     mode, birth = check_reaction_mode(mode, birth)
-    return (validation.step_size(step_size), validation.rate(rate), validation.temperature(temperature),
-            mode, birth)
+    return (validation.step_size(step_size), validation.rate(rate), validation.temperature(temperature), mode, birth)
 
 
 def check_reaction_energy(energy: ParticleEnergy):
@@ -96,8 +95,7 @@ def _initial_masses(masses, n, weighted):
         return masses, jnp.log(masses)
     if masses is not None:
         raise ValueError(
-            "mode='birth_death' moves equally weighted particles: pass no `masses` "
-            "(or use mode='weighted')"
+            "mode='birth_death' moves equally weighted particles: pass no `masses` (or use mode='weighted')"
         )
     return None, None
 
@@ -105,12 +103,25 @@ def _initial_masses(masses, n, weighted):
 def _reaction_fields(energy, z, masses, log_masses, v, ess, births, deaths) -> dict:
     """The reaction's state fields at ``(z, masses)`` (``ess`` as given for birth–death)."""
     _, vbar = centered_first_variation(v, masses)
-    return dict(masses=masses, log_masses=log_masses, first_variation=v, vbar=vbar, births=births,
-                deaths=deaths, ess=ess if log_masses is None else effective_sample_size(masses))
+    return dict(
+        masses=masses,
+        log_masses=log_masses,
+        first_variation=v,
+        vbar=vbar,
+        births=births,
+        deaths=deaths,
+        ess=ess if log_masses is None else effective_sample_size(masses),
+    )
 
 
-def build_kernel(energy: ParticleEnergy, step_size: float, rate: float, temperature: float = 0.0,
-                 mode: str = "birth_death", birth: str = "clone"):
+def build_kernel(
+    energy: ParticleEnergy,
+    step_size: float,
+    rate: float,
+    temperature: float = 0.0,
+    mode: str = "birth_death",
+    birth: str = "clone",
+):
     """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted.
 
     The settings are validated by :func:`check_options` (both faces).
@@ -154,8 +165,13 @@ def build_kernel(energy: ParticleEnergy, step_size: float, rate: float, temperat
         d = evaluate_drift(energy, z, masses, tau)
         v = first_variation(energy, z, masses)
         proposal = state._replace(
-            z=z, energy=d.energy, log_prior=d.log_prior, drift=d.drift, grad_norm=mean_field_norm(d.drift, masses),
-            **_reaction_fields(energy, z, masses, log_masses, v, state.ess, births, deaths))
+            z=z,
+            energy=d.energy,
+            log_prior=d.log_prior,
+            drift=d.drift,
+            grad_norm=mean_field_norm(d.drift, masses),
+            **_reaction_fields(energy, z, masses, log_masses, v, state.ess, births, deaths),
+        )
         ok = all_finite(z, d.energy, d.drift, v, log_masses)
         new, moved = commit(state, proposal, ok, dt, rng_key=rng_key)
         return new._replace(births=jnp.where(moved, births, 0), deaths=jnp.where(moved, deaths, 0))
@@ -217,16 +233,14 @@ class WassersteinFisherRao(ParticleKernel):
 
     hyperparameter_names = ("step_size", "rate", "temperature", "mode", "birth")
 
-    def __init__(self, model=None, *, step_size, rate, temperature=0.0, mode="birth_death",
-                 birth="clone", **kwargs):
+    def __init__(self, model=None, *, step_size, rate, temperature=0.0, mode="birth_death", birth="clone", **kwargs):
         super().__init__(model, step_size=step_size, **kwargs)
         if self.transport is not None or self.batch_size is not None:
             raise ValueError(
                 "WassersteinFisherRao takes the Euler transport on the full data: `transport` (optax) "
                 "and `batch_size` (minibatches) are not supported (V = dE/dm needs the full energy)"
             )
-        _, self.rate, self.temperature, self.mode, self.birth = check_options(step_size, rate, temperature,
-                                                                               mode, birth)
+        _, self.rate, self.temperature, self.mode, self.birth = check_options(step_size, rate, temperature, mode, birth)
 
     @property
     def sample_field(self):
@@ -259,7 +273,11 @@ class WassersteinFisherRao(ParticleKernel):
         return post_model
 
     def get_diagnostics_str(self, state):
-        extra = (f", ess {float(state.ess):.3g}" if self.mode == "weighted"
-                 else f", +{int(state.births)}/-{int(state.deaths)}")
+        extra = (
+            f", ess {float(state.ess):.3g}"
+            if self.mode == "weighted"
+            else f", +{int(state.births)}/-{int(state.deaths)}"
+        )
         return "energy {:.5g}, Vbar {:.3g}{}{}".format(
-            float(state.energy), float(state.vbar), extra, ", diverging" if bool(state.diverging) else "")
+            float(state.energy), float(state.vbar), extra, ", diverging" if bool(state.diverging) else ""
+        )

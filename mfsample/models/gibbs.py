@@ -12,7 +12,7 @@ i.e. the model's likelihood raised to the power ``n^(2p-1) / (N tau)``.  For the
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from numpyro.primitives import Messenger
@@ -70,5 +70,7 @@ def gibbs_model(model: Callable, temperature: float, width: int) -> Callable:
         return _TemperObserved(model, float(temperature), int(width))(*args, **kwargs)
 
     tempered.__name__ = f"gibbs_{getattr(model, '__name__', 'model')}"
-    tempered.__doc__ = f"Gibbs (tempered) version of {getattr(model, '__name__', 'model')}: tau={temperature}, n={width}."
+    tempered.__doc__ = (
+        f"Gibbs (tempered) version of {getattr(model, '__name__', 'model')}: tau={temperature}, n={width}."
+    )
     return tempered

@@ -7,7 +7,7 @@ with ``p = 1`` (mean field) or ``p = 1/2`` (NTK), and ``y_i ~ Normal(f(x_i), noi
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -88,9 +88,7 @@ def shallow_network(
     if y is not None:
         y = jnp.asarray(y)
         if y.shape != (num_data,):
-            raise ValueError(
-                f"x and y must have the same length: x has {num_data} rows, y has shape {y.shape}"
-            )
+            raise ValueError(f"x and y must have the same length: x has {num_data} rows, y has shape {y.shape}")
     if _is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):
         raise ValueError("x contains non-finite values")
     if y is not None and _is_concrete(y) and not np.all(np.isfinite(np.asarray(y))):
@@ -103,7 +101,8 @@ def shallow_network(
     with numpyro.plate("particle", width):
         a = numpyro.sample("a", dist.Normal(0.0, a_scale), infer=infer)
         w = numpyro.sample(
-            "w", dist.Normal(0.0, w_scale).expand([dim]).to_event(1),
+            "w",
+            dist.Normal(0.0, w_scale).expand([dim]).to_event(1),
             infer={**infer, "event_dims": ["input_dim"]},
         )
         b = numpyro.sample("b", dist.Normal(0.0, b_scale), infer=infer) if bias else 0.0

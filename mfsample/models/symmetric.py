@@ -1,4 +1,4 @@
-"""Symmetric (set) functions as mean-field networks on measures (DESIGN.md §5; Zweig & Bruna 2020).
+"""Symmetric (set) functions as mean-field networks on measures.
 
 A set ``X = (x_1..x_k)``, ``x_i in R^d``, is read as the measure ``mu_X = (1/k) sum_i delta_{x_i}``.
 A unit is ``a * sigma(<mu_X, psi>)`` with a test function ``psi`` that is itself a shallow network

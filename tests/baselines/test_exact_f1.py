@@ -1,4 +1,4 @@
-"""The exact F1 optimum and the weight-decay <-> TV map (DESIGN.md §4; mfsample/baselines/exact_f1.py)."""
+"""The exact F1 optimum and the weight-decay <-> TV map."""
 
 import numpy as np
 import pytest
@@ -171,8 +171,9 @@ def test_atoms_and_balance_keep_the_function_and_turn_weight_decay_into_tv():
     assert weight_decay_objective(x, y, a, w, b, m, reg=reg) >= loss + reg * np.abs(c).sum()
     a2, w2, b2 = balance(a, w, b)
     np.testing.assert_allclose(np.maximum(x @ w2.T + b2, 0) @ (m * a2), f, rtol=1e-12)
-    np.testing.assert_allclose(weight_decay_objective(x, y, a2, w2, b2, m, reg=reg),
-                               f1_objective(x, y, u, c, reg=reg), rtol=1e-12)
+    np.testing.assert_allclose(
+        weight_decay_objective(x, y, a2, w2, b2, m, reg=reg), f1_objective(x, y, u, c, reg=reg), rtol=1e-12
+    )
 
 
 def test_cube_sphere_grid_covering_radius():

@@ -67,7 +67,7 @@ def test_loo_scores_equal_brute_force_refits():
             for i in range(N):
                 keep = np.arange(N) != i
                 kr = KernelRidge(kernel, lam * N / (N - 1)).fit(x[keep], y[keep])
-                errs.append(float(kr.predict(x[i:i + 1])[0] - y[i]) ** 2)
+                errs.append(float(kr.predict(x[i : i + 1])[0] - y[i]) ** 2)
             assert score == pytest.approx(np.mean(errs), rel=1e-8)
 
 

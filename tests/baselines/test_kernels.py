@@ -77,19 +77,22 @@ def test_monte_carlo_kernel_any_activation_matches_quadrature():
     w, b = np.meshgrid(nodes, nodes, indexing="ij")
     wts = np.outer(weights, weights)
     xs = np.asarray(x)[:, 0]
-    units = np.tanh(w[None] * xs[:, None, None] + b[None])          # (3, 60, 60)
+    units = np.tanh(w[None] * xs[:, None, None] + b[None])  # (3, 60, 60)
     quad = np.einsum("ikl,jkl,kl->ij", units, units, wts)
     np.testing.assert_allclose(np.asarray(mc), quad, atol=1e-2)
 
 
-@pytest.mark.parametrize("name,kernel", [
-    ("step", functools.partial(K.arc_cosine_kernel, order=0)),
-    ("relu", functools.partial(K.arc_cosine_kernel, order=1)),
-    ("relu_nobias", functools.partial(K.arc_cosine_kernel, order=1, bias=False)),
-    ("relu_sq", functools.partial(K.arc_cosine_kernel, order=2)),
-    ("ntk", K.relu_ntk),
-    ("ntk_mean_field", functools.partial(K.relu_ntk, scaling="mean_field", width=64)),
-])
+@pytest.mark.parametrize(
+    "name,kernel",
+    [
+        ("step", functools.partial(K.arc_cosine_kernel, order=0)),
+        ("relu", functools.partial(K.arc_cosine_kernel, order=1)),
+        ("relu_nobias", functools.partial(K.arc_cosine_kernel, order=1, bias=False)),
+        ("relu_sq", functools.partial(K.arc_cosine_kernel, order=2)),
+        ("ntk", K.relu_ntk),
+        ("ntk_mean_field", functools.partial(K.relu_ntk, scaling="mean_field", width=64)),
+    ],
+)
 def test_kernels_symmetric_positive_semidefinite(name, kernel):
     """Gram matrices of the kernels on 40 points (with a repeated point, the hardest case for the
     arccos near cos = 1) are symmetric and PSD: eigenvalues >= -1e-5 * the largest (float32

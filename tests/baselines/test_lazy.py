@@ -25,7 +25,7 @@ def test_kernel_gradient_flow_closed_form():
         rng = np.random.default_rng(0)
         n, m = 5, 3
         z = rng.normal(size=(n + m, 3))
-        gram = z @ z.T                                     # rank 3 < n: singular training block
+        gram = z @ z.T  # rank 3 < n: singular training block
         kx, kt = gram[:n, :n], gram[n:, :n]
         y, f0x, f0t = rng.normal(size=n), rng.normal(size=n), rng.normal(size=m)
         times = np.array([0.0, 0.7, 3.0])
@@ -36,7 +36,7 @@ def test_kernel_gradient_flow_closed_form():
             aug[:n, :n] = -kx / n
             aug[n:, :n] = np.eye(n)
             big = scipy.linalg.expm(aug * t)
-            integral = big[n:, :n] @ (f0x - y)             # ∫_0^t r(s) ds
+            integral = big[n:, :n] @ (f0x - y)  # ∫_0^t r(s) ds
             np.testing.assert_allclose(got, f0t - kt @ integral / n, atol=1e-10)
         dt = 0.3
         euler = np.asarray(kernel_gradient_flow(kx, kt, y, f0x, f0t, dt * np.arange(4), step_size=dt))
@@ -63,7 +63,7 @@ def test_relative_displacement_definition():
 
 # -- lazy versus mean-field training -------------------------------------------------------------------
 N, M, D = 32, 16, 4
-DT, STEPS, SAVE, CHAINS = 0.2, 100, 20, 4        # t = 20: the kernel flow has moved f by O(1)
+DT, STEPS, SAVE, CHAINS = 0.2, 100, 20, 4  # t = 20: the kernel flow has moved f by O(1)
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +80,20 @@ def runs():
     for scaling, n in (("ntk", 256), ("ntk", 4096), ("mean_field", 4096)):
         keys = jax.random.split(jax.random.PRNGKey(n), CHAINS)
         init = jax.vmap(lambda k: sample_units(k, n, D))(keys)
-        sim = mf.simulate(kernel, jax.random.PRNGKey(1), x, y, num_steps=STEPS, save_every=SAVE,
-                          num_chains=CHAINS, init_params=init, progress_bar=False, width=n, scaling=scaling)
-        f_net = network_predict(sim.samples, x_test, scaling=scaling)              # (chain, draw, M)
+        sim = mf.simulate(
+            kernel,
+            jax.random.PRNGKey(1),
+            x,
+            y,
+            num_steps=STEPS,
+            save_every=SAVE,
+            num_chains=CHAINS,
+            init_params=init,
+            progress_bar=False,
+            width=n,
+            scaling=scaling,
+        )
+        f_net = network_predict(sim.samples, x_test, scaling=scaling)  # (chain, draw, M)
         f0 = network_predict(init, x, scaling=scaling)
         f0_test = network_predict(init, x_test, scaling=scaling)
         f_ker = kernel_gradient_flow(theta, theta_test, y, f0, f0_test, sim.time, step_size=DT)
@@ -132,9 +143,11 @@ def test_network_predict_is_the_model_f(runs):
 
 def test_relative_displacement_of_a_simulation_has_time():
     """A Simulation's draws carry their mean-field time as a coordinate."""
+
     class Sim:  # the two fields relative_displacement reads from an mfsample.Simulation
         samples = {"a": np.ones((1, 2, 3)) * np.array([1.0, 2.0])[None, :, None]}
         time = np.array([0.2, 0.4])
+
     disp = relative_displacement(Sim())
     assert disp.coords["time"].values.tolist() == pytest.approx([0.2, 0.4])
     np.testing.assert_allclose(disp.values, [[0.0, 1.0]])

@@ -11,7 +11,7 @@ from mfsample.baselines import KernelRidge, RandomFeatures, random_feature_kerne
 sklearn_lm = pytest.importorskip("sklearn.linear_model")
 
 
-@pytest.mark.parametrize("width", [20, 150])          # fewer and more features than data (N = 60)
+@pytest.mark.parametrize("width", [20, 150])  # fewer and more features than data (N = 60)
 @pytest.mark.parametrize("ridge", [1e-3, None])
 def test_predictions_equal_sklearn_ridge(width, ridge):
     """Output weights ``c = (Psi^T Psi + N lambda I)^-1 Psi^T y`` from one eigendecomposition equal
@@ -60,13 +60,15 @@ def test_predictions_converge_to_kernel_ridge_at_monte_carlo_rate():
     x = jax.random.normal(jax.random.PRNGKey(0), (32, 3))
     y = jnp.maximum(x[:, 0], 0.0)
     x_test = jax.random.normal(jax.random.PRNGKey(1), (64, 3))
-    lam = 1e-3          # float32 suffices: the differences measured are >= 5e-3, round-off ~1e-6
+    lam = 1e-3  # float32 suffices: the differences measured are >= 5e-3, round-off ~1e-6
     f_kernel = KernelRidge(random_feature_kernel("relu"), lam).fit(x, y).predict(x_test)
     widths = [256, 1024, 4096]
     rms = []
     for n in widths:
-        sq = [jnp.mean((RandomFeatures(n, rng_key=jax.random.PRNGKey(s)).fit(x, y, lam).predict(x_test)
-                        - f_kernel) ** 2) for s in range(8)]
+        sq = [
+            jnp.mean((RandomFeatures(n, rng_key=jax.random.PRNGKey(s)).fit(x, y, lam).predict(x_test) - f_kernel) ** 2)
+            for s in range(8)
+        ]
         rms.append(float(np.sqrt(np.mean(sq))))
     slope = np.polyfit(np.log(widths), np.log(rms), 1)[0]
     assert -0.75 <= slope <= -0.3, (rms, slope)
@@ -91,9 +93,17 @@ def test_frozen_wasserstein_flow_is_least_squares_gradient_flow():
     n, dt, steps = 6, 2.0, 1000
     init = dict(rf.params)
     init["a"] = jax.random.normal(jax.random.PRNGKey(4), (n,))
-    sim = mf.simulate(mf.WassersteinFlow(mf.models.shallow_network, step_size=dt, frozen=("w", "b")),
-                      jax.random.PRNGKey(1), x, y, num_steps=steps, save_every=50, init_params=init,
-                      progress_bar=False, width=n)
+    sim = mf.simulate(
+        mf.WassersteinFlow(mf.models.shallow_network, step_size=dt, frozen=("w", "b")),
+        jax.random.PRNGKey(1),
+        x,
+        y,
+        num_steps=steps,
+        save_every=50,
+        init_params=init,
+        progress_bar=False,
+        width=n,
+    )
     np.testing.assert_array_equal(sim.samples["w"][0, -1], init["w"])
     np.testing.assert_array_equal(sim.samples["b"][0, -1], init["b"])
     psi = np.asarray(rf.features(x), np.float64)

@@ -1,4 +1,4 @@
-"""Propagation of chaos (DESIGN.md §4; mfsample/diagnostics/chaos.py).
+"""Propagation of chaos.
 
 Closed-form case (as in test_fluctuations.py): scalar particles, mu0 = N(0, 1),
 E = (kappa/2)(mean_j theta_j - c)^2, Metropolis-adjusted Langevin.  The Gibbs law is Gaussian with
@@ -33,8 +33,9 @@ def one_particle_variance(n):
 def gaussian_mmd2(var1, var2, h):
     """MMD^2 between N(m, var1) and N(m, var2) in 1-D for k = exp(-(x-y)^2/(2h^2)):
     E k(X, Y) = h / sqrt(h^2 + var_X + var_Y) for independent X, Y with equal means."""
+
     def ek(a, b):
-        return h / np.sqrt(h ** 2 + a + b)
+        return h / np.sqrt(h**2 + a + b)
 
     return ek(var1, var1) + ek(var2, var2) - 2 * ek(var1, var2)
 
@@ -42,13 +43,27 @@ def gaussian_mmd2(var1, var2, h):
 @pytest.fixture(scope="module")
 def gibbs_runs():
     """R = 128 replicas at n = 4, 16, 64, draws every 5 time units (t = 0, ..., 50)."""
+
     def kernel(n):
         return mf.MeanFieldLangevin(
             energy_fn=lambda theta, masses, c: 0.5 * KAPPA * (jnp.sum(masses * theta) - c) ** 2,
-            prior=dist.Normal(0.0, 1.0), width=n, step_size=0.25, temperature=TAU, adjusted=True)
+            prior=dist.Normal(0.0, 1.0),
+            width=n,
+            step_size=0.25,
+            temperature=TAU,
+            adjusted=True,
+        )
 
-    return replicate(kernel, (C,), widths=WIDTHS, num_chains=CHAINS, num_steps=200, save_every=20,
-                     rng_key=jax.random.PRNGKey(3), progress_bar=False)
+    return replicate(
+        kernel,
+        (C,),
+        widths=WIDTHS,
+        num_chains=CHAINS,
+        num_steps=200,
+        save_every=20,
+        rng_key=jax.random.PRNGKey(3),
+        progress_bar=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +78,10 @@ def test_recovers_the_pair_covariance_and_the_marginal_variance(result):
     times are within 0.05 of the truth (a few standard errors: the nCov estimate has SE ~0.09 at
     n = 4 and ~0.05 at n = 64 per time, 5 roughly independent times)."""
     late = result.sel(observable="theta").sel(time=result["time"] >= BURN)
-    for name, truth in (("covariance", N_COV + 0 * late["width"]),
-                        ("marginal_variance", one_particle_variance(late["width"]))):
+    for name, truth in (
+        ("covariance", N_COV + 0 * late["width"]),
+        ("marginal_variance", one_particle_variance(late["width"])),
+    ):
         ci = late[f"{name}_ci"]
         covered = (ci.sel(bound="lower") <= truth) & (truth <= ci.sel(bound="upper"))
         assert float(covered.mean()) >= 0.8, (name, late[name].values)
@@ -117,8 +134,13 @@ def test_pair_covariance_equals_the_pairwise_sample_covariances():
     cov, cov_b, var, var_b = pair_covariance(g, w)
     for gg, c, v in ((g, cov, var), (g[idx], cov_b[0], var_b[0])):
         for tt in range(t):
-            pairs = [np.cov(gg[:, tt, i, kk], gg[:, tt, j, kk])[0, 1]
-                     for i in range(n) for j in range(n) if i != j for kk in range(k)]
+            pairs = [
+                np.cov(gg[:, tt, i, kk], gg[:, tt, j, kk])[0, 1]
+                for i in range(n)
+                for j in range(n)
+                if i != j
+                for kk in range(k)
+            ]
             np.testing.assert_allclose(c[tt], n * np.mean(pairs), rtol=1e-10)
             np.testing.assert_allclose(v[tt], np.mean(np.var(gg[:, tt], axis=0, ddof=1)), rtol=1e-10)
 

@@ -1,4 +1,4 @@
-"""Fluctuations at Monte-Carlo scale (DESIGN.md §4 dynamic CLT; mfsample/diagnostics/fluctuations.py).
+"""Fluctuations at Monte-Carlo scale.
 
 Closed-form case: scalar particles, mu0 = N(0, 1), E = (kappa/2) (mean_j theta_j - c)^2, sampled by
 Metropolis-adjusted mean-field Langevin (exact stationary law for any dt).  With s = kappa / tau
@@ -36,16 +36,30 @@ BURN = 5.0  # the particle mean relaxes at rate kappa + tau = 3, the spread at r
 def _kernel(n):
     return mf.MeanFieldLangevin(
         energy_fn=lambda theta, masses, c: 0.5 * KAPPA * (jnp.sum(masses * theta) - c) ** 2,
-        prior=dist.Normal(0.0, 1.0), width=n, step_size=0.25, temperature=TAU, adjusted=True)
+        prior=dist.Normal(0.0, 1.0),
+        width=n,
+        step_size=0.25,
+        temperature=TAU,
+        adjusted=True,
+    )
 
 
 @pytest.fixture(scope="module")
 def gibbs_runs():
     """R = 128 replicas at n = 4, 16, 64; draws every 5 time units (t = 0, 5, ..., 50), far apart
     compared with the relaxation times 1/3 and 1, so the late draws are nearly independent."""
-    return replicate(_kernel, (C,), widths=WIDTHS, num_chains=CHAINS, num_steps=200, save_every=20,
-                     rng_key=jax.random.PRNGKey(0), output_fn=lambda theta, m, x: jnp.sum(m * theta),
-                     unit_points=1, progress_bar=False)
+    return replicate(
+        _kernel,
+        (C,),
+        widths=WIDTHS,
+        num_chains=CHAINS,
+        num_steps=200,
+        save_every=20,
+        rng_key=jax.random.PRNGKey(0),
+        output_fn=lambda theta, m, x: jnp.sum(m * theta),
+        unit_points=1,
+        progress_bar=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +104,7 @@ def test_analytic_and_widest_references(gibbs_runs, fl):
         identity = np.mean((f - MEAN) ** 2, axis=0) * n
         np.testing.assert_allclose(exact["fluctuation"].sel(width=n), identity, rtol=1e-10)
         bias = n * (C - MEAN) ** 2
-        np.testing.assert_allclose(wrong["fluctuation"].sel(width=n).where(late, drop=True),
-                                   bias + N_VAR, rtol=0.25)
+        np.testing.assert_allclose(wrong["fluctuation"].sel(width=n).where(late, drop=True), bias + N_VAR, rtol=0.25)
     ratio = exact["fluctuation"].where(late, drop=True).mean() / fl["fluctuation"].where(late, drop=True).mean()
     assert abs(float(ratio) - 1) < 0.05
     widest = fluctuations(gibbs_runs, reference="widest", num_bootstrap=200)
@@ -109,9 +122,17 @@ def test_static_value_at_t0_for_the_wasserstein_flow():
     d = 5
     data = mf.data.teacher_student(jax.random.PRNGKey(0), dim=d, teacher_width=2, num_data=64)
     x_eval, _ = data.sample(jax.random.PRNGKey(9), 32)
-    runs = replicate(lambda n: mf.WassersteinFlow(mf.models.shallow_network, step_size=0.1),
-                     (data.x, data.y), widths=[64], num_chains=2048, num_steps=1, x_eval=x_eval,
-                     unit_points=32, rng_key=jax.random.PRNGKey(1), progress_bar=False)
+    runs = replicate(
+        lambda n: mf.WassersteinFlow(mf.models.shallow_network, step_size=0.1),
+        (data.x, data.y),
+        widths=[64],
+        num_chains=2048,
+        num_steps=1,
+        x_eval=x_eval,
+        unit_points=32,
+        rng_key=jax.random.PRNGKey(1),
+        progress_bar=False,
+    )
     res = fluctuations(runs, num_bootstrap=300)
     exact = float(np.mean((np.sum(np.asarray(x_eval) ** 2, 1) / d + 1) / 2))
     at0 = res.sel(time=0.0)
@@ -138,7 +159,7 @@ def test_weighted_dispersion_matches_direct_resampling():
 def test_fit_power_law_recovers_an_exact_law():
     """log-log least squares returns alpha and C of v = C n^alpha exactly, NaN for v <= 0."""
     n = np.array([4, 16, 64])
-    alpha, c = fit_power_law(n, np.stack([3.0 * n ** -1.0, 0.5 * n ** -2.0], axis=1))
+    alpha, c = fit_power_law(n, np.stack([3.0 * n**-1.0, 0.5 * n**-2.0], axis=1))
     np.testing.assert_allclose(alpha, [-1.0, -2.0])
     np.testing.assert_allclose(c, [3.0, 0.5])
     assert np.isnan(fit_power_law(n, np.array([1.0, -1.0, 2.0]))[0])
@@ -147,8 +168,9 @@ def test_fit_power_law_recovers_an_exact_law():
 def test_needs_replicas():
     """One chain per width has no across-replica variance, and one run is not a width sweep:
     both refused with a message."""
-    da = xr.Dataset({"f": (("chain", "draw", "eval_point"), np.zeros((1, 2, 3)))},
-                    coords={"time": ("draw", [0.0, 1.0])})
+    da = xr.Dataset(
+        {"f": (("chain", "draw", "eval_point"), np.zeros((1, 2, 3)))}, coords={"time": ("draw", [0.0, 1.0])}
+    )
     import arviz as az
 
     idata = az.InferenceData(posterior=da)

@@ -22,10 +22,10 @@ def quadratic(theta, masses, c):
 @pytest.fixture(scope="module")
 def langevin_run():
     """MALA on the Gaussian Gibbs law (n = 8), 8 replicas, 200 draws every 0.5 time units."""
-    kernel = mf.MeanFieldLangevin(energy_fn=quadratic, prior=dist.Normal(0.0, 1.0), width=N,
-                                  step_size=0.25, temperature=TAU, adjusted=True)
-    sim = mf.simulate(kernel, jax.random.PRNGKey(0), C, num_steps=400, save_every=2, num_chains=8,
-                      progress_bar=False)
+    kernel = mf.MeanFieldLangevin(
+        energy_fn=quadratic, prior=dist.Normal(0.0, 1.0), width=N, step_size=0.25, temperature=TAU, adjusted=True
+    )
+    sim = mf.simulate(kernel, jax.random.PRNGKey(0), C, num_steps=400, save_every=2, num_chains=8, progress_bar=False)
     return to_inference_data(sim, kernel=kernel, output_fn=lambda theta, m, x: jnp.sum(m * theta))
 
 
@@ -51,11 +51,16 @@ def test_wasserstein_flow_divergence_and_no_stationary_statistics():
     """A Wasserstein flow with dt * kappa = 25 > 2 diverges (Euler on the particle mean multiplies
     its error by 1 - 25); the summary counts diverging draws, dates the first one, and computes no
     stationary statistics for a temperature-0 run."""
-    kernel = mf.WassersteinFlow(energy_fn=lambda th, m, c: 0.5 * 25.0 * (jnp.sum(m * th) - c) ** 2,
-                                prior=dist.Normal(0.0, 1.0), width=4, step_size=1.0)
+    kernel = mf.WassersteinFlow(
+        energy_fn=lambda th, m, c: 0.5 * 25.0 * (jnp.sum(m * th) - c) ** 2,
+        prior=dist.Normal(0.0, 1.0),
+        width=4,
+        step_size=1.0,
+    )
     with pytest.warns(RuntimeWarning, match="non-finite"):
-        sim = mf.simulate(kernel, jax.random.PRNGKey(1), 1.0, num_steps=60, save_every=2, num_chains=2,
-                          progress_bar=False)
+        sim = mf.simulate(
+            kernel, jax.random.PRNGKey(1), 1.0, num_steps=60, save_every=2, num_chains=2, progress_bar=False
+        )
     res = summary(to_inference_data(sim, kernel=kernel))
     assert "metric" not in res.dims and res.attrs["stationary"] == 0
     assert np.all(res["divergent_draws"] > 0)

@@ -23,15 +23,23 @@ def test_weight_decay_energy_and_velocity():
     decayed = mf.energy_from_model(weight_decay_network, (data.x, data.y), {"width": n, "weight_decay": lam})
     r = 0.5 * (z["a"] ** 2 + jnp.sum(z["w"] ** 2, -1) + z["b"] ** 2)
     (e_plain, v_plain), (e_decayed, v_decayed) = (
-        jax.jit(lambda zz, pe=pe: mf.energy_and_velocity(pe, zz))(z) for pe in (plain, decayed))
+        jax.jit(lambda zz, pe=pe: mf.energy_and_velocity(pe, zz))(z) for pe in (plain, decayed)
+    )
     assert float(e_decayed - e_plain) == pytest.approx(lam * float(jnp.mean(r)), rel=1e-5)
     for k in ("a", "w", "b"):
         np.testing.assert_allclose(v_decayed[k] - v_plain[k], lam * z[k], rtol=1e-4, atol=1e-6)
-    assert decayed.site_names == plain.site_names        # same particles, same prior mu0
+    assert decayed.site_names == plain.site_names  # same particles, same prior mu0
 
 
-HEADLINE = dict(dims=(16,), widths=64, num_data=128, seeds=(0, 1, 2), num_steps=1000, num_test=512,
-                methods=("mean_field", "random_features", "kernel", "ntk"))
+HEADLINE = dict(
+    dims=(16,),
+    widths=64,
+    num_data=128,
+    seeds=(0, 1, 2),
+    num_steps=1000,
+    num_test=512,
+    methods=("mean_field", "random_features", "kernel", "ntk"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +66,31 @@ def test_cli_is_deterministic_and_writes_netcdf(headline, tmp_path):
     """The CLI (plain arguments) reruns the same experiment: the Dataset is identical (deterministic in
     its arguments and seeds) and is written to netCDF."""
     out = tmp_path / "f1f2.nc"
-    cli = main(["--dims", "16", "--widths", "64", "--num-data", "128", "--seeds", "0", "1", "2",
-                "--num-steps", "1000", "--num-test", "512",
-                "--methods", "mean_field", "random_features", "kernel", "ntk", "--out", str(out)])
+    cli = main(
+        [
+            "--dims",
+            "16",
+            "--widths",
+            "64",
+            "--num-data",
+            "128",
+            "--seeds",
+            "0",
+            "1",
+            "2",
+            "--num-steps",
+            "1000",
+            "--num-test",
+            "512",
+            "--methods",
+            "mean_field",
+            "random_features",
+            "kernel",
+            "ntk",
+            "--out",
+            str(out),
+        ]
+    )
     xr.testing.assert_equal(cli, headline)
     loaded = xr.load_dataset(out, engine="h5netcdf")
     np.testing.assert_array_equal(loaded["test_error"].values, headline["test_error"].values)
@@ -71,14 +101,15 @@ def test_cli_is_deterministic_and_writes_netcdf(headline, tmp_path):
 def test_sweeps_over_width_or_num_data():
     """Exactly one of widths / num_data is swept and names the third dimension; the kernel limits do
     not depend on the width (repeated values)."""
-    ds = f1_vs_f2(dims=(3,), widths=(8, 16), num_data=24, seeds=(0,), num_test=64,
-                  methods=("random_features", "kernel"))
+    ds = f1_vs_f2(
+        dims=(3,), widths=(8, 16), num_data=24, seeds=(0,), num_test=64, methods=("random_features", "kernel")
+    )
     assert ds.sizes == {"method": 2, "dim": 1, "width": 2, "seed": 1}
     assert np.all(np.isfinite(ds["test_error"].values))
-    np.testing.assert_array_equal(ds["test_error"].sel({"method": "kernel", "width": 8}),
-                                  ds["test_error"].sel({"method": "kernel", "width": 16}))
-    sweep = f1_vs_f2(dims=(3,), widths=8, num_data=(16, 24), seeds=(0,), num_test=64,
-                     methods=("random_features",))
+    np.testing.assert_array_equal(
+        ds["test_error"].sel({"method": "kernel", "width": 8}), ds["test_error"].sel({"method": "kernel", "width": 16})
+    )
+    sweep = f1_vs_f2(dims=(3,), widths=8, num_data=(16, 24), seeds=(0,), num_test=64, methods=("random_features",))
     assert sweep["test_error"].dims == ("method", "dim", "num_data", "seed")
     with pytest.raises(ValueError, match="not both"):
         f1_vs_f2(dims=(2,), widths=(8, 16), num_data=(16, 24))

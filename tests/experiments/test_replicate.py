@@ -20,9 +20,17 @@ def test_draws_are_simulate_draws_after_the_initial_state(data):
     kept draws are simulate's, preceded by the t = 0 draw, whose recorded energy is that of its
     own particles, E = (1/2N) sum (f - y)^2 + log(2 pi)/2."""
     key = jax.random.PRNGKey(7)
-    runs = replicate(lambda n: mf.WassersteinFlow(mf.models.shallow_network, step_size=0.1),
-                     (data.x, data.y), widths=[8, 4], num_chains=3, num_steps=6, save_every=3,
-                     rng_key=key, x_eval=data.x[:5], progress_bar=False)
+    runs = replicate(
+        lambda n: mf.WassersteinFlow(mf.models.shallow_network, step_size=0.1),
+        (data.x, data.y),
+        widths=[8, 4],
+        num_chains=3,
+        num_steps=6,
+        save_every=3,
+        rng_key=key,
+        x_eval=data.x[:5],
+        progress_bar=False,
+    )
     assert list(runs) == [4, 8]
     for n, idata in runs.items():
         np.testing.assert_allclose(idata.posterior["time"].values, [0.0, 0.3, 0.6], atol=1e-12)
@@ -34,20 +42,36 @@ def test_draws_are_simulate_draws_after_the_initial_state(data):
         assert np.all(idata.sample_stats["step"].values[:, 0] == 0)
         assert np.all(idata.sample_stats["energy"].values[:, 1] < e0)  # gradient flow descends
     kernel = mf.WassersteinFlow(mf.models.shallow_network, step_size=0.1)
-    sim = mf.simulate(kernel, jax.random.fold_in(key, 4), data.x, data.y, width=4, num_steps=6,
-                      save_every=3, num_chains=3, progress_bar=False)
+    sim = mf.simulate(
+        kernel,
+        jax.random.fold_in(key, 4),
+        data.x,
+        data.y,
+        width=4,
+        num_steps=6,
+        save_every=3,
+        num_chains=3,
+        progress_bar=False,
+    )
     np.testing.assert_allclose(runs[4].posterior["w"].values[:, 1:], sim.samples["w"], rtol=1e-5, atol=1e-6)
 
 
 def test_energy_fn_kernels_take_their_width_from_the_factory():
     """A kernel built from energy_fn gets no `width` model keyword (its energy_fn would reject it);
     without the initial draw the first time is one save interval."""
-    def factory(n):
-        return mf.MeanFieldLangevin(energy_fn=lambda th, m, c: 0.5 * (jnp.sum(m * th) - c) ** 2,
-                                    prior=dist.Normal(0.0, 1.0), width=n, step_size=0.1, temperature=0.5)
 
-    runs = replicate(factory, (1.0,), widths=[3], num_chains=2, num_steps=4, save_every=2,
-                     include_initial=False, progress_bar=False)
+    def factory(n):
+        return mf.MeanFieldLangevin(
+            energy_fn=lambda th, m, c: 0.5 * (jnp.sum(m * th) - c) ** 2,
+            prior=dist.Normal(0.0, 1.0),
+            width=n,
+            step_size=0.1,
+            temperature=0.5,
+        )
+
+    runs = replicate(
+        factory, (1.0,), widths=[3], num_chains=2, num_steps=4, save_every=2, include_initial=False, progress_bar=False
+    )
     theta = runs[3].posterior["theta"]
     assert theta.dims == ("chain", "draw", "particle") and theta.sizes["particle"] == 3
     np.testing.assert_allclose(runs[3].posterior["time"].values, [0.2, 0.4])

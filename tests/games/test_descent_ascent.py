@@ -1,4 +1,4 @@
-"""Mean-field descent–ascent kernels (DESIGN.md §3 "Games"; mfsample/games/descent_ascent.py)."""
+"""Mean-field descent–ascent kernels."""
 
 import jax
 import jax.numpy as jnp
@@ -69,13 +69,19 @@ def _circle_runs():
     init = {"x": _circle_points(rng.vonmises(0.0, 2.0, 256)), "y": _circle_points(rng.vonmises(np.pi / 2, 2.0, 192))}
     kr = jax.random.PRNGKey(0)
     runs = {}
-    for name, kw in {"gda": {}, "wfr_weighted": dict(temperature=0.05, rate=1.0, mode="weighted"),
-                     "wfr_birth_death": dict(temperature=0.05, rate=1.0, mode="birth_death")}.items():
+    for name, kw in {
+        "gda": {},
+        "wfr_weighted": dict(temperature=0.05, rate=1.0, mode="weighted"),
+        "wfr_birth_death": dict(temperature=0.05, rate=1.0, mode="birth_death"),
+    }.items():
         kernel = games.DescentAscent(ex.game, step_size=0.1, **kw)
         sim = mf.simulate(kernel, kr, init_params=init, num_steps=1000, save_every=50, progress_bar=False)
         last = {k: v[0, -8:] for k, v in sim.samples.items()}  # t in [65, 100]
-        runs[name] = dict(sim=sim, gap=np.asarray(games.nash_gap(ex.game, last).gap),
-                          dist=np.asarray(ex.distance(last["x"], last["y"], last["masses_x"], last["masses_y"])))
+        runs[name] = dict(
+            sim=sim,
+            gap=np.asarray(games.nash_gap(ex.game, last).gap),
+            dist=np.asarray(ex.distance(last["x"], last["y"], last["masses_x"], last["masses_y"])),
+        )
     return ex, init, runs
 
 
@@ -117,8 +123,7 @@ def test_birth_death_kills_high_x_and_duplicates_high_y():
     than transport can (from ~0, uniform draws, to beyond -/+0.3)."""
     game = games.Game(lambda x, y: x[0] + y[0], games.Box(1), games.Box(1))
     kernel = games.DescentAscent(game, step_size=1e-3, rate=500.0, mode="birth_death")
-    sim = mf.simulate(kernel, jax.random.PRNGKey(3), width=(100, 80), num_steps=30, save_every=30,
-                      progress_bar=False)
+    sim = mf.simulate(kernel, jax.random.PRNGKey(3), width=(100, 80), num_steps=30, save_every=30, progress_bar=False)
     assert sim.samples["x"][0, -1, :, 0].mean() < -0.3 and sim.samples["y"][0, -1, :, 0].mean() > 0.3
 
 
@@ -127,7 +132,7 @@ def test_particle_count_and_mass_simplex_preserved(circle_runs):
     on the simplex (non-negative, sum 1 to float32 rounding); birth–death masses stay uniform and
     its events happen; weighted masses really moved (ESS below n)."""
     _, _, runs = circle_runs
-    for name, r in runs.items():
+    for r in runs.values():
         s = r["sim"].samples
         assert s["x"].shape[2:] == (256, 2) and s["y"].shape[2:] == (192, 2)
         np.testing.assert_allclose(np.linalg.norm(s["x"], axis=-1), 1.0, atol=1e-5)
@@ -154,8 +159,9 @@ def test_noisy_descent_ascent_converges_on_the_bilinear_game_where_gda_spirals_o
     gaps = {}
     for name, kw in {"gda": {}, "wfr": dict(temperature=0.05, rate=1.0)}.items():
         kernel = games.DescentAscent(ex.game, step_size=0.1, **kw)
-        sim = mf.simulate(kernel, jax.random.PRNGKey(0), init_params=init, num_steps=1000, save_every=50,
-                          progress_bar=False)
+        sim = mf.simulate(
+            kernel, jax.random.PRNGKey(0), init_params=init, num_steps=1000, save_every=50, progress_bar=False
+        )
         s = sim.samples
         gaps[name] = np.asarray(ex.exact_gap(s["x"], s["y"], s["masses_x"], s["masses_y"])[0])
     assert float(ex.exact_gap(init["x"], init["y"])) > 2.0
@@ -170,8 +176,9 @@ def test_numpyro_mcmc_and_arviz():
     are collected, and mf.to_inference_data labels the draws with kernel.sample_dims."""
     ex = games.examples.circle()
     kernel = games.DescentAscent(ex.game, step_size=0.1, temperature=0.02, rate=1.0)
-    mcmc = MCMC(kernel, num_warmup=0, num_samples=20, thinning=10, num_chains=2, chain_method="vectorized",
-                progress_bar=False)
+    mcmc = MCMC(
+        kernel, num_warmup=0, num_samples=20, thinning=10, num_chains=2, chain_method="vectorized", progress_bar=False
+    )
     mcmc.run(jax.random.PRNGKey(1), width=(16, 8))
     draws = mcmc.get_samples(group_by_chain=True)
     assert draws["x"].shape == (2, 2, 16, 2) and draws["masses_y"].shape == (2, 2, 8)
@@ -192,8 +199,7 @@ def test_divergence_freezes_the_particles():
     game = games.Game(lambda x, y: jnp.dot(x, y), games.Euclidean(2), games.Euclidean(2))
     kernel = games.DescentAscent(game, step_size=1.0)
     with pytest.warns(RuntimeWarning, match="non-finite"):
-        sim = mf.simulate(kernel, jax.random.PRNGKey(0), width=4, num_steps=400, save_every=100,
-                          progress_bar=False)
+        sim = mf.simulate(kernel, jax.random.PRNGKey(0), width=4, num_steps=400, save_every=100, progress_bar=False)
     assert bool(sim.last_state.diverging) and 0 < int(sim.first_divergence[0]) < 400
     assert all(np.all(np.isfinite(np.asarray(v))) for v in jax.tree.leaves(sim.last_state.z))
 

@@ -1,4 +1,4 @@
-"""Strategy spaces, payoff, value and first variations (DESIGN.md §3 "Games"; mfsample/games/game.py)."""
+"""Strategy spaces, payoff, value and first variations."""
 
 import jax
 import jax.numpy as jnp
@@ -63,9 +63,20 @@ def test_value_potentials_and_gradients():
     def everything(x, y, mx, my):
         value, vx, vy, gx, gy = game.fields(x, y, mx, my)
         dx, dy = jax.grad(lambda u, v: game.value(u, v, mx, my), argnums=(0, 1))(x, y)
-        return dict(value=value, vx=vx, vy=vy, gx=gx, gy=gy, dx=dx, dy=dy, pm=game.payoff_matrix(x, y),
-                    value2=game.value(x, y, mx, my), px=game.potential_x(x, y, my),
-                    py=game.potential_y(x, y, mx), uniform=game.value(x, y))
+        return dict(
+            value=value,
+            vx=vx,
+            vy=vy,
+            gx=gx,
+            gy=gy,
+            dx=dx,
+            dy=dy,
+            pm=game.payoff_matrix(x, y),
+            value2=game.value(x, y, mx, my),
+            px=game.potential_x(x, y, my),
+            py=game.potential_y(x, y, mx),
+            uniform=game.value(x, y),
+        )
 
     r = everything(x, y, mx, my)
     np.testing.assert_allclose(r["pm"], p, rtol=1e-5, atol=1e-6)
@@ -82,12 +93,16 @@ def _langevin_function(k):
     return 1.0 / np.tanh(k) - 1.0 / k
 
 
-@pytest.mark.parametrize("x_space, y_space, expected", [
-    # exp(-kappa x.e1) on S^2 and on [-1, 1]: E[x.e1] = -(coth kappa - 1/kappa), kappa = 1/tau = 2
-    (games.Sphere(3), games.Box(1), (-_langevin_function(2.0), -_langevin_function(2.0))),
-    # R with mu0 = N(0, 1/4): exp(-x/tau - 2 x^2) = N(-1/2, 1/4); circle: E[cos] = -I_1(2)/I_0(2)
-    (games.Euclidean(1, scale=0.5), games.Sphere(2), (-0.5, -ive(1, 2.0) / ive(0, 2.0))),
-], ids=["sphere-box", "euclidean-circle"])
+@pytest.mark.parametrize(
+    "x_space, y_space, expected",
+    [
+        # exp(-kappa x.e1) on S^2 and on [-1, 1]: E[x.e1] = -(coth kappa - 1/kappa), kappa = 1/tau = 2
+        (games.Sphere(3), games.Box(1), (-_langevin_function(2.0), -_langevin_function(2.0))),
+        # R with mu0 = N(0, 1/4): exp(-x/tau - 2 x^2) = N(-1/2, 1/4); circle: E[cos] = -I_1(2)/I_0(2)
+        (games.Euclidean(1, scale=0.5), games.Sphere(2), (-0.5, -ive(1, 2.0) / ive(0, 2.0))),
+    ],
+    ids=["sphere-box", "euclidean-circle"],
+)
 def test_noisy_retraction_samples_the_gibbs_law(x_space, y_space, expected):
     """l(x, y) = x_1 - y_1 separates: V_x = x_1 + c and V_y = c' - y_1 whatever the other measure,
     so at temperature tau = 0.5 each particle runs Langevin dynamics on its space for
@@ -99,8 +114,7 @@ def test_noisy_retraction_samples_the_gibbs_law(x_space, y_space, expected):
     tolerance 0.04."""
     game = games.Game(lambda x, y: x[0] - y[0], x_space, y_space)
     kernel = games.DescentAscent(game, step_size=0.01, temperature=0.5)
-    sim = mf.simulate(kernel, jax.random.PRNGKey(0), width=1000, num_steps=1600, save_every=50,
-                      progress_bar=False)
+    sim = mf.simulate(kernel, jax.random.PRNGKey(0), width=1000, num_steps=1600, save_every=50, progress_bar=False)
     for k, space, mean in (("x", x_space, expected[0]), ("y", y_space, expected[1])):
         first = sim.samples[k][0, -20:, :, 0]
         assert abs(float(np.mean(first)) - mean) < 0.04, k
@@ -115,8 +129,10 @@ def test_circle_distance_to_uniform():
     points (the CDF gap is a sawtooth of height 1/n), pi / 2 for a point mass (1e-5: bisection to
     float32 precision), and a point mass carrying all the weight of a weighted measure counts as one."""
     n = np.array([4, 16, 64])
-    combs = [np.stack([np.cos(2 * np.pi * np.arange(k) / k + 0.1), np.sin(2 * np.pi * np.arange(k) / k + 0.1)], -1)
-             for k in n]
+    combs = [
+        np.stack([np.cos(2 * np.pi * np.arange(k) / k + 0.1), np.sin(2 * np.pi * np.arange(k) / k + 0.1)], -1)
+        for k in n
+    ]
     for k, c in zip(n, combs):
         assert float(games.examples.circle_w1_to_uniform(c)) == pytest.approx(np.pi / (2 * k), rel=1e-4)
     dirac = np.array([[0.6, 0.8], [1.0, 0.0]])

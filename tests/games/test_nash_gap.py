@@ -1,4 +1,4 @@
-"""The Nikaido–Isoda error and its best responses (DESIGN.md §3 "Games"; mfsample/games/nash_gap.py)."""
+"""The Nikaido–Isoda error and its best responses."""
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +36,12 @@ def test_bilinear_gap_is_exact(bilinear, method):
     assert res.gap.shape == (6,)
     assert float(jnp.min(exact)) > 0.1  # not a vacuous comparison at the equilibrium
     np.testing.assert_allclose(res.gap, exact, rtol=1e-5, atol=1e-5)
-    value = np.einsum("bi,bj,bij->b", mx, my, np.einsum("bik,kl,bjl->bij", x - [0.3, -0.2],
-                                                        np.array([[1.0, 0.5], [-0.5, 1.0]]), y - [-0.1, 0.4]))
+    value = np.einsum(
+        "bi,bj,bij->b",
+        mx,
+        my,
+        np.einsum("bik,kl,bjl->bij", x - [0.3, -0.2], np.array([[1.0, 0.5], [-0.5, 1.0]]), y - [-0.1, 0.4]),
+    )
     np.testing.assert_allclose(res.value, value, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(jnp.abs(res.best_x), 1.0, atol=1e-6)
     np.testing.assert_allclose(jnp.abs(res.best_y), 1.0, atol=1e-6)
@@ -99,9 +103,15 @@ def test_polynomial_game_gap_matches_the_trust_region_solution():
     mx = _simplex(rng, (4, 16))
     res = games.nash_gap(g, {"x": x, "y": y, "masses_x": mx})
     np.testing.assert_allclose(res.gap, ex.exact_gap(x, y, mx), atol=1e-5)
-    at_best_y, at_best_x, support = jax.jit(jax.vmap(lambda x, y, mx, bx, by: (
-        g.potential_y(x, by[None], mx)[0], g.potential_x(bx[None], y)[0],
-        jnp.max(g.potential_y(x, y, mx)) - jnp.min(g.potential_x(x, y)))))(x, y, mx, res.best_x, res.best_y)
+    at_best_y, at_best_x, support = jax.jit(
+        jax.vmap(
+            lambda x, y, mx, bx, by: (
+                g.potential_y(x, by[None], mx)[0],
+                g.potential_x(bx[None], y)[0],
+                jnp.max(g.potential_y(x, y, mx)) - jnp.min(g.potential_x(x, y)),
+            )
+        )
+    )(x, y, mx, res.best_x, res.best_y)
     np.testing.assert_allclose(at_best_y, res.max_y, rtol=1e-5)
     np.testing.assert_allclose(at_best_x, res.min_x, rtol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(res.best_x, axis=-1), 1.0, atol=1e-5)
@@ -139,5 +149,6 @@ def test_input_forms_agree():
     with pytest.raises(TypeError):
         games.nash_gap(ex.game, 3.0)
     with pytest.raises(ValueError):
-        games.nash_gap(games.examples.polynomial(jax.random.PRNGKey(0), 3).game, (state.z["x"], state.z["y"]),
-                       method="grid")
+        games.nash_gap(
+            games.examples.polynomial(jax.random.PRNGKey(0), 3).game, (state.z["x"], state.z["y"]), method="grid"
+        )

@@ -27,8 +27,15 @@ def problem():
 def mcmc_run(problem):
     data, _ = problem
     kernel = mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.05, temperature=1e-3)
-    mcmc = MCMC(kernel, num_warmup=0, num_samples=8, thinning=2, num_chains=CHAINS,
-                chain_method="vectorized", progress_bar=False)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=0,
+        num_samples=8,
+        thinning=2,
+        num_chains=CHAINS,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
     mcmc.run(jax.random.PRNGKey(1), data.x, data.y, width=WIDTH)
     return mcmc
 
@@ -78,8 +85,9 @@ def test_predictions_rerun_the_output_site_at_x_eval(mcmc_run, problem):
     for c in range(CHAINS):
         for d in (0, 3):
             a, w, b = (post[k].values[c, d] for k in ("a", "w", "b"))
-            np.testing.assert_allclose(idata.predictions["f"].values[c, d], _network(a, w, b, x_eval),
-                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                idata.predictions["f"].values[c, d], _network(a, w, b, x_eval), rtol=1e-5, atol=1e-6
+            )
     same = to_inference_data(mcmc_run, x_eval=data.x)
     np.testing.assert_allclose(same.predictions["f"].values, post["f"].values, rtol=1e-5, atol=1e-6)
 
@@ -94,8 +102,9 @@ def test_unit_functions_are_the_units_of_the_mean_field_sum(mcmc_run, problem):
     a, w, b = (post[k].values[1, 2] for k in ("a", "w", "b"))
     units = a[:, None] * jax.nn.relu(w @ np.asarray(x_eval[:4]).T + b[:, None])
     np.testing.assert_allclose(phi.values[1, 2], units, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(phi.mean("particle").values, idata.predictions["f"].values[..., :4],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        phi.mean("particle").values, idata.predictions["f"].values[..., :4], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_simulate_result_matches_mcmc(mcmc_run, problem):
@@ -103,8 +112,17 @@ def test_simulate_result_matches_mcmc(mcmc_run, problem):
     InferenceData (posterior, times, energy)."""
     data, x_eval = problem
     kernel = mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.05, temperature=1e-3)
-    sim = mf.simulate(kernel, jax.random.PRNGKey(1), data.x, data.y, width=WIDTH, num_steps=8,
-                      save_every=2, num_chains=CHAINS, progress_bar=False)
+    sim = mf.simulate(
+        kernel,
+        jax.random.PRNGKey(1),
+        data.x,
+        data.y,
+        width=WIDTH,
+        num_steps=8,
+        save_every=2,
+        num_chains=CHAINS,
+        progress_bar=False,
+    )
     a = to_inference_data(sim, kernel=kernel, x_eval=x_eval)
     b = to_inference_data(mcmc_run, x_eval=x_eval)
     np.testing.assert_allclose(a.posterior["w"].values, b.posterior["w"].values, rtol=1e-5, atol=1e-6)
@@ -135,8 +153,9 @@ def test_netcdf_round_trip(mcmc_run, problem, tmp_path):
 def test_energy_fn_kernel_with_output_fn():
     """Kernels built from energy_fn: particles under 'theta', predictions from output_fn, and a
     single-prior energy passes the particle array (not a dict) to output_fn."""
-    kernel = mf.WassersteinFlow(energy_fn=lambda th, m, c: 0.5 * (jnp.sum(m * th) - c) ** 2,
-                                prior=dist.Normal(0.0, 1.0), width=5, step_size=0.1)
+    kernel = mf.WassersteinFlow(
+        energy_fn=lambda th, m, c: 0.5 * (jnp.sum(m * th) - c) ** 2, prior=dist.Normal(0.0, 1.0), width=5, step_size=0.1
+    )
     sim = mf.simulate(kernel, jax.random.PRNGKey(0), 1.0, num_steps=4, num_chains=3, progress_bar=False)
     idata = to_inference_data(sim, kernel=kernel, output_fn=lambda th, m, x: jnp.sum(m * th))
     theta = idata.posterior["theta"]
@@ -159,10 +178,9 @@ def test_weighted_particles_carry_their_masses(problem):
     assert np.std(m.values[:, -1]) > 1e-4  # the reaction moved the masses away from 1/n
     post = idata.posterior
     a, w, b, mm = (post[k].values[1, 2] for k in ("a", "w", "b", "masses"))
-    np.testing.assert_allclose(idata.predictions["f"].values[1, 2], _network(a, w, b, x_eval, mm),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(idata.predictions["f"].values[1, 2], _network(a, w, b, x_eval, mm), rtol=1e-5, atol=1e-6)
     phi = idata.predictions["phi"].values[1, 2]  # (particle, unit_point)
-    np.testing.assert_allclose(mm @ phi, idata.predictions["f"].values[1, 2, :phi.shape[1]], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mm @ phi, idata.predictions["f"].values[1, 2, : phi.shape[1]], rtol=1e-5, atol=1e-6)
     assert {"vbar", "ess"} <= set(idata.sample_stats.data_vars)
 
 
@@ -205,8 +223,17 @@ def test_statistics_and_attributes_come_from_the_contract(problem):
     energy's width, exponent and N; the model arguments default to the kernel's last init."""
     data, _ = problem
     kernel = mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.05, temperature=1e-3)
-    sim = mf.simulate(kernel, jax.random.PRNGKey(3), data.x, data.y, width=WIDTH, num_steps=4, save_every=2,
-                      num_chains=CHAINS, progress_bar=False)
+    sim = mf.simulate(
+        kernel,
+        jax.random.PRNGKey(3),
+        data.x,
+        data.y,
+        width=WIDTH,
+        num_steps=4,
+        save_every=2,
+        num_chains=CHAINS,
+        progress_bar=False,
+    )
     extra = {**sim.stats, "custom": np.ones((CHAINS, 2), np.float32)}
     idata = to_inference_data(sim._replace(stats=extra, model_args=None, model_kwargs=None))
     declared = contract.describe(kernel.statistics)

@@ -43,8 +43,15 @@ def chunk(tree, a, b):
 
 
 def write(path, sim, kernel, bounds, model_args, model_kwargs, **kw):
-    with DrawWriter(path, kernel=kernel, model_args=model_args, model_kwargs=model_kwargs,
-                    num_chains=sim.stats["energy"].shape[0], num_draws=bounds[-1], **kw) as writer:
+    with DrawWriter(
+        path,
+        kernel=kernel,
+        model_args=model_args,
+        model_kwargs=model_kwargs,
+        num_chains=sim.stats["energy"].shape[0],
+        num_draws=bounds[-1],
+        **kw,
+    ) as writer:
         for a, b in zip(bounds[:-1], bounds[1:]):
             writer.append(chunk(sim.samples, a, b), chunk(sim.stats, a, b))
     return writer
@@ -63,8 +70,14 @@ def streamed(sim, path):
     """What ``simulate(..., output=path)`` returns: no draws in memory, the file's path."""
     if "output" in mf.Simulation._fields:
         return sim._replace(samples=None, stats=None, output=str(path))
-    return types.SimpleNamespace(samples=None, stats=None, output=str(path), kernel=sim.kernel,
-                                 model_args=sim.model_args, model_kwargs=sim.model_kwargs)
+    return types.SimpleNamespace(
+        samples=None,
+        stats=None,
+        output=str(path),
+        kernel=sim.kernel,
+        model_args=sim.model_args,
+        model_kwargs=sim.model_kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +92,17 @@ def wfr_run(problem):
     """Weighted WFR (the masses move), 2 chains, 6 draws."""
     data, _ = problem
     kernel = mf.WassersteinFisherRao(mf.models.shallow_network, step_size=0.1, rate=5.0, mode="weighted")
-    sim = mf.simulate(kernel, jax.random.PRNGKey(1), data.x, data.y, width=WIDTH, num_steps=12, save_every=2,
-                      num_chains=2, progress_bar=False)
+    sim = mf.simulate(
+        kernel,
+        jax.random.PRNGKey(1),
+        data.x,
+        data.y,
+        width=WIDTH,
+        num_steps=12,
+        save_every=2,
+        num_chains=2,
+        progress_bar=False,
+    )
     return kernel, sim
 
 
@@ -137,23 +159,28 @@ def test_predictions_from_the_file_equal_the_in_memory_ones(wfr_run, problem, tm
     xr.testing.assert_identical(lazy.posterior.load(), ref.posterior)
     for g in lazy.groups():
         lazy[g].close()
-    assert write_predictions(path, x_eval, kernel=kernel, model_args=(data.x, data.y),
-                             model_kwargs={"width": WIDTH}, batch_draws=4) == 6
+    assert (
+        write_predictions(
+            path, x_eval, kernel=kernel, model_args=(data.x, data.y), model_kwargs={"width": WIDTH}, batch_draws=4
+        )
+        == 6
+    )
     back = load(path)
     for g in ("predictions", "predictions_constant_data"):
         xr.testing.assert_allclose(back[g], ref[g], rtol=1e-6, atol=1e-7)
         assert back[g].attrs == ref[g].attrs
     # f = sum_j m_j phi_j with the stored masses: predictions used the weighted measure
     f, phi, m = back.predictions["f"].values, back.predictions["phi"].values, back.posterior["masses"].values
-    np.testing.assert_allclose(np.einsum("cdj,cdju->cdu", m, phi), f[..., :phi.shape[-1]], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.einsum("cdj,cdju->cdu", m, phi), f[..., : phi.shape[-1]], rtol=1e-5, atol=1e-6)
 
 
 def test_energy_fn_single_prior_array(tmp_path):
     """An energy_fn kernel with one prior yields one particle array: stored as 'theta'
     (chain, draw, particle), identical to to_inference_data, and its output_fn gets the array back
     when predicting from the file (f = sum_j m_j theta_j)."""
-    kernel = mf.WassersteinFlow(energy_fn=lambda th, m, c: 0.5 * (jnp.sum(m * th) - c) ** 2,
-                                prior=dist.Normal(0.0, 1.0), width=5, step_size=0.1)
+    kernel = mf.WassersteinFlow(
+        energy_fn=lambda th, m, c: 0.5 * (jnp.sum(m * th) - c) ** 2, prior=dist.Normal(0.0, 1.0), width=5, step_size=0.1
+    )
     sim = mf.simulate(kernel, jax.random.PRNGKey(0), 1.0, num_steps=5, num_chains=3, progress_bar=False)
     assert not isinstance(sim.samples, dict)
     path = tmp_path / "theta.nc"
@@ -216,8 +243,9 @@ def test_draws_of_an_interrupted_append_are_trimmed_on_resume(wfr_run, problem, 
     assert count_draws(path) == 4
     writer = DrawWriter.resume(path, kernel=kernel, model_args=args, model_kwargs=kwargs, num_chains=2)
     assert writer.draws_written == 4 and load(path).posterior.sizes["draw"] == 4
-    writer = DrawWriter.resume(path, keep=3, kernel=kernel, model_args=args, model_kwargs=kwargs, num_chains=2,
-                               num_draws=6)
+    writer = DrawWriter.resume(
+        path, keep=3, kernel=kernel, model_args=args, model_kwargs=kwargs, num_chains=2, num_draws=6
+    )
     writer.append(chunk(sim.samples, 3, 6), chunk(sim.stats, 3, 6))
     ref = mf.to_inference_data(sim, kernel=kernel)
     back = load(path)
@@ -239,8 +267,9 @@ def test_refusals(wfr_run, problem, tmp_path):
     with pytest.raises(FileExistsError, match="exists"):
         DrawWriter(path, kernel=kernel, model_args=args, model_kwargs=kwargs, num_chains=2)
     assert path.read_text() == "precious"
-    writer = DrawWriter(path, kernel=kernel, model_args=args, model_kwargs=kwargs, num_chains=2, num_draws=6,
-                        overwrite=True)
+    writer = DrawWriter(
+        path, kernel=kernel, model_args=args, model_kwargs=kwargs, num_chains=2, num_draws=6, overwrite=True
+    )
     writer.append(chunk(sim.samples, 0, 2), chunk(sim.stats, 0, 2))
     bad = chunk(sim.samples, 2, 4)
     with pytest.raises(ValueError, match=r"w: the file has dims .* shape \(2, 4, 3\).* shape \(2, 4, 2\)"):
@@ -264,8 +293,9 @@ def test_refusals(wfr_run, problem, tmp_path):
         DrawWriter.resume(plain, num_chains=2)
 
 
-@pytest.mark.skipif("output" not in inspect.signature(mf.simulate).parameters,
-                    reason="simulate(..., output=) is not available yet")
+@pytest.mark.skipif(
+    "output" not in inspect.signature(mf.simulate).parameters, reason="simulate(..., output=) is not available yet"
+)
 def test_streamed_simulate_equals_in_memory(problem, tmp_path):
     """simulate(..., output=path) keeps no draws and its file equals the in-memory run of the same
     key (same compiled chunks: identical; 1e-6 relative allowed for a different chunking of the
@@ -293,8 +323,15 @@ def test_open_streamed_by_path(wfr_run, problem, tmp_path):
     path = tmp_path / "run.nc"
     write(path, sim, kernel, [0, 3, 6], (data.x, data.y), {"width": WIDTH})
     ref = mf.to_inference_data(sim, kernel=kernel, x_eval=x_eval, unit_points=2)
-    lazy = open_streamed(path, kernel=kernel, model_args=(data.x, data.y), model_kwargs={"width": WIDTH},
-                         x_eval=x_eval, unit_points=2, batch_draws=4)
+    lazy = open_streamed(
+        path,
+        kernel=kernel,
+        model_args=(data.x, data.y),
+        model_kwargs={"width": WIDTH},
+        x_eval=x_eval,
+        unit_points=2,
+        batch_draws=4,
+    )
     assert set(lazy.groups()) == set(ref.groups())
     xr.testing.assert_allclose(lazy.predictions, ref.predictions, rtol=1e-6, atol=1e-7)
     assert lazy.predictions["phi"].sizes["unit_point"] == 2

@@ -67,11 +67,13 @@ def test_every_kernel_satisfies_the_contract_and_records_its_statistics(name, ti
     declared = contract.names(kernel.statistics)
     assert kernel.default_fields == (kernel.sample_field,) + declared
     assert "step_size" in kernel.hyperparameters
-    sim = mf.simulate(kernel, jax.random.PRNGKey(1), *args, num_steps=4, save_every=2, num_chains=2,
-                      progress_bar=False, **kwargs)
+    sim = mf.simulate(
+        kernel, jax.random.PRNGKey(1), *args, num_steps=4, save_every=2, num_chains=2, progress_bar=False, **kwargs
+    )
     assert set(sim.stats) == set(declared)
-    mcmc = MCMC(kernel, num_warmup=0, num_samples=4, thinning=2, num_chains=2, chain_method="vectorized",
-                progress_bar=False)
+    mcmc = MCMC(
+        kernel, num_warmup=0, num_samples=4, thinning=2, num_chains=2, chain_method="vectorized", progress_bar=False
+    )
     mcmc.run(jax.random.PRNGKey(1), *args, **kwargs)
     extra = mcmc.get_extra_fields(group_by_chain=True)
     assert set(declared) <= set(extra)
@@ -112,10 +114,19 @@ class ThirdPartyFlow(MCMCKernel):
         def init_fn(z, masses, rng_key):
             e, v = mf.energy_and_velocity(energy, z, masses)
             zero = jnp.zeros((), e.dtype)
-            return State(z=z, masses=masses, energy=e, drift=v, grad_norm=zero, time=zero,
-                         step=jnp.zeros((), jnp.int32), diverging=jnp.array(False),
-                         divergence_step=jnp.array(-1, jnp.int32), accept_prob=jnp.ones((), e.dtype),
-                         rng_key=rng_key)
+            return State(
+                z=z,
+                masses=masses,
+                energy=e,
+                drift=v,
+                grad_norm=zero,
+                time=zero,
+                step=jnp.zeros((), jnp.int32),
+                diverging=jnp.array(False),
+                divergence_step=jnp.array(-1, jnp.int32),
+                accept_prob=jnp.ones((), e.dtype),
+                rng_key=rng_key,
+            )
 
         def step_fn(state):
             z = jax.tree.map(lambda a, b: a - dt * b, state.z, state.drift)
@@ -128,8 +139,7 @@ class ThirdPartyFlow(MCMCKernel):
     def draw_fn(self, energy, model_args, model_kwargs, *, deterministic=True):
         if not deterministic:
             return energy.constrain
-        return lambda z: constrain_fn(self._model, tuple(model_args), dict(model_kwargs), z,
-                                      return_deterministic=True)
+        return lambda z: constrain_fn(self._model, tuple(model_args), dict(model_kwargs), z, return_deterministic=True)
 
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
         self._args = (tuple(model_args), dict(model_kwargs))
@@ -164,8 +174,9 @@ def test_a_third_party_kernel_runs_through_simulate_mcmc_and_to_inference_data(t
     np.testing.assert_allclose(sim.stats["energy"], ref.stats["energy"], rtol=1e-5)
     assert set(sim.stats) == {"energy", "time", "step", "diverging"}
 
-    mcmc = MCMC(kernel, num_warmup=0, num_samples=6, thinning=2, num_chains=2, chain_method="vectorized",
-                progress_bar=False)
+    mcmc = MCMC(
+        kernel, num_warmup=0, num_samples=6, thinning=2, num_chains=2, chain_method="vectorized", progress_bar=False
+    )
     mcmc.run(jax.random.PRNGKey(3), tiny.x, tiny.y, **KW)
     np.testing.assert_allclose(mcmc.get_samples(group_by_chain=True)["w"], sim.samples["w"], rtol=1e-5, atol=1e-6)
 
@@ -235,9 +246,19 @@ def test_states_extend_the_common_fields_in_one_order():
 def test_commit_refuses_a_non_finite_proposal_for_good():
     """commit keeps the old fields on a non-finite proposal, records the step, and stays frozen."""
     zero = jnp.zeros(())
-    s0 = State(z={"t": jnp.ones(3)}, masses=None, energy=zero, drift={"t": jnp.zeros(3)}, grad_norm=zero,
-               time=zero, step=jnp.zeros((), jnp.int32), diverging=jnp.array(False),
-               divergence_step=jnp.array(-1, jnp.int32), accept_prob=jnp.ones(()), rng_key=jax.random.PRNGKey(0))
+    s0 = State(
+        z={"t": jnp.ones(3)},
+        masses=None,
+        energy=zero,
+        drift={"t": jnp.zeros(3)},
+        grad_norm=zero,
+        time=zero,
+        step=jnp.zeros((), jnp.int32),
+        diverging=jnp.array(False),
+        divergence_step=jnp.array(-1, jnp.int32),
+        accept_prob=jnp.ones(()),
+        rng_key=jax.random.PRNGKey(0),
+    )
     bad = s0._replace(z={"t": jnp.array([1.0, jnp.nan, 0.0])})
     s1, moved = commit(s0, bad, all_finite(bad.z), 0.5, rng_key=s0.rng_key)
     assert not bool(moved) and bool(s1.diverging) and int(s1.divergence_step) == 0

@@ -1,4 +1,4 @@
-"""Mean-field Langevin dynamics and its Gibbs measure (DESIGN.md §3; mfsample/kernels/langevin.py)."""
+"""Mean-field Langevin dynamics and its Gibbs measure."""
 
 import jax
 import jax.numpy as jnp
@@ -23,11 +23,24 @@ def quadratic_energy(theta, masses, c):
 
 
 def _gibbs_moments(step_size, adjusted, num_chains=2000, burn=40.0, horizon=100.0, key=0):
-    kernel = mf.MeanFieldLangevin(energy_fn=quadratic_energy, prior=dist.Normal(0.0, 1.0), width=N_PART,
-                                  step_size=step_size, temperature=TAU, adjusted=adjusted)
+    kernel = mf.MeanFieldLangevin(
+        energy_fn=quadratic_energy,
+        prior=dist.Normal(0.0, 1.0),
+        width=N_PART,
+        step_size=step_size,
+        temperature=TAU,
+        adjusted=adjusted,
+    )
     save = max(1, int(round(1.0 / step_size)))  # one draw per unit of time
-    sim = mf.simulate(kernel, jax.random.PRNGKey(key), C, num_steps=int(round(horizon / step_size)),
-                      save_every=save, num_chains=num_chains, progress_bar=False)
+    sim = mf.simulate(
+        kernel,
+        jax.random.PRNGKey(key),
+        C,
+        num_steps=int(round(horizon / step_size)),
+        save_every=save,
+        num_chains=num_chains,
+        progress_bar=False,
+    )
     keep = sim.time > burn
     theta = sim.samples[:, keep]  # (chain, draw, particle)
     bar = theta.mean(-1)
@@ -35,7 +48,7 @@ def _gibbs_moments(step_size, adjusted, num_chains=2000, burn=40.0, horizon=100.
     obs = {
         "mean_bar": bar.mean(1),
         "var_bar": ((bar - S * C / (1 + S)) ** 2).mean(1),
-        "var_one": (theta ** 2).mean((1, 2)) - (S * C / (1 + S)) ** 2,
+        "var_one": (theta**2).mean((1, 2)) - (S * C / (1 + S)) ** 2,
     }
     est = {k: v.mean() for k, v in obs.items()}
     se = {k: v.std(ddof=1) / np.sqrt(num_chains) for k, v in obs.items()}
@@ -71,8 +84,11 @@ def test_adjusted_langevin_removes_the_discretisation_bias():
 def _observables(samples, x_test):
     """Permutation-invariant observables of a shallow network: f at test points, mean a^2, mean |w|^2."""
     a, w, b = samples["a"], samples["w"], samples["b"]
-    f = jnp.einsum("...j,...tj->...t", a, jax.nn.relu(jnp.einsum("td,...jd->...tj", x_test, w) + b[..., None, :])) / a.shape[-1]
-    return {"f0": f[..., 0], "f1": f[..., 1], "a2": (a ** 2).mean(-1), "w2": (w ** 2).sum(-1).mean(-1)}
+    f = (
+        jnp.einsum("...j,...tj->...t", a, jax.nn.relu(jnp.einsum("td,...jd->...tj", x_test, w) + b[..., None, :]))
+        / a.shape[-1]
+    )
+    return {"f0": f[..., 0], "f1": f[..., 1], "a2": (a**2).mean(-1), "w2": (w**2).sum(-1).mean(-1)}
 
 
 def test_adjusted_langevin_agrees_with_nuts_on_the_gibbs_model():
@@ -82,14 +98,29 @@ def test_adjusted_langevin_agrees_with_nuts_on_the_gibbs_model():
     data = mf.data.teacher_student(jax.random.PRNGKey(0), dim=2, teacher_width=2, num_data=20)
     n, tau = 3, 0.05
     x_test = jnp.array([[0.5, -0.3], [-1.0, 0.8]])
-    nuts = MCMC(NUTS(mf.gibbs_model(mf.models.shallow_network, tau, n)), num_warmup=500, num_samples=2000,
-                num_chains=4, chain_method="vectorized", progress_bar=False)
+    nuts = MCMC(
+        NUTS(mf.gibbs_model(mf.models.shallow_network, tau, n)),
+        num_warmup=500,
+        num_samples=2000,
+        num_chains=4,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
     nuts.run(jax.random.PRNGKey(1), data.x, data.y)
     obs_nuts = _observables(nuts.get_samples(group_by_chain=True), x_test)
 
     kernel = mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.1, temperature=tau, adjusted=True)
-    sim = mf.simulate(kernel, jax.random.PRNGKey(2), data.x, data.y, num_steps=4000, save_every=10,
-                      num_chains=64, width=n, progress_bar=False)
+    sim = mf.simulate(
+        kernel,
+        jax.random.PRNGKey(2),
+        data.x,
+        data.y,
+        num_steps=4000,
+        save_every=10,
+        num_chains=64,
+        width=n,
+        progress_bar=False,
+    )
     keep = slice(sim.samples["a"].shape[1] // 4, None)
     obs_mala = _observables({k: v[:, keep] for k, v in sim.samples.items()}, x_test)
     assert 0.3 < sim.stats["accept_prob"].mean() < 0.99
@@ -107,7 +138,9 @@ def test_gibbs_model_likelihood_has_variance_N_tau_over_n():
     tempered = mf.gibbs_model(mf.models.shallow_network, tau, n)
 
     def loglik(model, params, **kw):
-        tr = numpyro.handlers.trace(numpyro.handlers.substitute(model, data=params)).get_trace(data.x, data.y, width=n, **kw)
+        tr = numpyro.handlers.trace(numpyro.handlers.substitute(model, data=params)).get_trace(
+            data.x, data.y, width=n, **kw
+        )
         return tr["y"]["fn"].log_prob(tr["y"]["value"]).sum() * (tr["y"]["scale"] or 1.0)
 
     pe = mf.energy_from_model(mf.models.shallow_network, (data.x, data.y), dict(width=n))
@@ -136,10 +169,24 @@ def test_bad_settings(kwargs, exc, match):
 def test_temperature_zero_is_the_wasserstein_flow(small_data):
     """MeanFieldLangevin(tau=0) moves particles exactly as WassersteinFlow."""
     args = (small_data.x, small_data.y)
-    a = mf.simulate(mf.WassersteinFlow(mf.models.shallow_network, step_size=0.3), jax.random.PRNGKey(0), *args,
-                    num_steps=30, save_every=10, width=8, progress_bar=False)
-    b = mf.simulate(mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.3, temperature=0.0),
-                    jax.random.PRNGKey(0), *args, num_steps=30, save_every=10, width=8, progress_bar=False)
+    a = mf.simulate(
+        mf.WassersteinFlow(mf.models.shallow_network, step_size=0.3),
+        jax.random.PRNGKey(0),
+        *args,
+        num_steps=30,
+        save_every=10,
+        width=8,
+        progress_bar=False,
+    )
+    b = mf.simulate(
+        mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.3, temperature=0.0),
+        jax.random.PRNGKey(0),
+        *args,
+        num_steps=30,
+        save_every=10,
+        width=8,
+        progress_bar=False,
+    )
     for k in "awb":
         np.testing.assert_array_equal(a.samples[k], b.samples[k])
 
@@ -160,5 +207,6 @@ def test_adjusted_kernel_refuses_weighted_particles(small_data):
     """MALA targets the uniformly weighted Gibbs measure: masses are refused, naming the argument."""
     kernel = mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.1, temperature=0.1, adjusted=True)
     with pytest.raises(ValueError, match="masses"):
-        kernel.init(jax.random.PRNGKey(0), 0, None, (small_data.x, small_data.y),
-                    dict(width=2, masses=jnp.array([0.5, 0.5])))
+        kernel.init(
+            jax.random.PRNGKey(0), 0, None, (small_data.x, small_data.y), dict(width=2, masses=jnp.array([0.5, 0.5]))
+        )

@@ -1,4 +1,4 @@
-"""Fisher–Rao reaction steps (DESIGN.md §3, WFR; mfsample/kernels/reaction.py)."""
+"""Fisher–Rao reaction steps."""
 
 import jax
 import jax.numpy as jnp
@@ -132,7 +132,7 @@ def test_birth_death_drifts_the_measure_like_the_reaction_term():
     same state matches the first-order term within 8% (second-order terms ~1.5%, MC error ~2%);
     choosing the other side among the n - 1 others instead of all n would be off by n/(n-1) = 25%.
     Flipping the sign of V flips the drift."""
-    n, reps = 5, 200000
+    reps = 200000
     g = jnp.array([-1.0, -0.3, 0.2, 0.5, 1.1])
     v = jnp.array([-0.8, 0.1, -0.4, 0.9, 0.6])  # positively correlated with g
     u, _ = centered_first_variation(v)

@@ -1,6 +1,4 @@
-"""Wasserstein gradient flow / particle gradient descent (DESIGN.md §3; mfsample/kernels/wasserstein.py)."""
-
-import warnings
+"""Wasserstein gradient flow / particle gradient descent."""
 
 import jax
 import jax.numpy as jnp
@@ -51,8 +49,16 @@ def test_energy_decreases_and_realisable_teacher_is_fitted(small_data):
     """Particle GD (dt = 1, mean-field time) decreases E at every step and fits a width-3 teacher
     (dim 5) with 256 particles to a relative training error below 1e-2."""
     kernel = mf.WassersteinFlow(mf.models.shallow_network, step_size=1.0)
-    sim = mf.simulate(kernel, jax.random.PRNGKey(1), small_data.x, small_data.y,
-                      num_steps=3000, save_every=1, width=256, progress_bar=False)
+    sim = mf.simulate(
+        kernel,
+        jax.random.PRNGKey(1),
+        small_data.x,
+        small_data.y,
+        num_steps=3000,
+        save_every=1,
+        width=256,
+        progress_bar=False,
+    )
     energy = sim.stats["energy"][0]
     # monotone up to float32 rounding of E ~ 1 (ulp ~ 1e-7)
     assert np.all(np.diff(energy) <= 1e-6)
@@ -75,8 +81,20 @@ def test_permuting_particles_permutes_the_trajectory(small_data):
     z0 = pe.sample_prior(jax.random.PRNGKey(3))
     perm = jax.random.permutation(jax.random.PRNGKey(4), 16)
     z0p = {k: v[perm] for k, v in z0.items()}
-    run = lambda z: mf.simulate(kernel, jax.random.PRNGKey(5), small_data.x, small_data.y, num_steps=50,
-                                save_every=10, width=16, init_params=z, progress_bar=False)
+
+    def run(z):
+        return mf.simulate(
+            kernel,
+            jax.random.PRNGKey(5),
+            small_data.x,
+            small_data.y,
+            num_steps=50,
+            save_every=10,
+            width=16,
+            init_params=z,
+            progress_bar=False,
+        )
+
     a, b = run(z0), run(z0p)
     for k in "awb":
         # summation order changes with the permutation: float32 rounding only
@@ -87,14 +105,25 @@ def test_permuting_particles_permutes_the_trajectory(small_data):
 def test_divergence_freezes_particles_and_is_reported(small_data):
     """A step size far beyond stability makes particles non-finite: `diverging` is set, the state
     stays finite (frozen at the last finite point) and simulate reports the first diverging step."""
-    kernel = mf.WassersteinFlow(mf.models.shallow_network, step_size=1e6, )
+    kernel = mf.WassersteinFlow(
+        mf.models.shallow_network,
+        step_size=1e6,
+    )
     with pytest.warns(RuntimeWarning, match="non-finite"):
-        sim = mf.simulate(kernel, jax.random.PRNGKey(1), small_data.x, small_data.y * 1e3,
-                          num_steps=40, save_every=1, width=8, progress_bar=False)
+        sim = mf.simulate(
+            kernel,
+            jax.random.PRNGKey(1),
+            small_data.x,
+            small_data.y * 1e3,
+            num_steps=40,
+            save_every=1,
+            width=8,
+            progress_bar=False,
+        )
     div = sim.stats["diverging"][0]
     assert div[-1] and sim.first_divergence[0] >= 0
     first = int(sim.first_divergence[0])
-    assert not div[: first].any() and div[first:].all()
+    assert not div[:first].any() and div[first:].all()
     for v in sim.samples.values():
         assert np.all(np.isfinite(v))
     frozen = sim.samples["w"][0, first:]

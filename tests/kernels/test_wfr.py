@@ -1,5 +1,4 @@
-"""Wasserstein–Fisher–Rao kernels (DESIGN.md §3 WFR, §4 global convergence; mfsample/kernels/wfr.py)."""
-
+"""Wasserstein–Fisher–Rao kernels."""
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +10,6 @@ from numpyro.infer import MCMC
 
 import mfsample as mf
 from mfsample.kernels.wfr import WassersteinFisherRao, WFRState
-
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +33,13 @@ def test_rate_zero_birth_death_is_the_wasserstein_flow_or_langevin(tiny, tempera
     else:
         ref_kernel = mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.2, temperature=temperature)
     ref = mf.simulate(ref_kernel, jax.random.PRNGKey(1), tiny.x, tiny.y, **kw)
-    sim = mf.simulate(WassersteinFisherRao(mf.models.shallow_network, step_size=0.2, rate=0.0,
-                                           temperature=temperature),
-                      jax.random.PRNGKey(1), tiny.x, tiny.y, **kw)
+    sim = mf.simulate(
+        WassersteinFisherRao(mf.models.shallow_network, step_size=0.2, rate=0.0, temperature=temperature),
+        jax.random.PRNGKey(1),
+        tiny.x,
+        tiny.y,
+        **kw,
+    )
     for site in ("a", "w", "b", "f"):
         np.testing.assert_array_equal(sim.samples[site], ref.samples[site])
     np.testing.assert_array_equal(sim.stats["energy"], ref.stats["energy"])
@@ -52,11 +54,19 @@ def test_rate_zero_weighted_is_mean_field_langevin_under_mcmc(tiny):
     masses = _dirichlet(12)
     kw = {"width": 12, "masses": masses}
     draws = []
-    for kernel in (mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.05, temperature=1e-2),
-                   WassersteinFisherRao(mf.models.shallow_network, step_size=0.05, rate=0.0,
-                                        temperature=1e-2, mode="weighted")):
-        mcmc = MCMC(kernel, num_warmup=0, num_samples=10, thinning=3, num_chains=2,
-                    chain_method="vectorized", progress_bar=False)
+    for kernel in (
+        mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.05, temperature=1e-2),
+        WassersteinFisherRao(mf.models.shallow_network, step_size=0.05, rate=0.0, temperature=1e-2, mode="weighted"),
+    ):
+        mcmc = MCMC(
+            kernel,
+            num_warmup=0,
+            num_samples=10,
+            thinning=3,
+            num_chains=2,
+            chain_method="vectorized",
+            progress_bar=False,
+        )
         mcmc.run(jax.random.PRNGKey(2), tiny.x, tiny.y, **kw)
         draws.append(mcmc.get_samples(group_by_chain=True))
     ref, wfr = draws
@@ -72,8 +82,7 @@ def test_weighted_masses_stay_on_the_simplex_across_chains(tiny):
     is recorded, and f is computed with the drawn masses."""
     n = 10
     kernel = WassersteinFisherRao(mf.models.shallow_network, step_size=0.1, rate=300.0, mode="weighted")
-    mcmc = MCMC(kernel, num_warmup=0, num_samples=30, num_chains=3, chain_method="vectorized",
-                progress_bar=False)
+    mcmc = MCMC(kernel, num_warmup=0, num_samples=30, num_chains=3, chain_method="vectorized", progress_bar=False)
     mcmc.run(jax.random.PRNGKey(3), tiny.x, tiny.y, width=n, extra_fields=("ess", "vbar"))
     s = mcmc.get_samples(group_by_chain=True)
     m = np.asarray(s["masses"])
@@ -92,8 +101,7 @@ def test_birth_death_keeps_n_and_records_events(tiny):
     """Birth–death: n constant, masses uniform (None), births/deaths >= 0 recorded and nonzero
     at alpha dt = 1 over 200 steps, every particle coordinate finite."""
     kernel = WassersteinFisherRao(mf.models.shallow_network, step_size=0.1, rate=10.0)
-    mcmc = MCMC(kernel, num_warmup=0, num_samples=200, num_chains=2, chain_method="vectorized",
-                progress_bar=False)
+    mcmc = MCMC(kernel, num_warmup=0, num_samples=200, num_chains=2, chain_method="vectorized", progress_bar=False)
     mcmc.run(jax.random.PRNGKey(4), tiny.x, tiny.y, width=10, extra_fields=("births", "deaths"))
     s, extra = mcmc.get_samples(group_by_chain=True), mcmc.get_extra_fields(group_by_chain=True)
     assert s["w"].shape == (2, 200, 10, 3) and "masses" not in s
@@ -116,8 +124,9 @@ def test_kernel_birth_and_death_frequencies_match_one_minus_exp():
     Vbar = 0.1, so over 4000 independent chains E[deaths] = 1 - exp(-alpha dt 0.9) and
     E[births] = 9 (1 - exp(-alpha dt 0.1)) (5 standard errors)."""
     n, chains, alpha, dt = 10, 4000, 2.0, 0.4
-    kernel = WassersteinFisherRao(energy_fn=_step_energy, prior=dist.Normal(0.0, 1.0), width=n,
-                                  step_size=dt, rate=alpha)
+    kernel = WassersteinFisherRao(
+        energy_fn=_step_energy, prior=dist.Normal(0.0, 1.0), width=n, step_size=dt, rate=alpha
+    )
     theta0 = jnp.array([1.5] + [0.5] * (n - 1))
     keys = jax.random.split(jax.random.PRNGKey(0), chains)
     state = kernel.init(keys, 0, jnp.broadcast_to(theta0, (chains, n)), (), {})
@@ -139,8 +148,9 @@ def test_weighted_energy_change_matches_the_reaction_dissipation():
     E' = sum_j m_j e^{-alpha dt V_j} V_j / Z, and for small alpha dt,
     E' - E = -alpha dt sum_j m_j (V_j - Vbar)^2 + O((alpha dt)^2)."""
     n, alpha, dt = 6, 0.5, 0.01
-    kernel = WassersteinFisherRao(energy_fn=_step_energy, prior=dist.Normal(0.0, 1.0), width=n,
-                                  step_size=dt, rate=alpha, mode="weighted")
+    kernel = WassersteinFisherRao(
+        energy_fn=_step_energy, prior=dist.Normal(0.0, 1.0), width=n, step_size=dt, rate=alpha, mode="weighted"
+    )
     theta0 = jnp.array([0.5, 1.5, 2.5, -0.5, 3.5, 1.2])
     m0 = _dirichlet(n)
     s0 = kernel.init(jax.random.PRNGKey(0), 0, theta0, (), {"masses": m0})
@@ -170,16 +180,18 @@ def test_refuses_what_it_cannot_do(tiny):
     args = (tiny.x, tiny.y)
     with pytest.raises(TypeError, match="masses"):
         WassersteinFisherRao(_no_masses_model, step_size=0.1, rate=1.0).init(
-            jax.random.PRNGKey(0), 0, None, args, {"width": 4})
+            jax.random.PRNGKey(0), 0, None, args, {"width": 4}
+        )
     with pytest.raises(ValueError, match="mean-field"):
         WassersteinFisherRao(mf.models.shallow_network, step_size=0.1, rate=1.0).init(
-            jax.random.PRNGKey(0), 0, None, args, {"width": 4, "scaling": "ntk"})
+            jax.random.PRNGKey(0), 0, None, args, {"width": 4, "scaling": "ntk"}
+        )
     with pytest.raises(ValueError, match="equally weighted"):
         WassersteinFisherRao(mf.models.shallow_network, step_size=0.1, rate=1.0).init(
-            jax.random.PRNGKey(0), 0, None, args, {"width": 4, "masses": _dirichlet(4)})
+            jax.random.PRNGKey(0), 0, None, args, {"width": 4, "masses": _dirichlet(4)}
+        )
     with pytest.raises(ValueError, match="birth-death option"):
-        WassersteinFisherRao(mf.models.shallow_network, step_size=0.1, rate=1.0, mode="weighted",
-                             birth="prior")
+        WassersteinFisherRao(mf.models.shallow_network, step_size=0.1, rate=1.0, mode="weighted", birth="prior")
     with pytest.raises(ValueError, match="rate"):
         WassersteinFisherRao(mf.models.shallow_network, step_size=0.1, rate=-1.0)
     with pytest.raises(ValueError, match="mode"):
@@ -192,8 +204,9 @@ def test_simulate_records_masses_and_reaction_stats(tiny):
     """mf.simulate gives the weighted kernel's MCMC draws (masses and f with them) and records
     vbar / ess (births / deaths for birth-death)."""
     kernel = WassersteinFisherRao(mf.models.shallow_network, step_size=0.1, rate=2.0, mode="weighted")
-    sim = mf.simulate(kernel, jax.random.PRNGKey(5), tiny.x, tiny.y, width=8, num_steps=20,
-                      save_every=2, progress_bar=False)
+    sim = mf.simulate(
+        kernel, jax.random.PRNGKey(5), tiny.x, tiny.y, width=8, num_steps=20, save_every=2, progress_bar=False
+    )
     mcmc = MCMC(kernel, num_warmup=0, num_samples=20, thinning=2, progress_bar=False)
     mcmc.run(jax.random.PRNGKey(5), tiny.x, tiny.y, width=8)
     ref = mcmc.get_samples(group_by_chain=True)
@@ -202,7 +215,8 @@ def test_simulate_records_masses_and_reaction_stats(tiny):
     assert {"vbar", "ess"} <= set(sim.stats)
 
 
-# -- global convergence (DESIGN.md §4) -----------------------------------------------------------
+# -- global convergence -----------------------------------------------------------
+
 
 def weight_decay_energy(theta, masses, x, y, reg):
     """1/(2N) |sum_j m_j a_j relu(w_j x + b_j) - y|^2 + reg/2 sum_j m_j (a_j^2 + |w_j|^2 + b_j^2)."""
@@ -212,22 +226,25 @@ def weight_decay_energy(theta, masses, x, y, reg):
 
 
 def _standard_prior(dim):
-    return {"a": dist.Normal(0.0, 1.0), "w": dist.Normal(0.0, 1.0).expand([dim]).to_event(1),
-            "b": dist.Normal(0.0, 1.0)}
+    return {
+        "a": dist.Normal(0.0, 1.0),
+        "w": dist.Normal(0.0, 1.0).expand([dim]).to_event(1),
+        "b": dist.Normal(0.0, 1.0),
+    }
 
 
 def _one_dim_problem(num_data=20):
     rng = np.random.default_rng(0)
     x = np.sort(rng.uniform(-1, 1, num_data))[:, None]
-    y = (np.maximum(x[:, 0] - 0.3, 0) - 1.2 * np.maximum(-x[:, 0] - 0.4, 0)
-         + 0.5 * np.maximum(x[:, 0] + 0.1, 0) - 0.2)
+    y = np.maximum(x[:, 0] - 0.3, 0) - 1.2 * np.maximum(-x[:, 0] - 0.4, 0) + 0.5 * np.maximum(x[:, 0] + 0.1, 0) - 0.2
     return x.astype(np.float32), y.astype(np.float32)
 
 
-@pytest.mark.parametrize("mode,birth", [("weighted", "clone"),
-                                        pytest.param("birth_death", "prior", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "mode,birth", [("weighted", "clone"), pytest.param("birth_death", "prior", marks=pytest.mark.slow)]
+)
 def test_wfr_reaches_the_f1_optimum_in_dimension_one(mode, birth):
-    """DESIGN.md §4: from a full-support initialisation (the prior N(0, I)), WFR on the
+    """from a full-support initialisation (the prior N(0, I)), WFR on the
     weight-decay energy (whose infimum is the F1 optimum, 1-homogeneous relu) reaches
     f1_optimum's certified value within 1% by t = 400 (4000 steps of dt = 0.1, 100 particles,
     20 data, reg = 1e-2, seeds fixed); the energy never goes below the optimum (up to float32)."""
@@ -238,10 +255,26 @@ def test_wfr_reaches_the_f1_optimum_in_dimension_one(mode, birth):
     reg = 1e-2
     opt = f1_optimum(x, y, reg=reg)
     assert opt.gap < 1e-6 * opt.value
-    kernel = WassersteinFisherRao(energy_fn=weight_decay_energy, prior=_standard_prior(1), width=100,
-                                  step_size=0.1, rate=1.0, mode=mode, birth=birth)
-    sim = mf.simulate(kernel, jax.random.PRNGKey(0), jnp.asarray(x), jnp.asarray(y), reg,
-                      num_steps=4000, save_every=100, progress_bar=False, collect_deterministic=False)
+    kernel = WassersteinFisherRao(
+        energy_fn=weight_decay_energy,
+        prior=_standard_prior(1),
+        width=100,
+        step_size=0.1,
+        rate=1.0,
+        mode=mode,
+        birth=birth,
+    )
+    sim = mf.simulate(
+        kernel,
+        jax.random.PRNGKey(0),
+        jnp.asarray(x),
+        jnp.asarray(y),
+        reg,
+        num_steps=4000,
+        save_every=100,
+        progress_bar=False,
+        collect_deterministic=False,
+    )
     energy = np.asarray(sim.stats["energy"][0], np.float64)
     assert np.all(energy >= opt.lower_bound * (1 - 1e-5))  # float32 evaluation of E
     assert (energy[-1] - opt.value) / opt.value < 0.01, energy[-1] / opt.value - 1

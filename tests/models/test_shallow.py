@@ -1,4 +1,4 @@
-"""The shallow network model (DESIGN.md §1; mfsample/models/shallow.py) and the teacher-student data."""
+"""The shallow network model and the teacher-student data."""
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +22,7 @@ def test_output_is_the_scaled_sum_of_units(scaling, p):
     tr = _trace(x, width=n, scaling=scaling, activation="tanh")
     a, w, b = (tr[k]["value"] for k in "awb")
     units = a * jnp.tanh(x @ w.T + b)
-    np.testing.assert_allclose(tr["f"]["value"], units.sum(1) * n ** -p, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tr["f"]["value"], units.sum(1) * n**-p, rtol=1e-5, atol=1e-6)
     m = jnp.array([0.5, 0.2, 0.1, 0.1, 0.1])
     tr = _trace(x, width=n, scaling=scaling, activation="tanh", masses=m)
     np.testing.assert_allclose(tr["f"]["value"], units @ m * n ** (1 - p), rtol=1e-5, atol=1e-6)

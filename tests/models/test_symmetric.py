@@ -1,4 +1,4 @@
-"""The network on sets (DESIGN.md §5; mfsample/models/symmetric.py): S1/S2/S3 under the core kernels."""
+"""The network on sets: S1/S2/S3 under the core kernels."""
 
 import functools
 

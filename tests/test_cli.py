@@ -150,6 +150,27 @@ def test_demo_overrides_are_validated_like_a_config(tmp_path, capsys):
     assert "run.chains: must be >= 1" in capsys.readouterr().err
 
 
+def test_config_path_that_is_a_directory_is_not_a_file(tmp_path, capsys):
+    """``mfsample run DIR`` with DIR a directory: exit 2, "is a directory, not a file" (not "no such
+    file"); a directory named like a packaged configuration does not hide it."""
+    assert main(["run", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path} is a directory, not a file" in err and "no such file" not in err
+    assert main(["run", "--resume", str(tmp_path / "x.toml")]) == 2  # neither a file nor a run
+    (tmp_path / "x.toml").write_text("")
+    assert main(["run", "--resume", str(tmp_path / "x.toml")]) == 2
+    assert "is a file, not a run directory" in capsys.readouterr().err
+
+
+def test_directory_named_like_a_packaged_config_does_not_hide_it(tmp_path, monkeypatch, capsys):
+    """In a directory holding ``quickstart/`` (e.g. an earlier --out), ``mfsample run quickstart``
+    still reads the packaged configuration (here stopped by an invalid override it validates)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "quickstart").mkdir()
+    assert main(["run", "quickstart", "--set", "run.chains=0"]) == 2
+    assert "run.chains: must be >= 1" in capsys.readouterr().err
+
+
 def test_help_lists_commands_with_an_example(capsys):
     """``mfsample --help`` lists the commands and shows example invocations."""
     with pytest.raises(SystemExit) as exc:

@@ -1,10 +1,14 @@
 """``mfsample run / report / configs`` (mfsample/cli/: main, run, report), driven in a subprocess.
 
 Claims checked: an invalid configuration is refused before any compute with every error and exit
-status 2; a run killed with SIGKILL and resumed gives draws bit-identical to an uninterrupted run
-(and both equal one ``mf.simulate`` call); a truncated or modified checkpoint is refused with a
-message naming the file; ``report`` writes an HTML page whose embedded images are PNGs that
-decode; a divergence ends with exit status 1 naming the step and the step size.
+status 2; so are an output directory that cannot be one (below a file, not writable) and more
+``run.devices`` than JAX sees; a run killed with SIGKILL and resumed gives draws bit-identical to an
+uninterrupted run (and both equal one ``mf.simulate`` call); a run extended to more ``run.steps``
+gives the draws of a straight run of that length; a second run on a directory in use stops with
+exit status 2 naming the process that holds it; the temporary files of dead processes are removed
+when a run starts; a truncated or modified checkpoint is refused with a message naming the file;
+``report`` writes an HTML page whose embedded images are PNGs that decode; a divergence ends with
+exit status 1 naming the step and the step size.
 
 Cost: XLA compilation dominates.  The subprocesses share a persistent JAX compilation cache
 (created per test session), so only the first run of a configuration compiles.
@@ -14,11 +18,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,6 +209,20 @@ def test_chunked_run_equals_one_simulate_call(reference_run):
     np.testing.assert_allclose(idata.sample_stats["energy"].values[:, 1:], sim.stats["energy"], rtol=1e-5)
 
 
+def dead_pid() -> int:
+    """The PID of a process that has ended."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(timeout=60)
+    return proc.pid
+
+
+def assert_same_draws(a_path, b_path):
+    a, b = netcdf_arrays(a_path), netcdf_arrays(b_path)
+    assert a.keys() == b.keys() and {"posterior/w", "sample_stats/energy", "predictions/f"} <= a.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
 def test_chunk_plan_keeps_simulate_draw_grid():
     """Chunks sum to T, every chunk but the first is a multiple of save_every, and the first
     absorbs T mod save_every: draws fall at steps skip + k, skip + 2k, ..., T as in simulate."""
@@ -211,6 +232,20 @@ def test_chunk_plan_keeps_simulate_draw_grid():
         skip = steps % k
         assert all(c % k == 0 for c in [plan[0] - skip] + plan[1:])
         assert all(c <= ce for c in plan[1:])
+
+
+def test_chunk_plan_continues_the_chunks_done():
+    """A run extended from T to M steps keeps its chunks and then ends its chunks where a straight
+    run of M steps ends them (every checkpoint_every steps, and at M); chunks that do not lead to M
+    on its draw grid (M - T not a multiple of save_every, or T > M) are refused."""
+    straight = chunk_plan(400, 10, 40)
+    assert chunk_plan(400, 10, 40, done=[40, 40]) == straight  # 2 checkpoints' worth: a prefix
+    assert chunk_plan(400, 10, 40, done=straight) == straight  # a finished run of the same length
+    assert chunk_plan(400, 10, 40, done=[40, 20]) == [40, 20, 20] + [40] * 8  # from a run of 60 steps
+    assert chunk_plan(403, 10, 40, done=[43, 20]) == [43, 20, 20] + [40] * 8  # the skip stays first
+    for done in ([40, 45], [40] * 11, [41]):
+        with pytest.raises(ValueError, match="draw grid"):
+            chunk_plan(400, 10, 40, done=done)
 
 
 def test_damaged_checkpoints_are_refused(cli_env, reference_run, tmp_path):
@@ -399,4 +434,128 @@ def test_sharded_blocked_run_equals_the_reference(cli_env, reference_run, tmp_pa
         np.testing.assert_allclose(b[k], a[k], atol=1e-3, err_msg=k)
     # the setting is really used: without the second device the run stops with the device count
     bad = cli(cli_env, "run", "quickstart", "--out", tmp_path / "one-device", *TINY, "--set", "run.devices=2")
-    assert bad.returncode != 0 and "device_count" in bad.stderr
+    assert bad.returncode == 2 and "run.devices = 2" in bad.stderr and "device_count" in bad.stderr
+    assert not (tmp_path / "one-device").exists()  # refused before anything is written
+
+
+# ---------------------------------------------------------------------------------------------
+# the output directory: unusable, in use, stale temporary files
+# ---------------------------------------------------------------------------------------------
+def _unusable_out(kind, tmp_path):
+    if kind == "below a file":
+        (tmp_path / "plain").write_text("x")
+        return tmp_path / "plain" / "sub" / "out", "which is a file, not a directory"
+    if kind == "a file":
+        (tmp_path / "plain").write_text("x")
+        return tmp_path / "plain", "is a file, not a directory"
+    if kind == "read-only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only directories")
+        (tmp_path / "ro").mkdir(mode=0o555)
+        return tmp_path / "ro" / "out", "cannot create --out"
+    if not sys.platform.startswith("linux"):
+        pytest.skip("/proc is Linux's")
+    return Path("/proc/mfsample-no-such-dir/out"), "cannot create --out"  # refused even to root
+
+
+@pytest.mark.parametrize("kind", ["below a file", "a file", "read-only", "not creatable"])
+def test_unusable_out_exits_2(kind, tmp_path, capsys):
+    """An --out that cannot be a run directory is an input problem: exit status 2, the path and the
+    cause named, before anything is computed or written."""
+    out, cause = _unusable_out(kind, tmp_path)
+    status = main(["run", "quickstart", "--out", str(out), "--no-progress", *TINY])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "invalid input" in err and str(out) in err and cause in err, err
+    assert not out.exists() or out.is_file()
+
+
+def test_run_devices_beyond_those_of_jax_exits_2(tmp_path, capsys):
+    """run.devices larger than jax.device_count(): exit status 2 with the count and the remedy,
+    and no output directory."""
+    out = tmp_path / "many"
+    status = main(["run", "quickstart", "--out", str(out), *TINY, "--set", "run.devices=4096"])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "run.devices = 4096" in err and "set run.devices <=" in err
+    assert not out.exists()
+
+
+def test_second_run_on_a_directory_in_use_exits_2(cli_env, reference_run, tmp_path):
+    """Start a run; once it saved its first checkpoint, stop it (SIGSTOP: it keeps its lock) and
+    start a second run on the same --out: exit status 2, "in use by process <pid of the first>",
+    nothing written by it.  Then let the first one go on: it ends normally with the reference
+    draws."""
+    ref_out, _ = reference_run
+    out = tmp_path / "busy"
+    cmd = [sys.executable, "-m", "mfsample.cli", "run", "quickstart", "--out", str(out), "--progress", "lines", *TINY]
+    first = subprocess.Popen(cmd, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        for line in first.stderr:
+            seen.append(line)
+            if "checkpoint 1/10 saved" in line:
+                first.send_signal(signal.SIGSTOP)
+                break
+        assert (out / "run.lock").read_text().strip() == str(first.pid), "".join(seen)
+        second = cli(cli_env, "run", "quickstart", "--out", out, *TINY)
+        assert second.returncode == 2, second.stderr
+        assert f"{out} is in use by process {first.pid}" in second.stderr
+        assert not (out / "draws").exists()
+        first.send_signal(signal.SIGCONT)
+        seen += first.stderr.readlines()
+        assert first.wait(timeout=300) == 0, "".join(seen)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert_same_draws(ref_out / "draws" / "width_64.nc", out / "draws" / "width_64.nc")
+
+
+def test_stale_temporary_files_are_removed_when_a_run_starts(cli_env, reference_run, tmp_path):
+    """Temporary files of dead processes (a killed final write of the draws, of a checkpoint, of
+    run.json) are removed when a run resumes in the directory; one of a live process is kept."""
+    ref_out, _ = reference_run
+    out = tmp_path / "stale"
+    shutil.copytree(ref_out, out)
+    pid = dead_pid()
+    stale = [
+        out / "draws" / f".width_64.nc.tmp-{pid}",
+        out / "checkpoints" / "width_64" / f".state.npz.tmp-{pid}",
+        out / f".run.json.tmp-{pid}",
+    ]
+    live = out / "draws" / f".width_64.nc.tmp-{os.getpid()}"
+    for p in stale + [live]:
+        p.write_bytes(b"half-written")
+    proc = cli(cli_env, "run", "--resume", out, "--progress", "off")
+    assert proc.returncode == 0, proc.stderr
+    assert not any(p.exists() for p in stale)
+    assert live.exists()
+    assert "removed 3 temporary file(s)" in proc.stderr and str(stale[0]) in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# extension to more steps
+# ---------------------------------------------------------------------------------------------
+def test_extending_a_run_to_more_steps_gives_the_straight_run(cli_env, reference_run, tmp_path, capsys):
+    """Run 2 checkpoints' worth (80 steps), then ``run --resume DIR --set run.steps=400``: the draws
+    equal those of the straight 400-step run bit for bit.  Added steps off the save grid, fewer
+    steps, or another changed key are refused (exit 2), naming the key."""
+    ref_out, _ = reference_run
+    out = tmp_path / "extended"
+    short = cli(cli_env, "run", "quickstart", "--out", out, *TINY, "--set", "run.steps=80")
+    assert short.returncode == 0, short.stderr
+    assert read_checkpoint(out / "checkpoints" / "width_64" / "state.npz")[1]["plan"] == [40, 40]
+
+    assert main(["run", "--resume", str(out), "--set", "run.steps=405"]) == 2
+    assert "multiple of run.save_every = 10" in capsys.readouterr().err
+    both = main(["run", "--resume", str(out), "--set", "run.steps=400", "--set", "run.seed=5"])
+    err = capsys.readouterr().err
+    assert both == 2 and "different configuration" in err and "run.seed: 1" in err and "run.steps: 80" in err
+
+    longer = cli(cli_env, "run", "--resume", out, "--set", "run.steps=400", "--progress", "lines")
+    assert longer.returncode == 0, longer.stderr
+    assert "extending the run of 80 steps to 400" in longer.stderr and "resuming at step 80/400" in longer.stderr
+    assert_same_draws(ref_out / "draws" / "width_64.nc", out / "draws" / "width_64.nc")
+    assert main(["run", "--resume", str(out), "--set", "run.steps=200"]) == 2
+    assert "extended, not shortened" in capsys.readouterr().err

@@ -3,8 +3,10 @@
 Claims checked: a streamed run killed with SIGKILL, whose draws file is then given extra draws past
 the checkpoint (what a kill between an append and its state file leaves), resumes to a file whose
 every variable and attribute equals the uninterrupted streamed run's; draws modified after they were
-recorded are refused (exit 2, the file named); a run directory keeps the ``output.stream`` it was
-started with; the streamed file equals the default (``.npz`` checkpoints) run's (slow).
+recorded are refused (exit 2, the file named), and so are modified data (``constant_data``) of a
+streamed checkpoint; a finished streamed run extended to more steps equals the straight run of
+that length; a run directory keeps the ``output.stream`` it was started with; the streamed file
+equals the default (``.npz`` checkpoints) run's (slow).
 
 Cost: XLA compilation dominates; the subprocesses share a persistent JAX compilation cache.
 """
@@ -16,6 +18,7 @@ import subprocess
 import sys
 
 import h5netcdf
+import h5py
 import numpy as np
 import pytest
 
@@ -134,6 +137,56 @@ def test_modified_streamed_draws_are_refused(env, reference, tmp_path):
     proc = cli(env, "run", "--resume", out, "--progress", "off")
     assert proc.returncode == 2, proc.stderr
     assert str(path) in proc.stderr and "not those the state checkpoint recorded" in proc.stderr
+
+
+def flip_bytes(path, group: str, name: str, index: tuple, count: int = 4):
+    """Flip ``count`` bytes of element ``index`` of a variable where the file stores it (as a disk
+    fault would), without going through HDF5; returns the value before."""
+    with h5py.File(path, "r") as f:
+        ds = f[group][name]
+        offset = ds.id.get_offset()
+        assert offset is not None, "expected contiguous storage"
+        before = ds[index]
+        position = offset + int(np.ravel_multi_index(index, ds.shape)) * ds.dtype.itemsize
+    with open(path, "r+b") as f:
+        f.seek(position)
+        raw = f.read(count)
+        f.seek(position)
+        f.write(bytes(b ^ 0xFF for b in raw))
+    return before
+
+
+def test_modified_constant_data_of_a_streamed_checkpoint_is_refused(env, tmp_path, kill_cli_after_checkpoint):
+    """Kill -9 a streamed run after its second checkpoint, flip 4 bytes of one value of
+    constant_data/x in checkpoints/width_32/draws.nc: resuming refuses with exit 2, naming the file
+    and the group, and leaves the file as it is."""
+    out = tmp_path / "flipped"
+    kill_cli_after_checkpoint(env, "run", "quickstart", "--out", out, "--progress", "lines", *STREAM)
+    path = out / "checkpoints" / "width_32" / "draws.nc"
+    before = flip_bytes(path, "constant_data", "x", (100, 2))
+    with h5py.File(path, "r") as f:
+        assert f["constant_data"]["x"][100, 2] != before
+    data = path.read_bytes()
+    proc = cli(env, "run", "--resume", out, "--progress", "off")
+    assert proc.returncode == 2, proc.stderr
+    assert f"{path}: the constant_data group is not what the state checkpoint recorded" in proc.stderr
+    assert path.read_bytes() == data
+
+
+def test_extending_a_finished_streamed_run_gives_the_straight_run(env, reference, tmp_path):
+    """A finished streamed run of 60 steps (chunks of 40 and 20) extended with ``run --resume DIR
+    --set run.steps=400`` (chunks of 20, then 40 up to 400) gives the file of the straight 400-step
+    streamed run bit for bit (every variable, every group's attributes)."""
+    out = tmp_path / "extended"
+    short = cli(env, "run", "quickstart", "--out", out, "--progress", "off", *STREAM, "--set", "run.steps=60")
+    assert short.returncode == 0, short.stderr
+    assert (out / "draws" / "width_32.nc").is_file()
+    longer = cli(env, "run", "--resume", out, "--set", "run.steps=400", "--progress", "lines")
+    assert longer.returncode == 0, longer.stderr
+    assert "extending the run of 60 steps to 400" in longer.stderr
+    _, meta = read_checkpoint(out / "checkpoints" / "width_32" / "state.npz")
+    assert meta["plan"] == [40, 20, 20] + [40] * 8
+    assert_same_contents(contents(reference / "draws" / "width_32.nc"), contents(out / "draws" / "width_32.nc"))
 
 
 def test_a_run_keeps_its_stream_setting(env, reference, tmp_path):

@@ -17,6 +17,7 @@ from mfsample.cli.config import (
     F1_VS_F2_METHODS,
     ConfigError,
     apply_overrides,
+    chain_fingerprint,
     fingerprint,
     load_config,
     packaged_config_path,
@@ -176,6 +177,30 @@ def test_toml_syntax_error_names_the_file(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_config(path)
     assert "not valid TOML" in exc.value.errors[0][1] and str(path) in str(exc.value)
+
+
+def test_a_directory_is_not_a_file(tmp_path):
+    """A configuration path or a data.path that is a directory is reported as such, not as a
+    missing file."""
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path)
+    assert "is a directory, not a file" in str(exc.value) and "no such file" not in str(exc.value)
+    (tmp_path / "data.npz").mkdir()
+    errors = _errors({"data": {"source": "file", "path": str(tmp_path / "data.npz")}})
+    assert "is a directory, not a file" in errors["data.path"]
+
+
+def test_chain_fingerprint_leaves_out_only_the_number_of_steps():
+    """The chain fingerprint (recorded by the checkpoints of simulate runs, which a longer run
+    continues) is the same for another run.steps and changes with every other draw-determining
+    value, like the fingerprint."""
+    cfg = resolve({"run": {"steps": 400, "save_every": 10, "checkpoint_every": 40}})
+    longer = resolve({"run": {"steps": 1000, "save_every": 10, "checkpoint_every": 40}})
+    assert chain_fingerprint(cfg) == chain_fingerprint(longer) and fingerprint(cfg) != fingerprint(longer)
+    assert chain_fingerprint(cfg) != fingerprint(cfg)
+    for change in ({"seed": 1}, {"save_every": 20}, {"checkpoint_every": 80}):
+        other = resolve({"run": {"steps": 400, "save_every": 10, "checkpoint_every": 40, **change}})
+        assert chain_fingerprint(other) != chain_fingerprint(cfg), change
 
 
 def test_fingerprint_tracks_exactly_the_draw_determining_values():

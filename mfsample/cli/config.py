@@ -57,6 +57,7 @@ __all__ = [
     "load_config",
     "to_toml",
     "fingerprint",
+    "chain_fingerprint",
     "draw_sections",
     "packaged_configs",
     "packaged_config_path",
@@ -411,6 +412,8 @@ def load_toml(path) -> dict:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError([("<file>", f"no such file: {path}")], str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError([("<file>", f"{path} is a directory, not a file; give a TOML file")], str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([("<toml>", f"not valid TOML: {exc}")], str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -745,6 +748,8 @@ def _resolve_data_path(cfg: dict, ctx: dict, bad: set, base_dir, errors: list):
     p = p.resolve()
     if p.suffix.lower() not in (".npz", ".csv"):
         errors.append(("data.path", f"expected a .npz or .csv file, got {path!r}"))
+    elif p.is_dir():
+        errors.append(("data.path", f"{p} is a directory, not a file; give the .npz or .csv file in it"))
     elif not p.is_file():
         errors.append(("data.path", f"no such file: {p}"))
     cfg["data"]["path"] = str(p)
@@ -857,12 +862,26 @@ def to_toml(cfg: dict, header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _draw_values_hash(cfg: dict, leave_out: tuple[str, ...]) -> str:
+    part = {s: cfg.get(s, {}) for s in DRAW_SECTIONS}
+    part["run"] = {k: v for k, v in part["run"].items() if k not in leave_out}
+    return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()
+
+
 def fingerprint(cfg: dict) -> str:
     """SHA-256 of the values that determine the draws (``data, model, dynamics, run`` without
     ``run.device``): two configurations with the same fingerprint give the same draws."""
-    part = {s: cfg.get(s, {}) for s in DRAW_SECTIONS}
-    part["run"] = {k: v for k, v in part["run"].items() if k != "device"}
-    return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()
+    return _draw_values_hash(cfg, ("device",))
+
+
+def chain_fingerprint(cfg: dict) -> str:
+    """:func:`fingerprint` without ``run.steps``: the values that determine each step of the chain,
+    whatever its length.  Two ``simulate`` configurations with the same chain fingerprint and
+    ``T <= M`` steps, ``M - T`` a multiple of ``run.save_every``, have the same chain up to step
+    ``T`` (the draws fall at the steps ``T mod save_every + j save_every`` of both), so the
+    checkpoints of the first continue into the second: the checkpoints of ``simulate`` runs record
+    this fingerprint, and ``mfsample run --resume DIR --set run.steps=M`` extends a run."""
+    return _draw_values_hash(cfg, ("device", "steps"))
 
 
 def _configs_dir():

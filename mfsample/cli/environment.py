@@ -1,5 +1,6 @@
 """The computing environment of a run: library versions and the JAX device (recorded in
-``run.json`` and ``summary.json``), and the choice of that device (``run.device``)."""
+``run.json`` and ``summary.json``), the choice of that device (``run.device``) and the check that
+the devices a run is sharded over exist (``run.devices``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpyro
 from .. import __version__
 from .errors import InputError
 
-__all__ = ["environment", "select_device"]
+__all__ = ["environment", "select_device", "check_devices"]
 
 
 def environment() -> dict:
@@ -45,3 +46,24 @@ def select_device(device: str):
             "use run.device = 'auto' or install the backend"
         ) from None
     jax.config.update("jax_default_device", devices[0])
+
+
+def check_devices(count: int):
+    """``run.devices = count`` needs ``count`` devices among those JAX sees (``jax.devices()``,
+    the ones :func:`mfsample.sharding.make_mesh` takes); checked before anything is written.
+
+    :raises InputError: fewer devices (exit status 2), with the remedy.
+    """
+    devices = jax.devices()
+    if count <= len(devices):
+        return
+    kind = devices[0].platform
+    remedy = (
+        f"start with XLA_FLAGS=--xla_force_host_platform_device_count={count} to split the CPU into {count}"
+        if kind == "cpu"
+        else "run where there are that many"
+    )
+    raise InputError(
+        f"run.devices = {count}, but JAX sees {len(devices)} {kind} device(s) (jax.device_count() = "
+        f"{jax.device_count()}); set run.devices <= {len(devices)}, or {remedy}"
+    )

@@ -4,7 +4,8 @@
 0      success
 1      failure during the run (:class:`RunFailure`: a divergence, a numerical error)
 2      invalid configuration or input (:class:`~mfsample.cli.config.ConfigError`,
-       :class:`InputError`, :class:`CheckpointError`)
+       :class:`InputError`, :class:`CheckpointError`, :class:`RunDirInUse`), or environment
+       (a ``run.device`` or ``run.devices`` that JAX does not have)
 130    interrupted (``Ctrl-C``; running the same command again resumes)
 141    standard output closed by its reader (``mfsample configs keys | head``): 128 + SIGPIPE
 =====  ==========================================================================================
@@ -22,6 +23,7 @@ __all__ = [
     "EXIT_BROKEN_PIPE",
     "InputError",
     "CheckpointError",
+    "RunDirInUse",
     "RunFailure",
 ]
 
@@ -38,3 +40,7 @@ class CheckpointError(InputError):
 
 class RunFailure(Exception):
     """The run failed while computing (divergence, numerical error): exit 1."""
+
+
+class RunDirInUse(InputError):
+    """The run directory is in use by another process (it holds the directory's lock): exit 2."""

@@ -29,6 +29,7 @@ the ``run``, ``demo`` and ``report`` handlers import the modules that do the wor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -46,6 +47,7 @@ from .errors import (
     EXIT_OK,
     CheckpointError,
     InputError,
+    RunDirInUse,
     RunFailure,
 )
 
@@ -249,12 +251,15 @@ def _config_path(name: str) -> Path:
     p = Path(name)
     if p.is_file():
         return p
+    missing = f"{name}: no such file"
+    if p.is_dir():
+        missing = f"{name} is a directory, not a file: give a TOML configuration file"
     if p.suffix in ("", ".toml") and p.parent == Path("."):
         try:
             return packaged_config_path(name)
         except KeyError as exc:
-            raise FileNotFoundError(f"{name}: no such file, and {exc.args[0]}") from None
-    raise FileNotFoundError(f"{name}: no such file")
+            raise FileNotFoundError(f"{missing}, and {exc.args[0]}") from None
+    raise FileNotFoundError(missing)
 
 
 def _run_and_analyse(cfg, out: Path, progress: str) -> int:
@@ -267,8 +272,12 @@ def _run_and_analyse(cfg, out: Path, progress: str) -> int:
     from .rundir import draws_path
 
     try:
-        run_experiment(cfg, out, progress=progress)
-        analysis = analyse(out, cfg)
+        with contextlib.ExitStack() as hold:  # the directory stays locked while it is analysed
+            run_experiment(cfg, out, progress=progress, hold=hold)
+            analysis = analyse(out, cfg)
+    except RunDirInUse as exc:
+        _err(f"mfsample run: {exc}")
+        return EXIT_INVALID
     except CheckpointError as exc:
         _err(
             f"mfsample run: refusing to resume: {exc}\nremove the directory {out / 'checkpoints'} "
@@ -337,6 +346,8 @@ def _run_target(args) -> tuple[Path, str | None]:
     if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise ValueError("--resume DIR continues DIR in place; --out must be DIR or absent")
     path = Path(args.resume) / "config.toml"
+    if Path(args.resume).exists() and not Path(args.resume).is_dir():
+        raise ValueError(f"--resume {args.resume} is a file, not a run directory")
     if not path.is_file():
         raise ValueError(f"{args.resume} holds no mfsample run (no config.toml)")
     return path, args.resume

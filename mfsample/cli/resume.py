@@ -2,11 +2,13 @@
 
 :func:`verify_checkpoints` reads every checkpoint a resumption would use before any computation
 and reports *all* the problems at once (:class:`~mfsample.cli.errors.CheckpointError`):
-unreadable or modified files, files of another configuration or chunk plan, draws files that are
-not the ones their state recorded, streamed draws that differ from the SHA-256 the state recorded
-for them.  :func:`load_state` restores a width's kernel state, checked leaf by leaf (shape, dtype)
-against the state the configuration builds; :func:`verified_draws` reads the draws files a state
-lists, each checked to be the very file the state recorded.
+unreadable or modified files, files of another configuration or of a chunk plan that does not
+lead to ``run.steps``, draws files that are not the ones their state recorded, streamed draws
+files whose draws or other content (data, coordinates, attributes of every group the writer
+created) differ from the SHA-256 the state recorded for them.  :func:`load_state` restores a
+width's kernel state, checked leaf by leaf (shape, dtype) against the state the configuration
+builds; :func:`verified_draws` reads the draws files a state lists, each checked to be the very
+file the state recorded.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from pathlib import Path
 import jax
 
 from ..io import count_draws
-from .config import fingerprint, widths_of
+from .config import chain_fingerprint, fingerprint, widths_of
 from .errors import CheckpointError
 from .rundir import (
-    chunk_plan,
+    continued_plan,
     draws_hash,
     draws_path,
     f1_vs_f2_dir,
+    group_hashes,
     read_checkpoint,
     state_path,
     stream_path,
@@ -54,7 +57,7 @@ def restore_state(template, arrays: dict, path) -> object:
     return jax.tree_util.tree_unflatten(treedef, [arrays[name] for name in names])
 
 
-def _state_mismatch(meta: dict, *, width: int, fingerprint: str, plan: list, stream: bool) -> str | None:
+def _state_mismatch(meta: dict, *, width: int, fingerprint: str, run: dict, stream: bool) -> str | None:
     """Why a state checkpoint's header does not fit this width's run (None: it fits)."""
     if meta.get("kind") != "state" or meta.get("width") != width:
         return f"is not the state checkpoint of width {width}"
@@ -63,8 +66,10 @@ def _state_mismatch(meta: dict, *, width: int, fingerprint: str, plan: list, str
             f"was written for another configuration (fingerprint {str(meta.get('fingerprint'))[:16]}, "
             f"this one {fingerprint[:16]})"
         )
-    if meta.get("plan") != plan:
-        return f"follows another chunk plan {meta.get('plan')} (now {plan})"
+    try:
+        continued_plan(meta, run)
+    except ValueError as exc:
+        return f"cannot be continued: {exc}"
     if bool(meta.get("stream", False)) != stream:
         return (
             f"was written with output.stream = {str(bool(meta.get('stream'))).lower()}, the configuration "
@@ -74,10 +79,11 @@ def _state_mismatch(meta: dict, *, width: int, fingerprint: str, plan: list, str
 
 
 def load_state(path, template, **expect):
-    """``(state, chunks_done, chunks)`` of a width's ``state.npz``.
+    """``(state, header)`` of a width's ``state.npz``.
 
     :param template: the state's shapes (:func:`mfsample.cli.build.state_shapes`).
-    :param expect: ``width``, ``fingerprint``, ``plan`` and ``stream`` the header must record.
+    :param expect: ``width``, ``fingerprint`` (chain fingerprint) and ``stream`` the header must
+        record, and ``run`` (``[run]``) whose ``steps`` its completed chunks must lead to.
     :raises CheckpointError: the file is missing, damaged, or not this width's run.
     """
     path = Path(path)
@@ -85,7 +91,7 @@ def load_state(path, template, **expect):
     why = _state_mismatch(meta, **expect)
     if why:
         raise CheckpointError(f"{path} {why}")
-    return restore_state(template, arrays, path), meta["chunks_done"], meta["chunks"]
+    return restore_state(template, arrays, path), meta
 
 
 def verified_draws(directory, chunks: list, fingerprint: str) -> list[dict]:
@@ -103,10 +109,33 @@ def verified_draws(directory, chunks: list, fingerprint: str) -> list[dict]:
     return out
 
 
-def stream_problems(path: Path, chunks: list) -> list[str]:
-    """What is wrong with a streamed draws file against the chunks a state recorded (empty: fine)."""
+def _stream_content_problems(path: Path, chunks: list, groups: dict) -> list[str]:
+    """The groups, then the chunks of draws, that differ from the hashes the state recorded."""
+    now = group_hashes(path, list(groups))
+    bad = [g for g in groups if now[g] != groups[g]]
+    if bad:
+        return [
+            f"{path}: the {' and '.join(bad)} group{'s are' if len(bad) > 1 else ' is'} not what the state "
+            "checkpoint recorded (values or attributes modified, or the file replaced)"
+        ]
+    for entry in chunks:
+        start, stop = entry["draws"]
+        if draws_hash(path, start, stop, list(groups)) != entry["sha256"]:
+            return [
+                f"{path}: draws {start}..{stop - 1} are not those the state checkpoint recorded "
+                "(the file was modified or replaced)"
+            ]
+    return []
+
+
+def stream_problems(path: Path, chunks: list, groups: dict | None) -> list[str]:
+    """What is wrong with a streamed draws file against what a state recorded: the ``chunks``
+    (their draws and hashes) and ``groups`` (``{group: hash}`` of the content that does not grow
+    with the draws, :func:`~mfsample.cli.rundir.group_hashes`).  Empty: fine."""
     if not path.is_file():
         return [f"{path} is missing: it holds the draws that the state checkpoint records"]
+    if not groups:
+        return [f"{path}: the state checkpoint records no hash of its groups"]
     try:
         count = count_draws(path)
     except (OSError, ValueError) as exc:
@@ -114,14 +143,10 @@ def stream_problems(path: Path, chunks: list) -> list[str]:
     need = chunks[-1]["draws"][1] if chunks else 0
     if count < need:
         return [f"{path} holds {count} draws; the state checkpoint records {need}"]
-    for entry in chunks:
-        start, stop = entry["draws"]
-        if draws_hash(path, start, stop) != entry["sha256"]:
-            return [
-                f"{path}: draws {start}..{stop - 1} are not those the state checkpoint recorded "
-                "(the file was modified or replaced)"
-            ]
-    return []
+    try:
+        return _stream_content_problems(path, chunks, groups)
+    except Exception as exc:  # noqa: BLE001 - HDF5 and netCDF errors alike mean "unreadable"
+        return [f"{path} is unreadable ({type(exc).__name__}: {exc}); it is truncated or corrupted"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,7 +175,7 @@ class _Problems:
         return meta
 
 
-def _check_width(out: Path, n: int, plan: list, problems: _Problems):
+def _check_width(out: Path, n: int, run: dict, problems: _Problems):
     state = state_path(out, n)
     if not state.exists():
         return
@@ -159,13 +184,14 @@ def _check_width(out: Path, n: int, plan: list, problems: _Problems):
         for p in sorted(width_dir(out, n).glob("draws_*.npz")):
             problems.check(p, kind="draws", width=n)
         return
-    if meta.get("plan") != plan:
-        problems.lines.append(f"{state} follows another chunk plan {meta.get('plan')} (now {plan})")
+    try:
+        continued_plan(meta, run)
+    except ValueError as exc:
+        problems.lines.append(f"{state} cannot be continued: {exc}")
     if meta.get("stream"):  # the draws are in one netCDF file, unfinished or finalised
         path = stream_path(out, n)
-        if not path.exists() and meta.get("chunks_done") == len(plan):
-            path = draws_path(out, n)
-        problems.lines.extend(stream_problems(path, meta.get("chunks", [])))
+        path = path if path.exists() or not draws_path(out, n).exists() else draws_path(out, n)
+        problems.lines.extend(stream_problems(path, meta.get("chunks", []), meta.get("groups")))
         return
     for entry in meta.get("chunks", []):
         p = width_dir(out, n) / entry["file"]
@@ -179,13 +205,13 @@ def verify_checkpoints(out, cfg) -> None:
 
     :raises CheckpointError: listing every damaged or foreign file.
     """
-    out, problems = Path(out), _Problems(fingerprint(cfg))
+    out = Path(out)
     if cfg["experiment"]["kind"] == "simulate":
-        run = cfg["run"]
-        plan = chunk_plan(run["steps"], run["save_every"], run["checkpoint_every"])
+        problems = _Problems(chain_fingerprint(cfg))
         for n in widths_of(cfg):
-            _check_width(out, n, plan, problems)
+            _check_width(out, n, cfg["run"], problems)
     else:
+        problems = _Problems(fingerprint(cfg))
         for p in sorted(f1_vs_f2_dir(out).glob("*.npz")):
             problems.check(p, kind="f1_vs_f2")
     if problems.lines:

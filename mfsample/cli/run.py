@@ -19,7 +19,21 @@ state file is written; the state records, for every chunk, its range of draws in
 SHA-256 of those draws read back.  Resuming checks those hashes, removes any draws appended after
 the recorded ones (a process killed between the append and the state file) and appends from
 there, so the file ends with exactly the draws of an uninterrupted run; memory holds one chunk of
-draws, never the whole run.
+draws, never the whole run.  The state also records, per group of the file (``posterior``,
+``sample_stats``, ``observed_data``, ``constant_data``: every group the writer created), a hash of
+its content that does not grow with the draws (data, coordinates, attributes), checked as well.
+
+**Extension** (``mfsample run --resume DIR --set run.steps=M``).  A ``simulate`` run of ``T``
+steps continues to ``M > T`` steps (``M - T`` a multiple of ``run.save_every``): the chunks done
+are kept and the next ones end where the chunks of a straight run of ``M`` steps end
+(:func:`~mfsample.cli.rundir.chunk_plan` with ``done``), so the draws are those of a run of ``M``
+steps from the start; the draws file of the ``T`` steps is taken back (streamed) or removed, and
+written again when the ``M`` steps are done.
+
+**One process per run directory**: :func:`run_experiment` holds the directory's lock
+(:func:`~mfsample.cli.rundir.run_dir_lock`) from before it writes anything until it returns (or
+until the caller's ``hold`` stack closes), and first removes the temporary files that dead
+processes left (:func:`~mfsample.cli.rundir.remove_temporaries`).
 
 **f1_vs_f2**.  One checkpoint per (dimension, seed) cell of :func:`mfsample.experiments.f1_vs_f2`;
 the cells are gathered into ``results.nc`` when all are done.
@@ -27,6 +41,7 @@ the cells are gathered into ``results.nc`` when all are done.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -46,24 +61,30 @@ from ..experiments.replicate import initial_draw
 from ..io import DrawWriter, write_predictions
 from ..simulate import Simulation, simulate
 from .build import Data, load_data, make_kernel, model_kwargs, state_shapes, width_key
-from .config import fingerprint, stream_enabled, widths_of
-from .environment import environment, select_device
+from .config import chain_fingerprint, fingerprint, stream_enabled, widths_of
+from .environment import check_devices, environment, select_device
 from .errors import CheckpointError, InputError, RunFailure
 from .progress import Progress, progress_mode
 from .resume import load_state, verified_draws, verify_checkpoints
 from .rundir import (
+    RUN_ATTRS,
     atomic_netcdf,
     atomic_write,
     chunk_plan,
+    continued_plan,
+    create_out_dir,
     draws_hash,
     draws_path,
     f1_vs_f2_dir,
+    group_hashes,
     move_into_place,
+    netcdf_groups,
     prepare_out_dir,
     read_checkpoint,
     read_run_record,
     remove_temporaries,
     results_path,
+    run_dir_lock,
     run_record_path,
     stream_path,
     width_dir,
@@ -122,21 +143,28 @@ class WidthRun:
         self.key = width_key(cfg, self.width)
         self.plan = chunk_plan(run["steps"], run["save_every"], run["checkpoint_every"])
         self.dir = width_dir(out, self.width)
-        self.fingerprint, self.stream = fingerprint(cfg), stream_enabled(cfg)
+        self.fingerprint, self.stream = chain_fingerprint(cfg), stream_enabled(cfg)
         self.stream_path, self.final_path = stream_path(out, self.width), draws_path(out, self.width)
         self.writer = None
+        self.groups = None  # streamed: {group: hash} of the content that does not grow with the draws
+        self.steps_before = None  # resumed: the steps of the run the state belongs to
 
     # -- checkpoints ----------------------------------------------------------------------------
     def load(self):
         """``(state, chunks_done, chunks)`` from ``state.npz``, or ``None`` when absent (the draws
-        files it lists are checked by :func:`~mfsample.cli.resume.verify_checkpoints`)."""
+        files it lists are checked by :func:`~mfsample.cli.resume.verify_checkpoints`); the plan
+        becomes the one continuing the chunks it completed (a run extended to more steps)."""
         path = self.dir / "state.npz"
         if not path.exists():
             return None
         template = state_shapes(self.kernel, self.key, self.chains, self.args, self.kwargs)
-        return load_state(
-            path, template, width=self.width, fingerprint=self.fingerprint, plan=self.plan, stream=self.stream
+        run = self.cfg["run"]
+        state, meta = load_state(
+            path, template, width=self.width, fingerprint=self.fingerprint, run=run, stream=self.stream
         )
+        self.plan, self.groups = continued_plan(meta, run), meta.get("groups")
+        self.steps_before = sum(meta["plan"])
+        return state, meta["chunks_done"], meta["chunks"]
 
     def _open_writer(self, keep=None):
         """The writer of the streamed draws: a new file (``keep=None``) or the existing one after
@@ -160,7 +188,9 @@ class WidthRun:
             start = self.writer.draws_written
             self.writer.append(samples, stats)
             stop = self.writer.draws_written
-            return {"draws": [start, stop], "sha256": draws_hash(self.stream_path, start, stop)}
+            if self.groups is None:  # the first append created the file and its groups
+                self.groups = group_hashes(self.stream_path, netcdf_groups(self.stream_path))
+            return {"draws": [start, stop], "sha256": draws_hash(self.stream_path, start, stop, list(self.groups))}
         name = f"draws_{index:04d}.npz"
         sha = write_checkpoint(
             self.dir / name,
@@ -184,6 +214,8 @@ class WidthRun:
             plan=self.plan,
             leaves=paths,
         )
+        if self.stream:
+            meta["groups"] = self.groups
         write_checkpoint(self.dir / "state.npz", arrays, meta)
         return chunks
 
@@ -198,16 +230,29 @@ class WidthRun:
                 self.writer = self._open_writer()
             return state, 0, self.save(state, sample0, stats0, [], 0)
         state, done, chunks = loaded
-        if self.stream and done < len(self.plan):  # drop draws appended after the saved state
-            self.writer = self._open_writer(keep=chunks[-1]["draws"][1])
+        if done < len(self.plan):
+            self._reopen_draws(chunks)
         steps_done = sum(self.plan[:done])
         progress.advance(steps_done)
+        if self.steps_before != sum(self.plan):
+            progress.message(f"width {self.width}: extending the run of {self.steps_before} steps to {sum(self.plan)}")
         if done < len(self.plan):
             progress.message(
                 f"width {self.width}: resuming at step {steps_done}/{sum(self.plan)} "
                 f"(checkpoint {done}/{len(self.plan)})"
             )
         return state, done, chunks
+
+    def _reopen_draws(self, chunks):
+        """Before more chunks: the streamed file continues after its recorded draws (those appended
+        after the saved state dropped; taken back from ``draws/`` when a finished run is extended);
+        the draws file of a finished run of fewer steps is removed (written again at the end)."""
+        if self.stream:
+            if not self.stream_path.exists() and self.final_path.exists():
+                move_into_place(self.final_path, self.stream_path)
+            self.writer = self._open_writer(keep=chunks[-1]["draws"][1])
+        elif self.final_path.exists():
+            self.final_path.unlink()
 
     def simulate_chunk(self, state, c: int):
         """Chunk ``c`` from ``state``: one :func:`mfsample.simulate` call.
@@ -250,7 +295,6 @@ class WidthRun:
     def run(self, progress: Progress) -> list:
         """Every chunk not done yet, each saved; returns the chunks' list of the final state."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        remove_temporaries(self.dir)  # left by a killed process
         state, done, chunks = self.start(progress)
         for c in range(done, len(self.plan)):
             sim = self.simulate_chunk(state, c)
@@ -270,13 +314,15 @@ class WidthRun:
 
     # -- assembling -------------------------------------------------------------------------------
     def _run_attrs(self) -> dict:
+        """The run's attributes of every group (:data:`~mfsample.cli.rundir.RUN_ATTRS`)."""
         cfg = self.cfg
-        return dict(
-            experiment=cfg["experiment"]["name"],
-            fingerprint=self.fingerprint,
-            seed=cfg["run"]["seed"],
-            mfsample_config=json.dumps(cfg, sort_keys=True),
+        values = (
+            cfg["experiment"]["name"],
+            fingerprint(cfg),
+            cfg["run"]["seed"],
+            json.dumps(cfg, sort_keys=True),
         )
+        return dict(zip(RUN_ATTRS, values, strict=True))
 
     def _unit_points(self) -> int:
         return min(self.cfg["diagnostics"]["unit_points"], len(self.data.x_eval))
@@ -434,7 +480,6 @@ def run_f1_vs_f2(cfg, out: Path, mode: str, console) -> None:
     dims, seeds = _f1f2_cells(cfg)
     fp, ckdir = fingerprint(cfg), f1_vs_f2_dir(out)
     ckdir.mkdir(parents=True, exist_ok=True)
-    remove_temporaries(ckdir)
     cells, pieces = [(d, s) for d in dims for s in seeds], {}
     with Progress(len(cells), mode, console, desc=cfg["experiment"]["name"]) as progress:
         for i, (d, s) in enumerate(cells):
@@ -465,22 +510,22 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def run_experiment(cfg, out, *, progress: str = "auto", console=None) -> dict:
-    """Run (or resume) the experiment of the resolved configuration ``cfg`` into ``out``.
-
-    :param progress: ``"bar"`` (tqdm), ``"lines"`` (a line per checkpoint), ``"off"``, or ``"auto"``
-        (a bar on a terminal, lines otherwise), on ``console`` (default: standard error).
-    :returns: the run record written to ``out/run.json`` (environment, wall time of each session).
-    :raises InputError, CheckpointError: exit status 2; :raises RunFailure: exit status 1.
-    """
-    console, out = console or sys.stderr, Path(out)
-    select_device(cfg["run"]["device"])
+def _run_locked(cfg, out: Path, mode: str, console) -> dict:
+    """:func:`run_experiment` once the directory's lock is held."""
+    stale = remove_temporaries(out)
+    if stale:
+        print(
+            f"mfsample run: removed {len(stale)} temporary file(s) left by stopped processes: "
+            + ", ".join(map(str, stale)),
+            file=console,
+            flush=True,
+        )
     resumed = prepare_out_dir(out, cfg)
     if resumed:
         verify_checkpoints(out, cfg)
     sessions = list(read_run_record(out).get("sessions", []))
     start, started = time.perf_counter(), _now()
-    RUNNERS[cfg["experiment"]["kind"]](cfg, out, progress_mode(progress, console), console)
+    RUNNERS[cfg["experiment"]["kind"]](cfg, out, mode, console)
     sessions.append(
         {"started": started, "finished": _now(), "wall_time_s": time.perf_counter() - start, "resumed": resumed}
     )
@@ -495,3 +540,23 @@ def run_experiment(cfg, out, *, progress: str = "auto", console=None) -> dict:
     }
     atomic_write(run_record_path(out), lambda f: f.write(json.dumps(record, indent=2).encode()))
     return record
+
+
+def run_experiment(cfg, out, *, progress: str = "auto", console=None, hold: contextlib.ExitStack | None = None) -> dict:
+    """Run (or resume, or extend to more ``run.steps``) the experiment of the resolved
+    configuration ``cfg`` into ``out``, holding the directory's lock.
+
+    :param progress: ``"bar"`` (tqdm), ``"lines"`` (a line per checkpoint), ``"off"``, or ``"auto"``
+        (a bar on a terminal, lines otherwise), on ``console`` (default: standard error).
+    :param hold: a stack that keeps the lock after the return, until it closes (the caller
+        analyses the draws meanwhile); default: released on return.
+    :returns: the run record written to ``out/run.json`` (environment, wall time of each session).
+    :raises InputError, CheckpointError, RunDirInUse: exit status 2; :raises RunFailure: exit status 1.
+    """
+    console, out = console or sys.stderr, Path(out)
+    select_device(cfg["run"]["device"])
+    check_devices(cfg["run"].get("devices") or 1)
+    create_out_dir(out)
+    with contextlib.ExitStack() as own:
+        (own if hold is None else hold).enter_context(run_dir_lock(out))
+        return _run_locked(cfg, out, progress_mode(progress, console), console)

@@ -1,4 +1,4 @@
-"""The global optimum of F1-regularised least squares for ReLU units: the ground truth of §4.
+"""The global optimum of F1-regularised least squares for ReLU units: the ground truth for global convergence.
 
     min_mu  P(mu) = 1/(2N) sum_i (f_mu(x_i) - y_i)^2 + reg |mu|_TV,
             f_mu(x) = ∫ relu(<w, x> + b) dmu(w, b),     mu a signed measure on the unit sphere of (w, b),

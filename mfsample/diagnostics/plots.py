@@ -1,4 +1,4 @@
-"""Matplotlib views of the §4 diagnostics (used by the notebooks and the CLI).
+"""Matplotlib views of the fluctuation, chaos and convergence diagnostics (used by the notebooks and the CLI).
 
 Every function draws on the ``ax`` (or ``axes``) it is given, or on a new figure, and returns the
 Axes (or the Figure for multi-panel plots).  ArviZ's own plots are used where they fit

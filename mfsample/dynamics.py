@@ -47,13 +47,14 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 from numpyro.util import is_prng_key
 
+from . import validation
 from .energy import ParticleEnergy
 from .kernels import kinetic as _kinetic
 from .kernels import langevin as _langevin
 from .kernels import wasserstein as _wasserstein
+from .kernels.base import initial_positions
 from .validation import masses as check_masses
 
 __all__ = [
@@ -100,17 +101,12 @@ def from_core(energy: ParticleEnergy, core, masses=None) -> SamplingAlgorithm:
             key_init, key_run = jax.random.split(position_or_key)
             z = energy.sample_prior(key_init)
         else:
-            z = position_or_key
-            if not isinstance(z, dict):
-                if len(energy.site_names) != 1:
-                    raise TypeError(f"positions must be a dict with keys {energy.site_names}")
-                z = {energy.site_names[0]: z}
-            z = {k: jnp.asarray(z[k]) for k in energy.site_names}
-            key_run = jax.random.PRNGKey(0) if rng_key is None else rng_key
+            z = initial_positions(energy, position_or_key, name="position_or_key")
+            key_run = jax.random.PRNGKey(0) if rng_key is None else validation.prng_key("rng_key", rng_key)
         return init_fn(z, masses, key_run)
 
     def step(rng_key, state):
-        new = step_fn(state._replace(rng_key=rng_key))
+        new = step_fn(state._replace(rng_key=validation.prng_key("rng_key", rng_key)))
         return new, StepInfo(new.energy, new.grad_norm, new.accept_prob, new.diverging, new.time)
 
     return SamplingAlgorithm(init, step)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 import weakref
 from typing import Any, NamedTuple
 
@@ -22,6 +21,7 @@ from tqdm.auto import tqdm
 
 from . import validation
 from .inference_data.stream import DrawWriter
+from .kernels import health
 from .kernels.base import split_static_kwargs
 from .kernels.contract import PARTICLE_STATISTICS, ParticleDynamics, names
 from .sharding import SHARD_MODES, make_mesh, place, replicated, state_shardings
@@ -183,18 +183,26 @@ def simulate(
     thinning=save_every, num_chains=num_chains)`` with any ``chain_method``: the chains use
     ``jax.random.split(rng_key, num_chains)`` and the same step function.
 
+    After the run, :mod:`mfsample.kernels.health` checks what it recorded and warns
+    (``RuntimeWarning``) about divergences (saying what was non-finite when the initial state
+    already was), Metropolis acceptance near 0, weighted masses whose ESS fell near 1 and
+    particle systems collapsed onto a few distinct particles.
+
     Memory: the kept draws are written into arrays allocated once (or, with ``output``, appended
     to a netCDF file chunk by chunk), so the host memory is the kept draws plus one chunk of at
     most ``CHUNK_BYTES`` (64 MiB) — or one chunk alone when streaming.
 
     :param kernel: an mfsample kernel (e.g. :class:`~mfsample.WassersteinFlow`).
-    :param rng_key: PRNG key.
+    :param rng_key: PRNG key (``jax.random.PRNGKey(seed)`` or ``jax.random.key(seed)``); may be
+        ``None`` with ``init_state``, which carries its own keys.
     :param model_args, model_kwargs: arguments of the model (data, ``width=...``).
     :param num_steps: number of steps ``T``; draws are kept after steps ``k, 2k, ..., T``
         (``T // k`` of them, ``k = save_every``).
     :param num_chains: independent replicas of the particle system (vectorised).
     :param init_params: initial unconstrained particles (leading chain axis if ``num_chains > 1``).
-    :param init_state: a previous ``Simulation.last_state`` to continue from.
+    :param init_state: a previous ``Simulation.last_state`` to continue from: a state of this
+        kernel's dynamic, with ``num_chains`` chains, this width and fields of the shapes these
+        arguments give (else ``TypeError`` / ``ValueError``); not together with ``init_params``.
     :param progress_bar: show a tqdm bar with the energy (the run is split in ~20 compiled chunks).
     :param collect_deterministic: also record the model's deterministic sites (e.g. ``f``).
     :param output: path of a netCDF file to stream the draws to (ArviZ layout: ``posterior``,
@@ -212,13 +220,17 @@ def simulate(
     num_steps, save_every, num_chains, chunk_size = _check_counts(num_steps, save_every, num_chains, chunk_size)
     output = _check_output(output, overwrite)
     _check_kernel(kernel)
+    if init_state is None or rng_key is not None:  # a continuation carries its own keys
+        validation.prng_key("rng_key", rng_key)
     energy = kernel.build_energy(model_args, model_kwargs, num_replicas=num_chains)  # validates the data
     width = energy.width
     if init_state is None:
         keys = jax.random.split(rng_key, num_chains) if num_chains > 1 else rng_key
         state = kernel.init(keys, 0, init_params, model_args, model_kwargs)
-    else:  # continue a run: the state must be one of this dynamic, chains and width
-        state = _check_init_state(kernel, energy, init_state, num_chains)
+    else:  # continue a run: the state must be one of this dynamic, chains, width and data shapes
+        if init_params is not None:
+            raise ValueError("give init_params (a fresh start) or init_state (a continuation), not both")
+        state = _check_init_state(kernel, energy, init_state, num_chains, model_args, model_kwargs)
     array_kwargs, static_kwargs = split_static_kwargs(model_kwargs)
     placement = None
     if devices is not None:
@@ -273,7 +285,12 @@ def simulate(
             bar.close()
         if writer is not None:
             writer.close()
-    first = _warn_divergences(state)
+    first = np.atleast_1d(np.asarray(state.divergence_step))
+    scale = health.data_scale(model_args, model_kwargs) if np.any(first >= 0) else None  # said on divergence
+    messages = health.run_messages(
+        sink.watched(), state, sample_field=kernel.sample_field, step_size=kernel.step_size, scale=scale
+    )
+    health.warn(messages, stacklevel=2)
     return Simulation(
         samples=sink.samples,
         stats=sink.stats,
@@ -317,8 +334,10 @@ def _check_kernel(kernel):
         )
 
 
-def _check_init_state(kernel, energy, state, num_chains):
-    """``state`` must be a state of this kernel's dynamic with ``num_chains`` chains of the width."""
+def _check_init_state(kernel, energy, state, num_chains, model_args, model_kwargs):
+    """``state`` must be a state of this kernel's dynamic with ``num_chains`` chains of the width,
+    whose fields have the shapes that a fresh ``init`` gives on these arguments (found by
+    ``jax.eval_shape``: nothing is computed)."""
     fields = ("z", "masses", "rng_key", "divergence_step")
     missing = [f for f in fields if not hasattr(state, f)]
     if missing:
@@ -339,15 +358,40 @@ def _check_init_state(kernel, energy, state, num_chains):
             f"init_state holds {n} particles but this call has width {energy.width}; continue "
             "with the width of the run it comes from"
         )
-    init_fn, _ = kernel.build(energy)
-    expected = jax.eval_shape(init_fn, one.z, one.masses, one.rng_key)  # shapes only: nothing computed
-    if type(expected) is not type(one) or jax.tree.structure(expected) != jax.tree.structure(one):
+    expected = jax.eval_shape(lambda k: kernel.init(k, 0, None, model_args, model_kwargs), state.rng_key)
+    if type(expected) is not type(state) or jax.tree.structure(expected) != jax.tree.structure(state):
         raise TypeError(
-            f"init_state is a {type(one).__name__} but {type(kernel).__name__} (with these "
-            f"settings) moves a {type(expected).__name__}: continue a run with the kernel it "
-            "was made by"
+            f"init_state is a {type(state).__name__} with fields {_field_kinds(state)} but {type(kernel).__name__} "
+            f"(with these settings and arguments) moves a {type(expected).__name__} with fields "
+            f"{_field_kinds(expected)}: continue a run with the kernel (and masses) it was made by"
         )
+    _check_leaf_shapes(state, expected)
     return state
+
+
+def _field_kinds(state) -> str:
+    """Which fields of a state are set (``None`` fields are shown as such)."""
+    return "{" + ", ".join(f"{k}{'=None' if v is None else ''}" for k, v in state._asdict().items()) + "}"
+
+
+def _check_leaf_shapes(state, expected):
+    """Every array of ``state`` has the shape and dtype of ``expected``'s (a ``ShapeDtypeStruct`` tree),
+    but its key (the state's own key is used, whatever ``rng_key`` is given)."""
+    for (path, have), want in zip(jax.tree_util.tree_leaves_with_path(state), jax.tree.leaves(expected)):
+        if getattr(path[0], "name", None) == "rng_key":
+            continue
+        where = "init_state" + jax.tree_util.keystr(path)
+        if np.shape(have) != want.shape:
+            raise ValueError(
+                f"{where} has shape {np.shape(have)} but these arguments need {want.shape}: the state comes "
+                "from a run on data of other dimensions; continue it on data of the same shapes, or start "
+                "afresh (init_params)"
+            )
+        if getattr(have, "dtype", want.dtype) != want.dtype:
+            raise ValueError(
+                f"{where} has dtype {have.dtype} but these arguments need {want.dtype}; continue "
+                "with data of the dtype of the run it comes from"
+            )
 
 
 def _replicate_data(placement, model_args, array_kwargs):
@@ -363,16 +407,20 @@ def _default_chunk(num_draws, progress_bar, per_draw_bytes):
 
 
 class _Draws:
-    """Kept draws, filled chunk by chunk into arrays allocated once, or appended to a writer."""
+    """Kept draws, filled chunk by chunk into arrays allocated once, or appended to a writer; the
+    statistics that :mod:`~mfsample.kernels.health` reads are kept in memory either way."""
 
     def __init__(self, num_draws, writer=None):
         self.num_draws, self.writer = num_draws, writer
         self.samples = self.stats = None
-        self.done, self.times = 0, []
+        self.done, self.times, self.kept = 0, [], {}
 
     def add(self, samples, stats):
         n = stats["time"].shape[1]
         self.times.append(stats["time"][0])
+        for k in health.WATCHED_STATISTICS:
+            if k in stats and self.writer is not None:
+                self.kept.setdefault(k, []).append(np.asarray(stats[k]))
         if self.writer is not None:
             self.writer.append(samples, stats)
         else:
@@ -388,18 +436,11 @@ class _Draws:
     def time(self):
         return np.concatenate(self.times).astype(np.float64) if self.times else np.zeros(0)
 
-
-def _warn_divergences(state):
-    first = np.atleast_1d(np.asarray(state.divergence_step))
-    if np.any(first >= 0):
-        chains = [int(c) for c in np.nonzero(first >= 0)[0]]
-        warnings.warn(
-            f"particles became non-finite in chain(s) {chains}, first at step(s) "
-            f"{[int(first[c]) for c in chains]}; they were frozen there (try a smaller step_size)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return first
+    def watched(self) -> dict:
+        """``{name: (chain, draw)}`` of the statistics the health checks read."""
+        if self.writer is None:
+            return {k: v for k, v in (self.stats or {}).items() if k in health.WATCHED_STATISTICS}
+        return {k: np.concatenate(v, axis=1) for k, v in self.kept.items()}
 
 
 def _chains_first(x, num_chains):

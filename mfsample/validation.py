@@ -31,7 +31,10 @@ __all__ = [
     "block_size",
     "transport",
     "masses",
+    "prng_key",
+    "positions",
     "is_per_datum",
+    "finite_data",
 ]
 
 
@@ -131,6 +134,70 @@ def masses(value, width: int, *, atol: float = 1e-4):
     return value
 
 
+def _key_batch_shape(value):
+    """The batch shape of a PRNG key array (``()`` for one key), or ``None`` if it is no key."""
+    dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
+    if dtype is None or shape is None:
+        return None
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key):  # a typed key: jax.random.key(...)
+        return tuple(shape)
+    if dtype == np.uint32 and len(shape) >= 1 and shape[-1] == 2:  # a raw key: jax.random.PRNGKey(...)
+        return tuple(shape[:-1])
+    return None
+
+
+def prng_key(name: str, value, *, batch: bool = False):
+    """A JAX PRNG key (``jax.random.PRNGKey(seed)`` or ``jax.random.key(seed)``), or with ``batch``
+    also a non-empty one-dimensional batch of keys (one per chain); returns ``value``."""
+    shape = _key_batch_shape(value)
+    if shape == () or (batch and shape is not None and len(shape) == 1 and shape[0] >= 1):
+        return value
+    what = f"{type(value).__name__} {value!r}" if shape is None else f"a key array of batch shape {shape}"
+    more = " or a batch of them (jax.random.split(key, num_chains))" if batch else ""
+    raise TypeError(f"{name} must be a PRNG key such as jax.random.PRNGKey(0) or jax.random.key(0){more}; got {what}")
+
+
+def positions(name: str, value, expected: dict, *, batch: tuple = ()):
+    """Unconstrained particle positions: a dict with exactly the sites of ``expected``
+    (``{site: shape}``), each of shape ``batch + expected[site]``, finite when concrete.
+
+    A single array is accepted for a single site.  Returns ``{site: jax array}``."""
+    sites = tuple(expected)
+    if not isinstance(value, dict):
+        if len(sites) != 1:
+            raise TypeError(f"{name} must be a dict with keys {list(sites)}, got {type(value).__name__}")
+        value = {sites[0]: value}
+    missing, unknown = sorted(set(sites) - set(value)), sorted(set(value) - set(sites))
+    if missing or unknown:
+        raise ValueError(
+            f"{name} must have the particle sites {list(sites)} as keys; "
+            + (f"missing {missing}" if missing else "")
+            + ("; " if missing and unknown else "")
+            + (f"unknown {unknown}" if unknown else "")
+        )
+    out = {}
+    for site in sites:
+        try:
+            v = jnp.asarray(value[site])
+        except TypeError as err:
+            raise TypeError(f"{name}[{site!r}] must be an array of numbers, got {type(value[site]).__name__}") from err
+        want = tuple(batch) + tuple(expected[site])
+        if v.shape != want:
+            raise ValueError(
+                f"{name}[{site!r}] has shape {v.shape} but must have shape {want}"
+                + (f" (num_chains = {batch[0]}, then the site's shape)" if batch else "")
+                + "; give positions for these data and this width"
+            )
+        if jnp.issubdtype(v.dtype, jnp.integer):
+            v = v.astype(jnp.result_type(float))
+        if not jnp.issubdtype(v.dtype, jnp.floating):
+            raise TypeError(f"{name}[{site!r}] must hold real numbers, got dtype {v.dtype}")
+        if not isinstance(v, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(v))):
+            raise ValueError(f"{name}[{site!r}] contains non-finite values (NaN or inf); give finite positions")
+        out[site] = v
+    return out
+
+
 def is_per_datum(value, num_data) -> bool:
     """Whether a model argument holds one row per datum: an array whose leading axis has the data
     size ``num_data``.  Such arguments are what minibatches subsample, blocks split and
@@ -141,3 +208,19 @@ def is_per_datum(value, num_data) -> bool:
         and num_data is not None
         and np.shape(value)[0] == int(round(num_data))
     )
+
+
+def finite_data(name: str, value, *, ndim: int | None = None, allow_empty: bool = False):
+    """A data array with at least one row (unless ``allow_empty``: e.g. zero evaluation points)
+    whose values (when concrete) are all finite; returns a JAX array.  Regressions and kernels on
+    NaN data would return NaN without a word."""
+    value = jnp.asarray(value)
+    if ndim is not None and value.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {value.shape}")
+    if value.ndim and value.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} is empty (shape {value.shape}): give at least one row of data")
+    if not isinstance(value, jax.core.Tracer) and jnp.issubdtype(value.dtype, jnp.inexact):
+        bad = int(np.size(value) - np.count_nonzero(np.isfinite(np.asarray(value))))
+        if bad:
+            raise ValueError(f"{name} has {bad} non-finite value(s) (NaN or inf): drop or impute them first")
+    return value

@@ -79,3 +79,16 @@ class _CompileCounter:
 def count_compilations():
     """``with count_compilations() as c: ...`` then ``c.count``: XLA compilations inside the block."""
     return _CompileCounter
+
+
+# Hypothesis profiles of tests/test_fuzz.py: the default suite runs a few reproducible examples
+# per property (derandomized: the same examples every run); the `slow` variants run many more.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # a dev dependency: only tests/test_fuzz.py needs it (and skips without it)
+    settings = None
+if settings is not None:
+    _FUZZ = dict(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("mfsample", max_examples=10, **_FUZZ)
+    settings.register_profile("mfsample-slow", max_examples=200, **_FUZZ)
+    settings.load_profile("mfsample")

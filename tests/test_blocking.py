@@ -52,8 +52,23 @@ def test_blocked_energy_velocity_first_variation_match_plain(data, block_size):
 
 
 def test_block_size_at_least_num_data_is_the_plain_energy(data):
-    assert _energy(data, 300).block_size is None
-    assert _energy(data, 10_000).block_size is None
+    """B >= N is one block: the energy is the mean Gaussian negative log-likelihood of the network
+    f(x) = (1/n) sum_j a_j relu(<w_j, x> + b_j), written out here by hand, and its gradient that
+    of the hand-written formula."""
+    z = _energy(data, None).sample_prior(jax.random.PRNGKey(1))
+    x, y = jnp.asarray(data.x), jnp.asarray(data.y)
+
+    def by_hand(p):
+        f = jnp.mean(p["a"] * jax.nn.relu(x @ p["w"].T + p["b"]), axis=1)
+        return jnp.mean(0.5 * (y - f) ** 2 + 0.5 * jnp.log(2 * jnp.pi))
+
+    for block_size in (300, 10_000):
+        pe = _energy(data, block_size)
+        assert pe.block_size is None
+        np.testing.assert_allclose(pe.energy(z), by_hand(z), rtol=RTOL)
+        grad, expected = jax.grad(pe.energy)(z), jax.grad(by_hand)(z)
+        for k in z:
+            np.testing.assert_allclose(grad[k], expected[k], rtol=RTOL, atol=1e-7)
 
 
 def test_blocked_sum_covers_every_datum_once():

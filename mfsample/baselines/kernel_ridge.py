@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
+from .. import validation
+
 __all__ = ["RidgeSelection", "ridge_grid", "select_ridge", "KernelRidge"]
 
 
@@ -101,7 +103,7 @@ class KernelRidge:
         self.ridges = ridges
 
     def fit(self, x, y):
-        x, y = jnp.asarray(x), jnp.asarray(y)
+        x, y = validation.finite_data("x", x), validation.finite_data("y", y)
         if y.ndim != 1 or y.shape[0] != x.shape[0]:
             raise ValueError(f"y must have shape ({x.shape[0]},), got {y.shape}")
         gram = self.kernel(x, x)

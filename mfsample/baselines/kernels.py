@@ -161,7 +161,8 @@ def unit_activation(activation) -> Callable:
 
 # -- closed forms ----------------------------------------------------------------------------------
 def _check_inputs(x1, x2):
-    x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
+    x1 = validation.finite_data("x1", x1, allow_empty=True)
+    x2 = validation.finite_data("x2", x2, allow_empty=True)
     if x1.ndim != 2 or x2.ndim != 2 or x1.shape[1] != x2.shape[1]:
         raise ValueError(f"inputs must have shapes (n1, d) and (n2, d), got {x1.shape} and {x2.shape}")
     return x1, x2

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import validation
 from ..validation import positive_int
 from .kernel_ridge import RidgeSelection, select_ridge
 from .kernels import random_feature_kernel, sample_units, unit_activation
@@ -67,7 +68,10 @@ def feature_ridge(psi, y, ridge: float | None = None, *, ridges=None, criterion:
     psi = jnp.asarray(psi)
     if psi.ndim != 2:
         raise ValueError(f"the feature matrix must have shape (num_data, num_features), got {psi.shape}")
-    y = jnp.asarray(y, psi.dtype)
+    if psi.size == 0:
+        raise ValueError(f"the feature matrix psi is empty (shape {psi.shape}): give data and features")
+    psi = validation.finite_data("psi", psi)
+    y = validation.finite_data("y", jnp.asarray(y, psi.dtype))
     if y.shape != (psi.shape[0],):
         raise ValueError(f"y must have shape ({psi.shape[0]},), got {y.shape}")
     if ridge is not None and not ridge >= 0:

@@ -43,6 +43,8 @@ from .fluctuations import (
     _select_times,
     _sorted_runs,
     bootstrap_weights,
+    check_finite,
+    check_replicas,
     common_times,
     fit_power_law,
     percentile_interval,
@@ -83,6 +85,11 @@ def _observable(idata, spec):
         obs = default_observables(idata)
         if spec in obs:
             return obs[spec]
+        if spec not in idata.posterior:
+            raise ValueError(
+                f"no observable {spec!r}: the default ones are {sorted(obs)} and the posterior has "
+                f"{list(idata.posterior.data_vars)}"
+            )
         return idata.posterior[spec]
     raise TypeError(f"an observable is a name or a callable idata -> DataArray, got {spec!r}")
 
@@ -104,16 +111,19 @@ def pair_covariance(g, weights):
     one-particle variance ``mean_j Var_r(g_j)``.
 
     ``g``: ``(R, T, n, K)``; ``weights``: ``(B, R)`` chain multiplicities (see
-    :func:`~.fluctuations.weighted_dispersion`).  Returns ``(cov (T,), cov_boot (B, T), var (T,), var_boot (B, T))``.
+    :func:`~.fluctuations.weighted_dispersion`).  Returns ``(cov (T,), cov_boot (B, T), var (T,), var_boot (B, T))``;
+    all NaN with one replica, and ``cov`` NaN with one particle (no pair).
     """
     r, t, n, k = g.shape
-    if n < 2 or r < 2:
+    if r < 2:
         nan, nan_b = np.full(t, np.nan), np.full((weights.shape[0], t), np.nan)
         return nan, nan_b, nan, nan_b
 
     def combine(w):  # w: (B, R) -> (B, T), (B, T)
-        var_mean = weighted_dispersion(g.mean(2), w) / (r - 1)  # Var_r of the particle mean
         var_one = weighted_dispersion(g.reshape(r, t, n * k), w) / (r - 1)  # mean_j Var_r(g_j)
+        if n < 2:  # no pair i != j
+            return np.full_like(var_one, np.nan), var_one
+        var_mean = weighted_dispersion(g.mean(2), w) / (r - 1)  # Var_r of the particle mean
         return n / (n - 1) * (n * var_mean - var_one), var_one
 
     (cov,), (var,) = combine(np.ones((1, r)))
@@ -160,6 +170,11 @@ def _marginal_features(idata, times):
         extra = [d for d in v.dims if d not in ("chain", "draw", "particle")]
         a = v.transpose("draw", "chain", "particle", *extra).values.astype(np.float64)
         parts.append(a.reshape(a.shape[0], a.shape[1] * a.shape[2], -1))
+    if not parts:
+        raise ValueError(
+            "the posterior has no particle site (no variable with a 'particle' dim): the marginal distances "
+            "need the particles' positions; pass distances=False"
+        )
     masses = None
     if "masses" in post:
         m = post["masses"].transpose("draw", "chain", "particle").values.astype(np.float64)
@@ -210,7 +225,8 @@ def chaos(
 ) -> xr.Dataset:
     """Across-replica pair covariances (scaled by ``n``) and marginal distances, over ``(width, time)``.
 
-    :param runs: ``{n: InferenceData}`` with ``R >= 2`` chains each and common times.
+    :param runs: ``{n: InferenceData}`` with ``R >= 2`` chains each (one chain: ``ValueError``, there is
+        no across-replica covariance) and common times.
     :param observables: ``{name: posterior variable name | callable(idata) -> DataArray (chain, draw,
         particle, ...)}``; default :func:`default_observables` (``a``, ``w_norm``, ``b``, ``phi``).
     :param reference_width: width of the reference marginal (default: the widest).
@@ -251,9 +267,11 @@ def chaos(
     cov_boot, var_boot = np.full((num_bootstrap,) + shape, np.nan), np.full((num_bootstrap,) + shape, np.nan)
     for i, n in enumerate(widths):
         idata = runs[int(n)]
+        check_replicas(int(n), idata.posterior.sizes.get("chain", 0))
         w = bootstrap_weights(rng, idata.posterior.sizes["chain"], num_bootstrap)
         for o, name in enumerate(names):
             g = _as_rtnk(_observable(idata, specs[name]), times)
+            check_finite(g, f"the observable {name!r} of the run of width {n}")
             cov[o, i], cov_boot[:, o, i], var[o, i], var_boot[:, o, i] = pair_covariance(g, w)
 
     cov_scaled = widths[None, :, None] * 1.0

@@ -35,7 +35,9 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import xarray as xr
 
-__all__ = ["fluctuations", "unit_variance", "replica_outputs", "common_times"]
+from .. import validation
+
+__all__ = ["fluctuations", "unit_variance", "replica_outputs", "common_times", "check_inference_data"]
 
 BOUND = ("lower", "upper")
 
@@ -79,16 +81,55 @@ def _group(idata, name):
     return getattr(idata, name) if name in idata.groups() else None
 
 
+def check_inference_data(idata, *groups: str, caller: str):
+    """``idata`` must be an ``arviz.InferenceData`` holding ``groups`` (``TypeError`` /
+    ``ValueError`` naming what ``caller`` needs otherwise); returns it."""
+    if not callable(getattr(idata, "groups", None)):
+        raise TypeError(
+            f"{caller} reads an arviz.InferenceData (convert a run with mf.to_inference_data); "
+            f"got {type(idata).__name__}"
+        )
+    missing = [g for g in groups if g not in idata.groups()]
+    if missing:
+        raise ValueError(
+            f"{caller} needs the group(s) {missing} of a run converted with mf.to_inference_data; this "
+            f"InferenceData has {list(idata.groups())}"
+        )
+    return idata
+
+
+def check_replicas(width: int, num_chains: int) -> None:
+    """Across-replica statistics need two replicas (chains) at least."""
+    if num_chains < 2:
+        raise ValueError(f"width {width} has {num_chains} chain(s); replicas are needed (num_chains >= 2)")
+
+
+def check_finite(values, what: str) -> None:
+    """Refuse non-finite values of an input (a diverged or hand-made run)."""
+    if not np.all(np.isfinite(values)):
+        raise ValueError(
+            f"{what} holds non-finite values (NaN or inf): the statistics need finite draws; drop the "
+            "diverged chains or draws (isel) before the analysis"
+        )
+
+
 def replica_outputs(idata, var_name: str = "f", group: str | None = None) -> xr.DataArray:
     """The output variable as ``(chain, draw, eval_point)`` with the ``time`` coordinate.
 
     ``group=None`` takes ``predictions[var_name]`` (held-out ``x_eval``) when present, else
-    ``posterior[var_name]`` (training inputs, ``data`` renamed ``eval_point``).
+    ``posterior[var_name]`` (training inputs, ``data`` renamed ``eval_point``); ``ValueError``
+    when the group has no such variable.
     """
     if group is None:
         pred = _group(idata, "predictions")
         group = "predictions" if pred is not None and var_name in pred else "posterior"
-    da = _group(idata, group)[var_name]
+    ds = _group(idata, group)
+    if ds is None or var_name not in ds:
+        raise ValueError(
+            f"no output variable {var_name!r} in the {group} group (it has "
+            f"{[] if ds is None else list(ds.data_vars)}): give var_name= / group= of the network output"
+        )
+    da = ds[var_name]
     extra = [d for d in da.dims if d not in ("chain", "draw")]
     if len(extra) == 0:
         da = da.expand_dims(eval_point=[0], axis=-1)
@@ -126,12 +167,15 @@ def _sorted_runs(runs: Mapping):
     if not runs:
         raise ValueError("runs is empty: give a dict {width: InferenceData}")
     out = {}
-    for n, idata in sorted(runs.items()):
+    for n, idata in runs.items():
+        n = validation.positive_int("every key of runs (a width)", n)
+        check_inference_data(idata, "posterior", caller=f"the run of width {n}")
+        out[n] = idata
+    for n, idata in sorted(out.items()):
         post = idata.posterior
         if "particle" in post.sizes and post.sizes["particle"] != int(n):
-            raise ValueError(f"run keyed {n} has {post.sizes['particle']} particles")
-        out[int(n)] = idata
-    return out
+            raise ValueError(f"the run keyed {n} has {post.sizes['particle']} particles: key each run by its width")
+    return dict(sorted(out.items()))
 
 
 def _reference_array(reference, times, num_points):
@@ -195,9 +239,12 @@ def unit_variance(idata, draw: int = 0) -> float:
     variance of one unit, ``Var_{mu0} phi`` (mean-field scaling ``p = 1``), averaged over the
     ``unit_point`` evaluation points (needs ``predictions["phi"]``, see ``to_inference_data``).
     """
+    check_inference_data(idata, caller="unit_variance")
     pred = _group(idata, "predictions")
     if pred is None or "phi" not in pred:
         raise ValueError("no unit functions: convert the run with to_inference_data(..., unit_points=k)")
+    if pred["phi"].sizes["chain"] * pred["phi"].sizes["particle"] < 2:
+        raise ValueError("unit_variance needs two units at least (chains * particles >= 2)")
     phi = pred["phi"].isel(draw=draw).transpose("chain", "particle", "unit_point").values
     phi = phi.reshape(-1, phi.shape[-1]).astype(np.float64)
     p = float(pred.attrs.get("scaling_exponent", 1.0))
@@ -239,12 +286,14 @@ def fluctuations(
     rng = np.random.default_rng(seed)
     outputs = {n: _select_times(replica_outputs(idata, var_name, group), times) for n, idata in runs.items()}
     for n, da in outputs.items():
-        if da.sizes["chain"] < 2:
-            raise ValueError(f"width {n} has {da.sizes['chain']} chain(s); replicas are needed (num_chains >= 2)")
+        check_replicas(n, da.sizes["chain"])
+        check_finite(da.values, f"{var_name} of the run of width {n}")
     num_points = {da.sizes["eval_point"] for da in outputs.values()}
     if len(num_points) != 1:
         raise ValueError("the runs are evaluated on different numbers of points")
     num_points = num_points.pop()
+    if num_points == 0:
+        raise ValueError(f"the output {var_name!r} has no evaluation point: convert the runs with x_eval of >= 1 point")
 
     widest = int(widths[-1])
     ref, correction, description = None, None, None

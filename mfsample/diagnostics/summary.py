@@ -13,7 +13,8 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from .fluctuations import _group, replica_outputs
+from .. import validation
+from .fluctuations import _group, check_inference_data, replica_outputs
 
 __all__ = ["summary", "scalar_observables"]
 
@@ -22,11 +23,9 @@ def scalar_observables(idata, *, var_name: str = "f", num_points: int = 3) -> xr
     """``energy`` ``(chain, draw)`` and ``var_name`` at the first ``num_points`` evaluation points
     ``(chain, draw, eval_point)``, with the ``time`` coordinate."""
     out = {"energy": idata.sample_stats["energy"]}
-    try:
-        f = replica_outputs(idata, var_name)
-        out[var_name] = f.isel(eval_point=slice(0, num_points))
-    except KeyError:
-        pass
+    pred = _group(idata, "predictions")
+    if var_name in idata.posterior or (pred is not None and var_name in pred):
+        out[var_name] = replica_outputs(idata, var_name).isel(eval_point=slice(0, num_points))
     return xr.Dataset(out)
 
 
@@ -55,7 +54,19 @@ def summary(
           :func:`arviz.summary` on the draws after burn-in (metrics ``mean``, ``sd``, ``hdi``,
           ``mcse_mean``, ``mcse_sd``, ``ess_bulk``, ``ess_tail``, ``r_hat``).
     """
+    check_inference_data(idata, "posterior", "sample_stats", caller="summary")
+    num_points = validation.positive_int("num_points", num_points)
+    burn_in = validation.real("burn_in", burn_in, nonnegative=True)
+    if burn_in >= 1:
+        raise ValueError(f"burn_in must be a fraction of the draws in [0, 1), got {burn_in!r}")
     stats = idata.sample_stats
+    if "energy" not in stats:
+        raise ValueError(
+            f"summary needs sample_stats['energy'] (it has {list(stats.data_vars)}): convert the run of an "
+            "mfsample kernel with mf.to_inference_data"
+        )
+    if stats.sizes.get("chain", 0) < 1 or stats.sizes.get("draw", 0) < 1:
+        raise ValueError(f"summary needs at least one chain and one draw; sample_stats has sizes {dict(stats.sizes)}")
     energy = stats["energy"].astype(np.float64)
     time = idata.posterior["time"]
     out = {

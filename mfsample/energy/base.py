@@ -15,11 +15,13 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax.numpy as jnp
+from numpyro.distributions.transforms import biject_to
 
 __all__ = [
     "ParticleEnergy",
     "per_particle_sum",
     "check_frozen",
+    "support_transforms",
     "constrain_sites",
     "unconstrain_sites",
     "prior_log_density",
@@ -78,6 +80,29 @@ def check_frozen(frozen, names) -> tuple:
             "one site out of `frozen`"
         )
     return frozen
+
+
+def support_transforms(supports: dict) -> dict:
+    """``{site: T}``, the bijection from unconstrained coordinates onto each site's support.
+
+    Particles move by gradients, so every particle coordinate must be continuous: a discrete
+    support (``Bernoulli``, ``Categorical``, ``Poisson``, ...) is refused."""
+    out = {}
+    for name, support in supports.items():
+        if getattr(support, "is_discrete", False):
+            raise TypeError(
+                f"particle site {name!r} has the discrete support {support}: particles move by gradients in "
+                "continuous coordinates; give it a continuous law (e.g. a relaxed or Normal one), or move it "
+                "out of the particle plate and observe or condition it"
+            )
+        try:
+            out[name] = biject_to(support)
+        except NotImplementedError as err:
+            raise TypeError(
+                f"particle site {name!r} has the support {support}, which has no bijection from unconstrained "
+                "coordinates (numpyro's biject_to): give the site a law with a standard continuous support"
+            ) from err
+    return out
 
 
 def constrain_sites(transforms: dict, z) -> dict:

@@ -14,11 +14,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
-from numpyro.distributions.transforms import biject_to
 
 from .. import validation
 from ..scaling import scaling_exponent
-from .base import ParticleEnergy, check_frozen, constrain_sites, prior_log_density, unconstrain_sites
+from .base import (
+    ParticleEnergy,
+    check_frozen,
+    constrain_sites,
+    prior_log_density,
+    support_transforms,
+    unconstrain_sites,
+)
 
 __all__ = ["energy_from_fn"]
 
@@ -57,7 +63,7 @@ def energy_from_fn(
     width = validation.positive_int("width", width)
     single = isinstance(prior, dist.Distribution)
     priors = _particle_priors(prior)
-    transforms = {name: biject_to(law.support) for name, law in priors.items()}
+    transforms = support_transforms({name: law.support for name, law in priors.items()})
 
     def unconstrain(params):
         params = {"theta": params} if single and not isinstance(params, dict) else params

@@ -26,12 +26,18 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from numpyro import handlers
-from numpyro.distributions.transforms import biject_to
 
 from .. import validation
 from ..blocking import blocked_sum, resolve_block_size
 from ..scaling import scaling_exponent
-from .base import ParticleEnergy, check_frozen, constrain_sites, prior_log_density, unconstrain_sites
+from .base import (
+    ParticleEnergy,
+    check_frozen,
+    constrain_sites,
+    prior_log_density,
+    support_transforms,
+    unconstrain_sites,
+)
 from .sites import data_size, particle_sites, trace_model
 
 __all__ = ["energy_from_model"]
@@ -238,12 +244,17 @@ def energy_from_model(
     sites = particle_sites(trace, particle_plate)
     exponent = _resolve_exponent(sites.declared_exponents, scaling)
     num_data = data_size(trace, sites.observed)
+    if num_data == 0:
+        raise ValueError(
+            f"the model's observed sites {list(sites.observed)} hold no data (N = 0), so the energy "
+            "-(1/N) sum_i log p(y_i | particles) is undefined: pass at least one datum"
+        )
     frozen = check_frozen(frozen, sites.latent)
     data_kwargs = {k: v for k, v in model_kwargs.items() if k != "masses"}
     block_size = resolve_block_size(
         block_size, model_args, data_kwargs, num_data=num_data, width=sites.width, num_replicas=num_replicas
     )
-    transforms = {name: biject_to(trace.sites[name]["fn"].support) for name in sites.latent}
+    transforms = support_transforms({name: trace.sites[name]["fn"].support for name in sites.latent})
     bound = _BoundModel(
         model,
         tuple(model_args),

@@ -19,6 +19,8 @@ import arviz as az
 import numpy as np
 from numpyro.infer import MCMC
 
+from .. import validation
+from ..kernels import health
 from .layout import (
     build_layout,
     check_kernel,
@@ -70,6 +72,11 @@ def _unpack_run(run, kernel, model_args, model_kwargs) -> _Run:
             f"got {type(run).__name__}"
         )
     check_kernel(kernel)
+    if kernel is None:
+        raise TypeError(
+            "this run has no kernel (its kernel is None), and the layout (particle sites, width, "
+            "statistics, attributes) is read from it: pass kernel=<the mfsample kernel it was run with>"
+        )
     args = args if model_args is None else model_args
     kwargs = kwargs if model_kwargs is None else model_kwargs
     args = (kernel.model_args if kernel is not None else ()) if args is None else args
@@ -130,6 +137,10 @@ def to_inference_data(
     :param dims: ``{site: [dim names after (chain, draw)]}`` overriding the default names.
     :param batch_size: draws evaluated at once when computing predictions (default: memory-bounded).
 
+    An ``MCMC`` run is checked as :func:`mfsample.simulate` checks its runs: divergences, Metropolis
+    acceptance near 0, mass ESS near 1 and collapsed particle systems give ``RuntimeWarning`` s
+    (:mod:`mfsample.kernels.health`; ``MCMC`` offers kernels no hook after a run).
+
     A :func:`mfsample.simulate` result whose draws were streamed to a file (``sim.output``; see
     :class:`mfsample.io.DrawWriter`) is opened from that file, lazily (:func:`open_streamed`).
 
@@ -146,9 +157,12 @@ def to_inference_data(
         >>> dict(idata.posterior["w"].sizes), dict(idata.predictions["f"].sizes)
         ({'chain': 2, 'draw': 2, 'particle': 8, 'input_dim': 3}, {'chain': 2, 'draw': 2, 'eval_point': 5})
     """
+    batch_size = validation.optional_positive_int("batch_size", batch_size)
     options = dict(x_eval=x_eval, model=model, output_site=output_site, output_fn=output_fn, x_arg=x_arg)
     options.update(unit_points=unit_points, batch_size=batch_size)
     r = _unpack_run(run, kernel, model_args, model_kwargs)
+    if isinstance(run, MCMC):  # simulate checks its runs itself; MCMC offers kernels no hook after a run
+        _warn_if_degenerate(run, r)
     if r.samples is None and r.output is not None:  # streamed: open the file
         if dims is not None:
             raise ValueError(
@@ -157,6 +171,49 @@ def to_inference_data(
             )
         return open_streamed(r.output, kernel=r.kernel, model_args=r.model_args, model_kwargs=r.model_kwargs, **options)
     return _from_draws(r, dims, **options)
+
+
+def _check_x_eval(x_eval, layout):
+    """``x_eval``: finite numbers with a non-empty leading evaluation-point axis, shaped like the
+    model's input after its data axis (when the input is known); returns it."""
+    if x_eval is None:
+        return None
+    try:
+        xe = np.asarray(x_eval)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"x_eval must be an array of inputs (eval_point, ...), got {type(x_eval).__name__}") from err
+    if xe.dtype.kind not in "iuf" or xe.ndim == 0:
+        raise TypeError(
+            f"x_eval must be an array of real inputs (eval_point, ...), got dtype {xe.dtype}, shape {xe.shape}"
+        )
+    if xe.shape[0] == 0:
+        raise ValueError(f"x_eval has no evaluation point (shape {xe.shape}): give at least one input, or None")
+    if not np.all(np.isfinite(xe)):
+        raise ValueError("x_eval contains non-finite values (NaN or inf): give finite evaluation inputs")
+    if layout.x_arg is not None:
+        x = layout.model_args[layout.x_arg] if isinstance(layout.x_arg, int) else layout.model_kwargs[layout.x_arg]
+        if np.shape(x)[1:] != xe.shape[1:]:
+            raise ValueError(
+                f"x_eval has shape {xe.shape} but the model's input has shape {np.shape(x)}: give x_eval of "
+                f"shape (num_points,) + {tuple(np.shape(x)[1:])}"
+            )
+    return x_eval
+
+
+def _warn_if_degenerate(mcmc: MCMC, r: _Run) -> None:
+    """The warnings :func:`mfsample.simulate` gives after a run (:mod:`mfsample.kernels.health`),
+    for an ``MCMC`` run: from its extra fields and its last state."""
+    state = mcmc.last_state
+    if state is None or not hasattr(state, "divergence_step"):
+        return
+    stats = {k: np.asarray(v) for k, v in dict(r.stats).items() if not isinstance(v, dict)}
+    diverged = np.any(np.asarray(state.divergence_step) >= 0)
+    scale = health.data_scale(r.model_args, r.model_kwargs) if diverged else None  # said on divergence
+    kernel = r.kernel
+    messages = health.run_messages(
+        stats, state, sample_field=kernel.sample_field, step_size=kernel.step_size, scale=scale
+    )
+    health.warn(messages, stacklevel=3)
 
 
 def _from_draws(r: _Run, dims, *, x_eval, model, output_site, output_fn, x_arg, unit_points, batch_size):
@@ -170,6 +227,7 @@ def _from_draws(r: _Run, dims, *, x_eval, model, output_site, output_fn, x_arg, 
         "posterior": posterior_dataset(samples, layout, draw, time),
         "sample_stats": sample_stats_dataset(stats, layout, chains, draw, time),
     }
+    x_eval = _check_x_eval(x_eval, layout)
     pred = predictor(layout, x_eval, output_site, output_fn, unit_points)
     if pred is not None:
         f, phi = evaluate(pred, layout, samples, batch_size)
@@ -210,6 +268,7 @@ def open_streamed(
     count_draws(path)  # a clear error for a file that is not a streamed run
     idata = az.from_netcdf(str(path))
     layout, post_attrs = stored_layout(path, kernel, model, model_args, model_kwargs, x_arg)
+    x_eval = _check_x_eval(x_eval, layout)
     pred = predictor(layout, x_eval, output_site, output_fn, unit_points)
     parts = [] if pred is None else list(prediction_batches(path, layout, pred, batch_size, batch_draws))
     if not parts:

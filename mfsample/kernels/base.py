@@ -31,6 +31,7 @@ __all__ = [
     "ParticleState",
     "ParticleKernel",
     "init_particle_state",
+    "initial_positions",
     "guarded_update",
     "minibatch_size",
     "check_step_size",
@@ -98,6 +99,16 @@ def guarded_update(
     ok = all_finite(z, d.energy, d.drift)
     new, _ = commit(state, proposal, ok, step_size, rng_key=rng_key, accept=accept, accept_prob=accept_prob)
     return new
+
+
+def initial_positions(energy: ParticleEnergy, params, batch: tuple = (), *, name: str = "init_params"):
+    """``params`` as unconstrained positions ``{site: array}`` for ``energy``, checked: the energy's
+    particle sites, each of the shape of a draw from ``mu0`` (after ``batch``, the chain axis),
+    finite (see :func:`mfsample.validation.positions`)."""
+    expected = jax.eval_shape(energy.sample_prior, jax.random.PRNGKey(0))
+    if not isinstance(expected, dict):
+        expected = {energy.site_names[0]: expected}
+    return validation.positions(name, params, {k: v.shape for k, v in expected.items()}, batch=batch)
 
 
 def minibatch_key(rng_key, batch_size):
@@ -304,6 +315,7 @@ class ParticleKernel(MCMCKernel):
 
     # -- MCMCKernel interface ----------------------------------------------------------------------
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
+        validation.prng_key("rng_key", rng_key, batch=True)
         model_kwargs = dict(model_kwargs or {})
         batched = not is_prng_key(rng_key)
         num_replicas = int(rng_key.shape[0]) if batched else 1
@@ -313,7 +325,7 @@ class ParticleKernel(MCMCKernel):
         self._model_args, self._model_kwargs = tuple(model_args), model_kwargs
         _, step_fn = self.build(energy)
         if init_params is not None:
-            init_params = self._as_site_dict(init_params)
+            init_params = initial_positions(energy, init_params, (num_replicas,) if batched else ())
         self._sample_fn = jax.vmap(step_fn) if batched else step_fn
         if self._compile_init(energy) and not isinstance(rng_key, jax.core.Tracer):
             array_kwargs, static_kwargs = split_static_kwargs(_data_kwargs(model_kwargs))
@@ -365,17 +377,6 @@ class ParticleKernel(MCMCKernel):
         if key is not None:
             cache[key] = fn
         return fn
-
-    def _as_site_dict(self, params):
-        site_names = self._energy.site_names
-        if not isinstance(params, dict):
-            if len(site_names) != 1:
-                raise TypeError(f"init_params must be a dict with keys {site_names}")
-            params = {site_names[0]: params}
-        missing = set(site_names) - set(params)
-        if missing:
-            raise ValueError(f"init_params misses the particle sites {sorted(missing)}")
-        return {k: jnp.asarray(params[k]) for k in site_names}
 
     def sample(self, state, model_args, model_kwargs):
         return self._sample_fn(state)

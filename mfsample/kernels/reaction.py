@@ -28,6 +28,7 @@ from .. import validation
 __all__ = [
     "centered_first_variation",
     "fisher_rao_reweight",
+    "valid_log_masses",
     "effective_sample_size",
     "fire_probability",
     "BirthDeath",
@@ -51,10 +52,17 @@ def fisher_rao_reweight(log_masses, v_centered, rate, dt):
         log m_j <- log m_j - alpha dt (V_j - Vbar) - log sum_k m_k exp(-alpha dt (V_k - Vbar))
 
     The masses ``exp(log m)`` stay non-negative, finite and sum to one whatever ``alpha dt``
-    (the normaliser is a log-sum-exp); a mass may underflow to 0 but its log stays finite.
+    (the normaliser is a log-sum-exp); a zero mass (``log m_j = -inf``) stays zero, and a mass may
+    underflow to 0 while its log stays finite.
     """
     log_m = log_masses - rate * dt * v_centered
     return log_m - logsumexp(log_m)
+
+
+def valid_log_masses(log_masses):
+    """True when no log-mass is NaN or ``+inf``.  ``-inf`` is legal: a particle whose mass has died
+    (``m_j = 0``, given or underflowed) keeps ``log m_j = -inf`` through every reweighting."""
+    return jnp.all(~jnp.isnan(log_masses) & (log_masses < jnp.inf))
 
 
 def effective_sample_size(masses):

@@ -35,6 +35,7 @@ from .reaction import (
     check_reaction_mode,
     effective_sample_size,
     fisher_rao_reweight,
+    valid_log_masses,
 )
 from .state import ParticleState, all_finite, commit, state_class
 from .steps import evaluate_drift, langevin_noise, mean_field_norm, transport_step
@@ -46,7 +47,8 @@ __all__ = ["WFRState", "build_kernel", "check_options", "WassersteinFisherRao"]
 class WFRState(ParticleState):
     """:class:`~mfsample.kernels.state.ParticleState` plus the reaction's fields:
 
-    - **log_masses** – ``log m_j`` (``mode="weighted"``; ``None`` for birth–death).
+    - **log_masses** – ``log m_j`` (``mode="weighted"``; ``None`` for birth–death); ``-inf`` for a
+      particle of zero mass (legal: mass that has died).
     - **first_variation** – ``V_j = dE/dm_j`` at ``(z, masses)``.
     - **vbar** – ``Vbar = sum_j m_j V_j``.
     - **births**, **deaths** – birth–death events of the last step (0 in weighted mode).
@@ -161,7 +163,8 @@ def build_kernel(
             z, _ = langevin_noise(key_noise, z, tau, dt, energy.frozen)
         # 2. reaction with V - Vbar of mu_k
         z, masses, log_masses, births, deaths = react(state, z, key_react)
-        # 3. fields of mu_{k+1}; a non-finite V or mass is a divergence
+        # 3. fields of mu_{k+1}; a non-finite V or mass is a divergence (a zero mass is not:
+        #    its log-mass is -inf for good)
         d = evaluate_drift(energy, z, masses, tau)
         v = first_variation(energy, z, masses)
         proposal = state._replace(
@@ -172,7 +175,7 @@ def build_kernel(
             grad_norm=mean_field_norm(d.drift, masses),
             **_reaction_fields(energy, z, masses, log_masses, v, state.ess, births, deaths),
         )
-        ok = all_finite(z, d.energy, d.drift, v, log_masses)
+        ok = all_finite(z, d.energy, d.drift, v) & (True if log_masses is None else valid_log_masses(log_masses))
         new, moved = commit(state, proposal, ok, dt, rng_key=rng_key)
         return new._replace(births=jnp.where(moved, births, 0), deaths=jnp.where(moved, deaths, 0))
 

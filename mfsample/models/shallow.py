@@ -85,6 +85,8 @@ def shallow_network(
     if x.ndim != 2:
         raise ValueError(f"x must have shape (num_data, dim), got {x.shape}")
     num_data, dim = x.shape
+    if num_data == 0:
+        raise ValueError(f"x has no rows (shape {x.shape}): the data plate needs at least one datum")
     if y is not None:
         y = jnp.asarray(y)
         if y.shape != (num_data,):

@@ -316,6 +316,8 @@ def symmetric_network(
     get_activation(inner_activation)
     sets, mask = check_sets(sets, mask)
     num_sets, _, dim = sets.shape
+    if num_sets == 0:
+        raise ValueError(f"sets has no rows (shape {sets.shape}): the data plate needs at least one set")
     if y is not None:
         y = jnp.asarray(y)
         if y.shape != (num_sets,):

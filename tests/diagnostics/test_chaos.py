@@ -9,11 +9,13 @@ precision I + (s/n) 1 1^T (s = kappa / tau), so for every n
 and the one-particle marginal is N(s c/(1+s), 1 - s/(n(1+s))).
 """
 
+import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import pytest
+import xarray as xr
 
 import mfsample as mf
 from mfsample.diagnostics.chaos import chaos, mmd2, pair_covariance, sliced_wasserstein
@@ -168,3 +170,48 @@ def test_times_must_be_shared(gibbs_runs):
     """Asking for a time no run has is an error that lists the shared times."""
     with pytest.raises(ValueError, match="not shared"):
         chaos(gibbs_runs, times=[1.234], distances=False)
+
+
+def test_mmd2_is_the_u_statistic_summed_over_distinct_pairs():
+    """On samples of sizes 4 and 5, mmd2 equals the brute-force unbiased estimate
+    sum_{i != i'} k(x_i, x_i') / (a(a-1)) + sum_{j != j'} k(y_j, y_j') / (b(b-1)) - 2 mean_{i,j} k(x_i, y_j)."""
+    rng = np.random.default_rng(3)
+    x, y, h = rng.normal(size=(4, 2)), 0.5 + rng.normal(size=(5, 2)), 0.7
+
+    def k(u, v):
+        return np.exp(-np.sum((u - v) ** 2) / (2 * h**2))
+
+    def within(s):
+        m = len(s)
+        return sum(k(s[i], s[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+
+    cross = sum(k(u, v) for u in x for v in y) / (len(x) * len(y))
+    np.testing.assert_allclose(mmd2(x, y, h), within(x) + within(y) - 2 * cross, rtol=1e-12)
+
+
+def _particle_run(a, times):
+    """InferenceData with one particle site ``a`` ``(chain, draw, particle)``."""
+    return az.InferenceData(
+        posterior=xr.Dataset({"a": (("chain", "draw", "particle"), a)}, coords={"time": ("draw", times)})
+    )
+
+
+def test_one_chain_per_width_is_refused():
+    """One replica has no across-replica covariance: refused as fluctuations refuses it (before, the
+    covariances and marginal variances came back all NaN without a word)."""
+    rng = np.random.default_rng(4)
+    runs = {n: _particle_run(rng.normal(size=(1, 2, n)), [0.0, 1.0]) for n in (4, 8)}
+    with pytest.raises(ValueError, match=r"width 4 has 1 chain\(s\); replicas are needed \(num_chains >= 2\)"):
+        chaos(runs, num_bootstrap=10)
+
+
+def test_one_particle_has_a_marginal_variance_and_no_pair_covariance():
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(6, 2, 1))
+    res = chaos(
+        {1: _particle_run(a, [0.0, 1.0]), 2: _particle_run(rng.normal(size=(6, 2, 2)), [0.0, 1.0])},
+        num_bootstrap=10,
+        distances=False,
+    )
+    np.testing.assert_allclose(res["marginal_variance"].sel(observable="a", width=1), np.var(a[:, :, 0], 0, ddof=1))
+    assert np.all(np.isnan(res["covariance"].sel(width=1)))

@@ -9,6 +9,7 @@ the Gibbs law is Gaussian and the particle mean f_n = mean_j theta_j has
 so the fluctuation n E|f_n - f|^2 is the constant 1/(1+s) and its exponent in n is exactly -1.
 """
 
+import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,7 +109,10 @@ def test_analytic_and_widest_references(gibbs_runs, fl):
     ratio = exact["fluctuation"].where(late, drop=True).mean() / fl["fluctuation"].where(late, drop=True).mean()
     assert abs(float(ratio) - 1) < 0.05
     widest = fluctuations(gibbs_runs, reference="widest", num_bootstrap=200)
-    np.testing.assert_allclose(widest["fluctuation"].sel(width=64), fl["fluctuation"].sel(width=64))
+    # the widest run against its own replica mean: n times the unbiased variance over replicas
+    f64 = gibbs_runs[64].predictions["f"].transpose("chain", "draw", "eval_point").values.astype(np.float64)
+    own = 64 * np.mean(np.var(f64, axis=0, ddof=1), axis=-1)
+    np.testing.assert_allclose(widest["fluctuation"].sel(width=64), own, rtol=1e-10)
     assert abs(float(widest["fluctuation"].where(late, drop=True).mean()) / N_VAR - 1) < 0.1
 
 
@@ -139,7 +143,9 @@ def test_static_value_at_t0_for_the_wasserstein_flow():
     assert abs(float(at0["fluctuation"].mean()) / exact - 1) < 0.1
     assert abs(float(at0["static"].mean()) / exact - 1) < 0.1
     assert abs(float(at0["fluctuation"].mean() / at0["static"].mean()) - 1) < 0.1
-    np.testing.assert_allclose(at0["static"], [unit_variance(runs[64])])
+    phi = runs[64].predictions["phi"].isel(draw=0).transpose("chain", "particle", "unit_point").values
+    pooled = np.mean(np.var(phi.reshape(-1, phi.shape[-1]).astype(np.float64), axis=0, ddof=1))
+    np.testing.assert_allclose(at0["static"], [pooled], rtol=1e-10)  # over 2048 * 64 units
     lo, hi = at0["fluctuation_ci"].sel(bound="lower"), at0["fluctuation_ci"].sel(bound="upper")
     assert bool(np.all((lo <= exact) & (exact <= hi)))
 
@@ -171,10 +177,63 @@ def test_needs_replicas():
     da = xr.Dataset(
         {"f": (("chain", "draw", "eval_point"), np.zeros((1, 2, 3)))}, coords={"time": ("draw", [0.0, 1.0])}
     )
-    import arviz as az
-
     idata = az.InferenceData(posterior=da)
     with pytest.raises(ValueError, match="replicas"):
         fluctuations({4: idata})
     with pytest.raises(TypeError, match="dict"):  # one run is not a dict of runs across widths
         fluctuations(idata)
+
+
+# ---------------------------------------------------------------------------------------------
+# exact values on hand-built runs
+# ---------------------------------------------------------------------------------------------
+def _hand_run(f, times, phi=None, exponent=1.0):
+    """An InferenceData holding ``f`` ``(chain, draw, eval_point)`` (and ``phi`` ``(chain, draw,
+    particle, unit_point)``) with the ``time`` coordinate, as to_inference_data lays it out."""
+    coords = {"time": ("draw", np.asarray(times, float))}
+    groups = {"posterior": xr.Dataset({"f": (("chain", "draw", "data"), f)}, coords=coords)}
+    if phi is not None:
+        groups["predictions"] = xr.Dataset(
+            {"phi": (("chain", "draw", "particle", "unit_point"), phi)},
+            coords=coords,
+            attrs={"scaling_exponent": exponent},
+        )
+    return az.InferenceData(**groups)
+
+
+def test_fluctuation_is_n_times_the_unbiased_variance_averaged_over_points():
+    """n * mean_x var_r(f_r(x), ddof=1) at every (width, time), to rounding (rtol 1e-12)."""
+    rng = np.random.default_rng(5)
+    times = [0.0, 0.5, 1.0]
+    f = {4: rng.normal(size=(5, 3, 6)), 9: 3.0 + 0.2 * rng.normal(size=(7, 3, 6))}
+    res = fluctuations({n: _hand_run(v, times) for n, v in f.items()}, num_bootstrap=20)
+    for n, v in f.items():
+        expected = n * np.mean(np.var(v, axis=0, ddof=1), axis=-1)
+        np.testing.assert_allclose(res["fluctuation"].sel(width=n), expected, rtol=1e-12)
+        np.testing.assert_allclose(res["variance"].sel(width=n), expected / n, rtol=1e-12)
+
+
+def test_unit_variance_is_the_pooled_unbiased_variance():
+    """n^(2-2p) * mean over unit points of var(phi, ddof=1) pooled over chains and particles."""
+    rng = np.random.default_rng(6)
+    phi = rng.normal(size=(3, 2, 4, 5)) * np.arange(1, 6)  # (chain, draw, particle, unit_point)
+    for p, factor in ((1.0, 1.0), (0.5, 4.0)):  # n = 4: n^(2-2p) = 1 or 4
+        run = _hand_run(rng.normal(size=(3, 2, 6)), [0.0, 1.0], phi=phi, exponent=p)
+        for draw in (0, 1):
+            pooled = phi[:, draw].reshape(12, 5)
+            expected = factor * np.mean(np.var(pooled, axis=0, ddof=1))
+            np.testing.assert_allclose(unit_variance(run, draw), expected, rtol=1e-12)
+
+
+def test_refuses_runs_that_are_not_inference_data_or_not_finite():
+    good = _hand_run(np.ones((3, 2, 4)), [0.0, 1.0])
+    with pytest.raises(TypeError, match="the run of width 4 reads an arviz.InferenceData"):
+        fluctuations({4: "not a run"})
+    with pytest.raises(ValueError, match="every key of runs"):
+        fluctuations({"four": good})
+    bad = np.ones((3, 2, 4))
+    bad[1, 1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"f of the run of width 4 holds non-finite values"):
+        fluctuations({4: _hand_run(bad, [0.0, 1.0])})
+    with pytest.raises(ValueError, match=r"no output variable 'g'"):
+        fluctuations({4: good}, var_name="g")

@@ -297,12 +297,13 @@ def test_report_embeds_decodable_png_figures(cli_env, reference_run):
     ref_out, run_proc = reference_run
     proc = cli(cli_env, "report", ref_out)
     assert proc.returncode == 0, proc.stderr
-    assert "E(0)" in proc.stdout and f"wrote {ref_out / 'report.html'}" in proc.stdout
+    assert "E(0) - c" in proc.stdout and f"wrote {ref_out / 'report.html'}" in proc.stdout
     page = (ref_out / "report.html").read_text()
     assert 'src="http' not in page and "<script" not in page  # nothing external
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     summary = json.loads((ref_out / "summary.json").read_text())
     assert len(images) == len(summary["figures"]) >= 2  # energy, energy trace (temperature > 0)
+    assert 'id="energy_trace"' in page and "after burn-in (t &gt;= 200" in page  # the window of ess / r_hat
     for b64 in images:
         raw = base64.b64decode(b64, validate=True)
         assert raw.startswith(PNG_SIGNATURE)
@@ -314,9 +315,15 @@ def test_report_embeds_decodable_png_figures(cli_env, reference_run):
     for key in ("python", "jax", "numpyro", "arviz"):
         assert env[key]
     assert env["device"]["kind"]
-    # the table printed by run and by report show the same numbers (report recomputes them)
+    # the table printed by run and by report show the same numbers (report recomputes them): the
+    # energy less its stated constant log(2 pi)/2 (unit noise), and the ess / r_hat of the energy
+    # after burn-in with the line saying what they measure (Langevin: a stationary law exists)
     row = summary["widths"][0]
-    assert f"{row['energy_final']:.6f}" in run_proc.stdout and f"{row['energy_final']:.6f}" in proc.stdout
+    assert row["energy_offset"] == pytest.approx(0.5 * np.log(2 * np.pi))
+    excess = f"{row['energy_final'] - row['energy_offset']:.4g}"
+    assert excess in run_proc.stdout and excess in proc.stdout
+    r_hat = f"r_hat {row['energy_r_hat']:.3f}"
+    assert r_hat in run_proc.stdout and r_hat in proc.stdout and "split R-hat across replicas" in proc.stdout
     # E(t) <= E(0): the Langevin run at tau = 1e-4 fits the teacher (from E(0) - E(t) ~ 0.1)
     assert row["energy_final"] < row["energy_initial"] - 1e-2
 

@@ -14,9 +14,11 @@
   ``DIR/report.html`` (self-contained, figures embedded) and prints the summary table.
 * ``mfsample configs`` lists the packaged configurations, ``mfsample configs show NAME`` prints one,
   ``mfsample configs keys`` every key with its default.
-* ``mfsample demo`` is ``run`` on the packaged ``quickstart`` configuration, once with mean-field
-  Langevin (as packaged) and once with the Wasserstein flow, into ``OUT/mean_field_langevin`` and
-  ``OUT/wasserstein_flow`` (its options are shortcuts for ``--set``).
+* ``mfsample demo`` is ``run`` on the packaged ``quickstart`` configuration (the README's quickstart:
+  same data, width, ``dt``, ``tau`` and steps), once with mean-field Langevin (as packaged) and once
+  with the Wasserstein flow, into ``OUT/mean_field_langevin`` and ``OUT/wasserstein_flow``, each
+  table under a line saying which dynamics it is and whether ess / r_hat apply (its options are
+  shortcuts for ``--set``).
 
 Exit status: see :mod:`mfsample.cli.errors` (0 success, 2 invalid configuration or input, 1 failure
 during the run, 130 interrupted, 141 standard output closed by its reader).
@@ -74,6 +76,14 @@ DEMO_RUNS = (
     ("mean_field_langevin", ()),
     ("wasserstein_flow", ("dynamics.kernel=wasserstein",)),
 )
+
+#: the line printed above each demo run's table: the dynamics, and whether ess / r_hat apply
+DEMO_TITLES = {
+    "mean_field_langevin": "mean-field Langevin at temperature tau: after a burn-in the replicas sample one "
+    "stationary law (the Gibbs measure), so ArviZ's ess and r_hat of the energy apply",
+    "wasserstein_flow": "Wasserstein flow (tau = 0, particle gradient descent) from the same initial particles: "
+    "a deterministic transient with no stationary law, so no ess or r_hat",
+}
 
 EXAMPLES = """\
 examples:
@@ -204,9 +214,10 @@ def _add_demo(commands):
     demo = commands.add_parser(
         "demo",
         help="run the packaged quickstart configuration (options are --set shortcuts)",
-        description="mfsample run on the packaged quickstart configuration: a teacher-student network "
-        "trained by mean-field Langevin dynamics; writes OUT/draws/width_<n>.nc, "
-        "OUT/summary.json and OUT/figures.",
+        description="mfsample run on the packaged quickstart configuration (the README's quickstart): a "
+        "teacher-student network trained by mean-field Langevin dynamics, then by the Wasserstein flow from "
+        "the same initial particles; writes OUT/<run>/draws/width_<n>.nc, OUT/<run>/summary.json and "
+        "OUT/<run>/figures for <run> = mean_field_langevin, wasserstein_flow.",
         epilog="examples:\n  mfsample demo --out mfsample-demo\n  mfsample demo --quick --out /tmp/mf\n"
         "  mfsample demo --width 512 --steps 4000 --seed 3",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -410,7 +421,8 @@ def _demo(args) -> int:
     """The quickstart configuration with both kernels: mean-field Langevin (as packaged) and the
     Wasserstein flow (temperature 0), same data, seed and initial particles, one output
     subdirectory each."""
-    for name, extra in DEMO_RUNS:
+    for k, (name, extra) in enumerate(DEMO_RUNS, 1):
+        print(("\n" if k > 1 else "") + f"[{k}/{len(DEMO_RUNS)}] {DEMO_TITLES[name]}", flush=True)
         status = _execute(
             packaged_config_path("quickstart"),
             demo_overrides(args) + list(extra),

@@ -7,7 +7,9 @@
 * ``energy.png`` – ``E(t) - log(2 pi noise^2)/2`` against time, per width (mean over replicas), with
   the certified F1 optimum ``P*`` when ``baselines.f1_optimum`` (:func:`mfsample.baselines.f1_optimum`;
   the weight-decay energy minus that constant has infimum ``P*``);
-* ``energy_trace.png`` – ``arviz.plot_trace`` of the energy (runs at ``temperature > 0``);
+  and, at ``temperature > 0``, the end of the burn-in marked;
+* ``energy_trace.png`` – ``arviz.plot_trace`` of the energy after burn-in, the window of its ``ess``
+  and ``r_hat`` (runs at ``temperature > 0``);
 * ``fluctuations.png``, ``exponent.png`` – ``n E||f_n - f||^2`` and its fitted exponent in ``n``
   (:func:`mfsample.diagnostics.fluctuations`);
 * ``chaos.png``, ``distances.png`` – pair covariances and marginal distances
@@ -15,7 +17,13 @@
 * ``function.png`` – for one-dimensional inputs: data, target, network functions (and ``P*``'s);
 * ``f1_vs_f2.png`` – relative test error against dimension per method.
 
-:func:`headline_table` prints the summary's headline numbers; :func:`write_report` adds
+:func:`headline_table` prints the summary's headline numbers: per width the excess energy
+``E - c`` with ``c = log(2 pi noise^2)/2`` (half the training mean squared error for the Gaussian
+likelihood) at ``t = 0`` and at the end, and the squared relative errors
+``||f - y||^2 / ||y||^2`` on the training data and ``||f - f*||^2 / ||f*||^2`` on the held-out
+inputs; at ``temperature > 0`` also ArviZ's ``ess_bulk`` and ``r_hat`` of the energy after burn-in,
+which measure mixing towards the stationary (Gibbs) law.  A Wasserstein flow has no stationary law,
+so it gets no such statistics.  :func:`write_report` adds
 ``report.html``: the table, the run's environment, every figure embedded as base64 PNG and the
 resolved configuration, in one file with no external reference.
 """
@@ -119,19 +127,38 @@ def _select_times(times, k):
 # ---------------------------------------------------------------------------------------------
 # simulate experiments: the numbers
 # ---------------------------------------------------------------------------------------------
+def _sq_relative_error(f, y) -> float:
+    """``||f - y||^2 / ||y||^2`` over the last axis, mean over replicas (the leading axis)."""
+    return float(np.mean(np.sum((f - y) ** 2, axis=-1) / max(float(np.sum(y**2)), 1e-300)))
+
+
 def _test_errors(idata) -> dict:
-    """Held-out ``E (f - f*)^2`` and its ratio to ``Var f*`` at the last draw (teacher-student data)."""
+    """Held-out ``mean (f - f*)^2`` and ``||f - f*||^2 / ||f*||^2`` at the last draw (teacher-student
+    data), mean over replicas."""
     pcd = getattr(idata, "predictions_constant_data", None)
     if pcd is None or "f_target" not in pcd or "predictions" not in idata.groups():
         return {}
     target = pcd["f_target"].values.astype(np.float64)
     fe = idata.predictions["f"].values[:, -1].astype(np.float64)
     mse = np.mean((fe - target) ** 2, axis=-1)
-    return {"test_mse": float(mse.mean()), "test_relative_error": float(mse.mean() / max(np.var(target), 1e-300))}
+    return {"test_mse": float(mse.mean()), "test_sq_relative_error": _sq_relative_error(fe, target)}
+
+
+def _burn_in_start(idata, cfg) -> int:
+    """Index of the first draw after ``diagnostics.burn_in`` (a fraction of the draws), as in
+    :func:`mfsample.diagnostics.summary`."""
+    return int(np.floor(cfg["diagnostics"]["burn_in"] * idata.posterior.sizes["draw"]))
+
+
+def _stationary(cfg) -> bool:
+    """Whether the dynamics has a stationary law (``temperature > 0``), so that ArviZ's ``ess`` and
+    ``r_hat`` of the energy after burn-in mean what they mean for MCMC."""
+    return cfg["dynamics"].get("temperature", 0) > 0
 
 
 def _width_row(n, idata, cfg) -> dict:
-    """One width's headline numbers: energies, fit, divergences, ess/r_hat of the energy."""
+    """One width's headline numbers: energies (and their constant ``c``), squared relative errors,
+    divergences and, for a stationary dynamics, ess/r_hat of the energy after burn-in."""
     e = idata.sample_stats["energy"].values.astype(np.float64)
     post = idata.posterior
     y = idata.observed_data["y"].values.astype(np.float64)
@@ -143,13 +170,15 @@ def _width_row(n, idata, cfg) -> dict:
         "energy_initial": float(e[:, 0].mean()),
         "energy_final": float(e[:, -1].mean()),
         "energy_final_sd": float(e[:, -1].std(ddof=1)) if e.shape[0] > 1 else None,
+        "energy_offset": _energy_offset(cfg),
         "divergent_chains": int(idata.sample_stats["diverging"].values.any(axis=1).sum()),
-        "train_relative_error": float(np.mean(np.linalg.norm(f - y, axis=-1) / np.linalg.norm(y))),
+        "train_sq_relative_error": _sq_relative_error(f, y),
         **_test_errors(idata),
     }
     if cfg["diagnostics"]["summary"]:
-        s = diagnostic_summary(idata, burn_in=cfg["diagnostics"]["burn_in"])
+        s = diagnostic_summary(idata, burn_in=cfg["diagnostics"]["burn_in"], stationary=_stationary(cfg))
         if "metric" in s.dims and "energy" in s:
+            row["burn_in_time"] = float(s.attrs["burn_in_time"])
             for metric in ("ess_bulk", "ess_tail", "r_hat"):
                 row[f"energy_{metric}"] = float(s["energy"].sel(metric=metric))
     return row
@@ -227,32 +256,51 @@ def _energy_figures(runs, cfg, figdir: Path, sol) -> list:
     plots.plot_energy(runs if len(runs) > 1 else runs[widest], ax=ax, offset=_energy_offset(cfg), log=True)
     if sol is not None:
         ax.axhline(sol.value, color="k", ls="--", lw=1, label=f"F1 optimum P* = {sol.value:.4g}")
+    burn_in = _burn_in_time(runs[widest], cfg)
+    if burn_in is not None:
+        ax.axvline(burn_in, color="0.4", ls=":", lw=1, label=f"end of burn-in, t = {burn_in:g}")
+    if sol is not None or burn_in is not None:
         ax.legend(fontsize="small")
     ax.set_title(
         f"{cfg['experiment']['name']}: energy ({cfg['dynamics']['kernel']}, dt = {cfg['dynamics']['step_size']:g})",
         fontsize="medium",
     )
-    figures = [
-        _save(
-            fig,
-            figdir,
-            "energy",
-            "E(t) - log(2 pi noise^2)/2 against mean-field time"
-            + (", mean over replicas per width" if len(runs) > 1 else ", one line per replica")
-            + ("; dashed: the certified F1 optimum P*" if sol is not None else ""),
-        )
-    ]
-    if cfg["dynamics"].get("temperature", 0) > 0 and runs[widest].posterior.sizes["draw"] >= 4:
-        axes = plots.plot_energy_trace(runs[widest])
-        figures.append(
-            _save(
-                np.ravel(axes)[0].figure,
-                figdir,
-                "energy_trace",
-                f"arviz.plot_trace of the energy, width {widest}, one line per replica",
-            )
-        )
+    caption = (
+        "E(t) - log(2 pi noise^2)/2 against mean-field time"
+        + (", mean over replicas per width" if len(runs) > 1 else ", one line per replica")
+        + ("; dashed: the certified F1 optimum P*" if sol is not None else "")
+        + ("; dotted: the end of the burn-in that ess / r_hat discard" if burn_in is not None else "")
+    )
+    figures = [_save(fig, figdir, "energy", caption)]
+    if burn_in is not None:
+        figures.append(_energy_trace_figure(runs[widest], widest, cfg, figdir, burn_in))
     return figures
+
+
+def _burn_in_time(idata, cfg) -> float | None:
+    """Mean-field time of the first draw after burn-in, for a stationary dynamics with at least 4
+    draws after it (what ArviZ's diagnostics need); ``None`` otherwise."""
+    start = _burn_in_start(idata, cfg)
+    if not _stationary(cfg) or idata.posterior.sizes["draw"] - start < 4:
+        return None
+    return float(idata.posterior["time"].values[start])
+
+
+def _energy_trace_figure(idata, width: int, cfg, figdir: Path, burn_in: float) -> Figure:
+    """``arviz.plot_trace`` of the energy over the draws after burn-in: the window of ess / r_hat."""
+    c = _energy_offset(cfg)
+    window = idata.isel(draw=slice(_burn_in_start(idata, cfg), None))
+    window.sample_stats["energy"] = window.sample_stats["energy"] - c  # ess and r_hat are shift-invariant
+    axes = np.ravel(plots.plot_energy_trace(window))
+    for ax in axes:
+        ax.set_title(f"E - {c:.4f}")
+    return _save(
+        axes[0].figure,
+        figdir,
+        "energy_trace",
+        f"arviz.plot_trace of E - log(2 pi noise^2)/2 after burn-in (t >= {burn_in:g}: the draws that ess and "
+        f"r_hat use; x axis: draw index), width {width}, one line per replica",
+    )
 
 
 def _fluctuation_section(runs, cfg, figdir: Path) -> tuple[dict, list]:
@@ -443,26 +491,41 @@ def _fmt(v, spec=".4g"):
 
 def _width_lines(rows) -> list[str]:
     head = (
-        f"{'width':>6} {'chains':>6} {'t':>8} {'E(0)':>10} {'E(t)':>10} {'||f-y||/||y||':>14} "
-        f"{'test rel.err':>12} {'diverged':>8}"
+        f"{'width':>6} {'chains':>6} {'t':>8} {'E(0) - c':>10} {'E(t) - c':>10} {'train rel.err^2':>16} "
+        f"{'test rel.err^2':>15} {'diverged':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
+        c = r["energy_offset"]
         lines.append(
-            f"{r['width']:>6} {r['chains']:>6} {r['time_final']:>8.4g} {r['energy_initial']:>10.6f} "
-            f"{r['energy_final']:>10.6f} {r['train_relative_error']:>14.4g} "
-            f"{_fmt(r.get('test_relative_error')):>12} {r['divergent_chains']:>8}"
+            f"{r['width']:>6} {r['chains']:>6} {r['time_final']:>8.4g} {r['energy_initial'] - c:>10.4g} "
+            f"{r['energy_final'] - c:>10.4g} {r['train_sq_relative_error']:>16.4g} "
+            f"{_fmt(r.get('test_sq_relative_error')):>15} {r['divergent_chains']:>8}"
         )
-    if any("energy_ess_bulk" in r for r in rows):
-        lines.append(
-            "energy after burn-in: "
-            + "; ".join(
-                f"n={r['width']}: ess_bulk {_fmt(r.get('energy_ess_bulk'), '.0f')}, "
-                f"r_hat {_fmt(r.get('energy_r_hat'), '.3f')}"
-                for r in rows
-            )
-        )
-    return lines
+    lines += [
+        f"E - c: energy less c = log(2 pi noise^2)/2 = {rows[0]['energy_offset']:.4f}, i.e. mean (f - y)^2 / "
+        "(2 noise^2) (plus the weight decay term, if any); mean over replicas",
+        "rel.err^2: squared relative L2 error at the last draw, ||f - y||^2 / ||y||^2 on the training data and "
+        "||f - f*||^2 / ||f*||^2 on the held-out inputs; mean over replicas",
+    ]
+    return lines + _stationary_lines(rows)
+
+
+def _stationary_lines(rows) -> list[str]:
+    """ess / r_hat of the energy after burn-in (stationary dynamics only), with what they measure."""
+    rows = [r for r in rows if "energy_ess_bulk" in r]
+    if not rows:
+        return []
+    cells = (
+        f"n={r['width']}, t >= {r['burn_in_time']:g}: ess_bulk {_fmt(r['energy_ess_bulk'], '.0f')}, "
+        f"r_hat {_fmt(r['energy_r_hat'], '.3f')}"
+        for r in rows
+    )
+    return [
+        "energy after burn-in: " + "; ".join(cells),
+        "  (ArviZ's effective sample size and split R-hat across replicas: whether the replicas sample one "
+        "stationary Gibbs law; r_hat > 1.01 means they have not mixed yet)",
+    ]
 
 
 def _fluctuation_lines(fl) -> list[str]:

@@ -223,36 +223,23 @@ def simulate(
     if init_state is None or rng_key is not None:  # a continuation carries its own keys
         validation.prng_key("rng_key", rng_key)
     energy = kernel.build_energy(model_args, model_kwargs, num_replicas=num_chains)  # validates the data
-    width = energy.width
-    if init_state is None:
-        keys = jax.random.split(rng_key, num_chains) if num_chains > 1 else rng_key
-        state = kernel.init(keys, 0, init_params, model_args, model_kwargs)
-    else:  # continue a run: the state must be one of this dynamic, chains, width and data shapes
-        if init_params is not None:
-            raise ValueError("give init_params (a fresh start) or init_state (a continuation), not both")
-        state = _check_init_state(kernel, energy, init_state, num_chains, model_args, model_kwargs)
+    state = _initial_state(kernel, energy, rng_key, init_params, init_state, num_chains, model_args, model_kwargs)
     array_kwargs, static_kwargs = split_static_kwargs(model_kwargs)
     placement = None
     if devices is not None:
-        placement, state = _placement(state, devices, shard, num_chains, width)
+        placement, state = _placement(state, devices, shard, num_chains, energy.width)
         model_args, array_kwargs = _replicate_data(placement, model_args, array_kwargs)
+    run = _Runner(kernel, num_chains, static_kwargs, collect_deterministic, placement, tuple(model_args), array_kwargs)
     num_draws = num_steps // save_every
     skip = num_steps - num_draws * save_every
     if skip:  # MCMC keeps the last draw of each group of `save_every` steps, ending at num_steps
-        state = _compiled_runner(kernel, num_chains, skip, 1, static_kwargs, False, placement)(
-            state, model_args, array_kwargs
-        )[0]
+        state = run.compiled(skip, 1, deterministic=False)(state, run.args, run.array_kwargs)[0]
     if chunk_size is None:
-        one = _compiled_runner(kernel, num_chains, save_every, 1, static_kwargs, collect_deterministic, placement)
-        chunk_size = _default_chunk(num_draws, progress_bar, _draw_bytes(one, state, model_args, array_kwargs))
-    chunk = min(chunk_size, num_draws)
-    bar = tqdm(total=num_steps, desc=type(kernel).__name__, leave=True) if progress_bar else None
-    if bar is not None:
-        bar.update(skip)
-    writer = (
-        None
-        if output is None
-        else DrawWriter(
+        one = run.compiled(save_every, 1)
+        chunk_size = _default_chunk(num_draws, progress_bar, _draw_bytes(one, state, run.args, run.array_kwargs))
+    writer = None
+    if output is not None:
+        writer = DrawWriter(
             output,
             kernel=kernel,
             model_args=tuple(model_args),
@@ -261,36 +248,16 @@ def simulate(
             num_draws=num_draws,
             overwrite=overwrite,
         )
-    )
     sink = _Draws(num_draws, writer)
+    bar = tqdm(total=num_steps, desc=type(kernel).__name__, leave=True, initial=skip) if progress_bar else None
     try:
-        done = 0
-        while done < num_draws:
-            n = min(chunk, num_draws - done)
-            runner = _compiled_runner(
-                kernel, num_chains, save_every, n, static_kwargs, collect_deterministic, placement
-            )
-            state, (chunk_samples, chunk_stats) = runner(state, model_args, array_kwargs)
-            sink.add(
-                jax.tree.map(lambda x: _chains_first(x, num_chains), chunk_samples),
-                {k: _chains_first(v, num_chains) for k, v in chunk_stats.items()},
-            )
-            del chunk_samples, chunk_stats
-            done += n
-            if bar is not None:
-                bar.update(n * save_every)
-                bar.set_postfix(energy=f"{float(jnp.mean(state.energy)):.5g}")
+        state = _run_chunks(run, state, sink, save_every, min(chunk_size, num_draws), bar)
     finally:
         if bar is not None:
             bar.close()
         if writer is not None:
             writer.close()
-    first = np.atleast_1d(np.asarray(state.divergence_step))
-    scale = health.data_scale(model_args, model_kwargs) if np.any(first >= 0) else None  # said on divergence
-    messages = health.run_messages(
-        sink.watched(), state, sample_field=kernel.sample_field, step_size=kernel.step_size, scale=scale
-    )
-    health.warn(messages, stacklevel=2)
+    first = _check_health(kernel, state, sink, model_args, model_kwargs)
     return Simulation(
         samples=sink.samples,
         stats=sink.stats,
@@ -302,6 +269,64 @@ def simulate(
         model_kwargs=dict(model_kwargs),
         output=output,
     )
+
+
+class _Runner(NamedTuple):
+    """What fixes the compiled programme of a call (besides the draws per chunk), and its data."""
+
+    kernel: Any
+    num_chains: int
+    static_kwargs: tuple
+    collect_deterministic: bool
+    placement: Any
+    args: tuple
+    array_kwargs: dict
+
+    def compiled(self, save_every, num_draws, *, deterministic=None):
+        deterministic = self.collect_deterministic if deterministic is None else deterministic
+        return _compiled_runner(
+            self.kernel, self.num_chains, save_every, num_draws, self.static_kwargs, deterministic, self.placement
+        )
+
+
+def _initial_state(kernel, energy, rng_key, init_params, init_state, num_chains, model_args, model_kwargs):
+    """A fresh start (``kernel.init`` on the chains' keys), or a continuation checked against the call."""
+    if init_state is None:
+        keys = jax.random.split(rng_key, num_chains) if num_chains > 1 else rng_key
+        return kernel.init(keys, 0, init_params, model_args, model_kwargs)
+    if init_params is not None:
+        raise ValueError("give init_params (a fresh start) or init_state (a continuation), not both")
+    return _check_init_state(kernel, energy, init_state, num_chains, model_args, model_kwargs)
+
+
+def _run_chunks(run: _Runner, state, sink, save_every, chunk, bar):
+    """Advance ``state`` chunk by chunk, handing each chunk's draws (chains first) to ``sink``."""
+    done, num_chains = 0, run.num_chains
+    while done < sink.num_draws:
+        n = min(chunk, sink.num_draws - done)
+        state, (samples, stats) = run.compiled(save_every, n)(state, run.args, run.array_kwargs)
+        sink.add(
+            jax.tree.map(lambda x: _chains_first(x, num_chains), samples),
+            {k: _chains_first(v, num_chains) for k, v in stats.items()},
+        )
+        del samples, stats
+        done += n
+        if bar is not None:
+            bar.update(n * save_every)
+            bar.set_postfix(energy=f"{float(jnp.mean(state.energy)):.5g}")
+    return state
+
+
+def _check_health(kernel, state, sink, model_args, model_kwargs):
+    """Warn about divergences and degenerate dynamics (:mod:`mfsample.kernels.health`); returns the
+    first diverging step of each chain (``-1``: none)."""
+    first = np.atleast_1d(np.asarray(state.divergence_step))
+    scale = health.data_scale(model_args, model_kwargs) if np.any(first >= 0) else None  # said on divergence
+    messages = health.run_messages(
+        sink.watched(), state, sample_field=kernel.sample_field, step_size=kernel.step_size, scale=scale
+    )
+    health.warn(messages, stacklevel=3)
+    return first
 
 
 def _check_counts(num_steps, save_every, num_chains, chunk_size):

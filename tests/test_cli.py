@@ -82,7 +82,7 @@ def test_demo_writes_netcdf_with_particle_dim(demo_run):
 
 
 def test_demo_energy_matches_saved_network(demo_run):
-    """sample_stats.energy is E = log(2 pi)/2 + 1/2 mean_i (f(x_i) - y_i)^2 of the saved draws.
+    """sample_stats.objective is E = log(2 pi)/2 + 1/2 mean_i (f(x_i) - y_i)^2 of the saved draws.
 
     Ties the stored energy to the stored network output ``f`` and labels ``y`` (unit noise); a
     misaligned draw or a wrong energy would break it.  Tolerance 1e-5: float32 sums of 64 terms.
@@ -92,7 +92,7 @@ def test_demo_energy_matches_saved_network(demo_run):
     f = idata.posterior["f"].values
     y = idata.observed_data["y"].values
     expected = LOG_2PI_HALF + 0.5 * np.mean((f - y) ** 2, axis=-1)
-    np.testing.assert_allclose(idata.sample_stats["energy"].values, expected, atol=1e-5)
+    np.testing.assert_allclose(idata.sample_stats["objective"].values, expected, atol=1e-5)
 
 
 def test_demo_table_reports_decrease(demo_run):
@@ -123,7 +123,7 @@ def test_demo_table_numbers_are_the_stated_measures(demo_run):
     f = idata.posterior["f"].values[:, -1].astype(np.float64)
     y = idata.observed_data["y"].values.astype(np.float64)
     train = np.mean(np.sum((f - y) ** 2, axis=-1) / np.sum(y**2))
-    excess = idata.sample_stats["energy"].values[:, -1].astype(np.float64).mean() - LOG_2PI_HALF
+    excess = idata.sample_stats["objective"].values[:, -1].astype(np.float64).mean() - LOG_2PI_HALF
     row = [ln.split() for ln in stdout.splitlines() if ln.split()[:2] == [str(QUICK["width"]), str(QUICK["chains"])]][1]
     assert float(row[4]) == pytest.approx(excess, rel=1e-3, abs=1e-6)
     assert float(row[5]) == pytest.approx(train, rel=1e-3)
@@ -155,7 +155,7 @@ def test_demo_wasserstein_flow_decreases_the_energy(demo_run):
     _, root, _ = demo_run
     wf = arviz.from_netcdf(root / "wasserstein_flow" / "draws" / f"width_{QUICK['width']}.nc")
     ml = arviz.from_netcdf(root / "mean_field_langevin" / "draws" / f"width_{QUICK['width']}.nc")
-    energy = wf.sample_stats["energy"].values
+    energy = wf.sample_stats["objective"].values
     assert np.all(np.diff(energy, axis=1) <= 1e-6)
     np.testing.assert_array_equal(wf.posterior["w"].values[:, 0], ml.posterior["w"].values[:, 0])
 

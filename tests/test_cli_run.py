@@ -164,7 +164,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_draws(cli_env, reference_ru
     assert f"resuming at step {meta['step']}/400" in resumed.stderr
     a = netcdf_arrays(ref_out / "draws" / "width_64.nc")
     b = netcdf_arrays(out / "draws" / "width_64.nc")
-    assert a.keys() == b.keys() and {"posterior/w", "sample_stats/energy", "predictions/f"} <= a.keys()
+    assert a.keys() == b.keys() and {"posterior/w", "sample_stats/objective", "predictions/f"} <= a.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     run = json.loads((out / "run.json").read_text())
@@ -206,7 +206,7 @@ def test_chunked_run_equals_one_simulate_call(reference_run):
     idata = arviz.from_netcdf(ref_out / "draws" / "width_64.nc")
     np.testing.assert_array_equal(idata.sample_stats["step"].values[:, 1:], sim.stats["step"])
     np.testing.assert_allclose(idata.posterior["w"].values[:, 1:], sim.samples["w"], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(idata.sample_stats["energy"].values[:, 1:], sim.stats["energy"], rtol=1e-5)
+    np.testing.assert_allclose(idata.sample_stats["objective"].values[:, 1:], sim.stats["energy"], rtol=1e-5)
 
 
 def dead_pid() -> int:
@@ -218,7 +218,7 @@ def dead_pid() -> int:
 
 def assert_same_draws(a_path, b_path):
     a, b = netcdf_arrays(a_path), netcdf_arrays(b_path)
-    assert a.keys() == b.keys() and {"posterior/w", "sample_stats/energy", "predictions/f"} <= a.keys()
+    assert a.keys() == b.keys() and {"posterior/w", "sample_stats/objective", "predictions/f"} <= a.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
@@ -437,7 +437,7 @@ def test_sharded_blocked_run_equals_the_reference(cli_env, reference_run, tmp_pa
     a = netcdf_arrays(ref_out / "draws" / "width_64.nc")
     b = netcdf_arrays(out / "draws" / "width_64.nc")
     assert set(a) == set(b)
-    for k in ("posterior/w", "posterior/a", "sample_stats/energy", "predictions/f"):
+    for k in ("posterior/w", "posterior/a", "sample_stats/objective", "predictions/f"):
         np.testing.assert_allclose(b[k], a[k], atol=1e-3, err_msg=k)
     # the setting is really used: without the second device the run stops with the device count
     bad = cli(cli_env, "run", "quickstart", "--out", tmp_path / "one-device", *TINY, "--set", "run.devices=2")

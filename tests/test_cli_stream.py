@@ -121,7 +121,7 @@ def test_killed_streamed_run_resumes_to_the_uninterrupted_file(env, reference, t
     assert f"resuming at step {meta['step']}/400" in resumed.stderr
     assert not stream.exists()  # moved to draws/ once complete
     a, b = contents(reference / "draws" / "width_32.nc"), contents(out / "draws" / "width_32.nc")
-    assert {"posterior/w", "sample_stats/energy", "predictions/f", "predictions_constant_data/f_target"} <= a.keys()
+    assert {"posterior/w", "sample_stats/objective", "predictions/f", "predictions_constant_data/f_target"} <= a.keys()
     assert a["posterior/w"].shape[:2] == (2, 41)
     assert_same_contents(a, b)
 

@@ -398,7 +398,7 @@ def check_convert(case):
     if idata is None:
         return
     assert idata.posterior["w"].shape == (2, 4, 4, 2)
-    assert idata.sample_stats["energy"].shape == (2, 4)
+    assert idata.sample_stats["objective"].shape == (2, 4)
     if case["x_eval"] is not None:
         m = np.shape(case["x_eval"])[0]
         assert idata.predictions["f"].shape == (2, 4, m)
@@ -437,7 +437,7 @@ def _hand_run(rng, chains, draws, width, points, *, phi=False):
         },
         coords={"time": ("draw", times)},
     )
-    stats = xr.Dataset({"energy": (("chain", "draw"), rng.normal(size=(chains, draws)) ** 2)})
+    stats = xr.Dataset({"objective": (("chain", "draw"), rng.normal(size=(chains, draws)) ** 2)})
     groups = dict(posterior=post, sample_stats=stats)
     if phi:
         groups["predictions"] = xr.Dataset(

@@ -49,6 +49,7 @@ from ..baselines import f1_optimum
 from ..diagnostics import chaos, fluctuations, plots
 from ..diagnostics import summary as diagnostic_summary
 from ..diagnostics.fluctuations import common_times
+from ..inference_data.layout import OBJECTIVE, objective
 from .config import to_toml, widths_of
 from .errors import InputError
 from .rundir import atomic_write, draws_path, read_run_record, results_path, saved_config
@@ -159,7 +160,7 @@ def _stationary(cfg) -> bool:
 def _width_row(n, idata, cfg) -> dict:
     """One width's headline numbers: energies (and their constant ``c``), squared relative errors,
     divergences and, for a stationary dynamics, ess/r_hat of the energy after burn-in."""
-    e = idata.sample_stats["energy"].values.astype(np.float64)
+    e = objective(idata.sample_stats).values.astype(np.float64)
     post = idata.posterior
     y = idata.observed_data["y"].values.astype(np.float64)
     f = post["f"].values[:, -1].astype(np.float64)
@@ -205,7 +206,7 @@ def _f1_baseline(runs, cfg) -> tuple[dict, object]:
         "relative_excess_best_chain": {},
     }
     for n, idata in runs.items():
-        e = idata.sample_stats["energy"].values[:, -1].astype(np.float64) - _energy_offset(cfg)
+        e = objective(idata.sample_stats).values[:, -1].astype(np.float64) - _energy_offset(cfg)
         out["relative_excess"][n] = float((e.mean() - sol.value) / sol.value)
         out["relative_excess_best_chain"][n] = float((e.min() - sol.value) / sol.value)
     return out, sol
@@ -290,7 +291,7 @@ def _energy_trace_figure(idata, width: int, cfg, figdir: Path, burn_in: float) -
     """``arviz.plot_trace`` of the energy over the draws after burn-in: the window of ess / r_hat."""
     c = _energy_offset(cfg)
     window = idata.isel(draw=slice(_burn_in_start(idata, cfg), None))
-    window.sample_stats["energy"] = window.sample_stats["energy"] - c  # ess and r_hat are shift-invariant
+    window.sample_stats[OBJECTIVE] = objective(window.sample_stats) - c  # ess and r_hat are shift-invariant
     axes = np.ravel(plots.plot_energy_trace(window))
     for ax in axes:
         ax.set_title(f"E - {c:.4f}")

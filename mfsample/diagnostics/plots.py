@@ -13,6 +13,7 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from ..inference_data.layout import objective
 from .summary import scalar_observables
 
 __all__ = [
@@ -193,7 +194,7 @@ def plot_energy(runs, ax=None, *, log: bool = True, logx: bool = False, offset: 
     single = isinstance(runs, az.InferenceData) or not isinstance(runs, Mapping)
     items = [(None, runs)] if single else sorted(runs.items())
     for c, (n, idata) in zip(_colors(len(items)), items):
-        e = idata.sample_stats["energy"].astype(float) - offset
+        e = objective(idata.sample_stats).astype(float) - offset
         t = idata.posterior["time"].values
         keep = t > 0 if logx else np.ones_like(t, bool)
         if n is not None:
@@ -213,8 +214,8 @@ def plot_energy(runs, ax=None, *, log: bool = True, logx: bool = False, offset: 
 
 
 def plot_energy_trace(idata, **kwargs):
-    """``arviz.plot_trace`` of the energy (``sample_stats.energy``), one line per replica."""
-    return az.plot_trace(xr.Dataset({"energy": idata.sample_stats["energy"]}), **kwargs)
+    """``arviz.plot_trace`` of the energy (``sample_stats.objective``), one line per replica."""
+    return az.plot_trace(xr.Dataset({"energy": objective(idata.sample_stats)}), **kwargs)
 
 
 def plot_ess(idata, *, var_name: str = "f", num_points: int = 3, kind: str = "evolution", **kwargs):

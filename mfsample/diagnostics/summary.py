@@ -14,15 +14,22 @@ import numpy as np
 import xarray as xr
 
 from .. import validation
+from ..inference_data.layout import objective
 from .fluctuations import _group, check_inference_data, replica_outputs
 
 __all__ = ["summary", "scalar_observables"]
 
 
 def scalar_observables(idata, *, var_name: str = "f", num_points: int = 3) -> xr.Dataset:
-    """``energy`` ``(chain, draw)`` and ``var_name`` at the first ``num_points`` evaluation points
-    ``(chain, draw, eval_point)``, with the ``time`` coordinate."""
-    out = {"energy": idata.sample_stats["energy"]}
+    """``energy`` ``(chain, draw)`` (the recorded objective ``E``, ``sample_stats.objective``) and
+    ``var_name`` at the first ``num_points`` evaluation points ``(chain, draw, eval_point)``, with
+    the ``time`` coordinate."""
+    return _observables(idata, objective(idata.sample_stats), var_name, num_points)
+
+
+def _observables(idata, energy, var_name, num_points) -> xr.Dataset:
+    """:func:`scalar_observables` with the objective already read (read once per summary)."""
+    out = {"energy": energy}
     pred = _group(idata, "predictions")
     if var_name in idata.posterior or (pred is not None and var_name in pred):
         out[var_name] = replica_outputs(idata, var_name).isel(eval_point=slice(0, num_points))
@@ -60,14 +67,10 @@ def summary(
     if burn_in >= 1:
         raise ValueError(f"burn_in must be a fraction of the draws in [0, 1), got {burn_in!r}")
     stats = idata.sample_stats
-    if "energy" not in stats:
-        raise ValueError(
-            f"summary needs sample_stats['energy'] (it has {list(stats.data_vars)}): convert the run of an "
-            "mfsample kernel with mf.to_inference_data"
-        )
+    recorded = objective(stats)
+    energy = recorded.astype(np.float64)
     if stats.sizes.get("chain", 0) < 1 or stats.sizes.get("draw", 0) < 1:
         raise ValueError(f"summary needs at least one chain and one draw; sample_stats has sizes {dict(stats.sizes)}")
-    energy = stats["energy"].astype(np.float64)
     time = idata.posterior["time"]
     out = {
         "energy_mean": energy.mean("chain"),
@@ -89,7 +92,7 @@ def summary(
         stationary = float(attrs.get("temperature", 0.0) or 0.0) > 0
     start = int(np.floor(burn_in * idata.posterior.sizes["draw"]))
     if stationary and idata.posterior.sizes["draw"] - start >= 4:
-        obs = scalar_observables(idata, var_name=var_name, num_points=num_points).isel(draw=slice(start, None))
+        obs = _observables(idata, recorded, var_name, num_points).isel(draw=slice(start, None))
         obs = obs.drop_vars("time", errors="ignore")
         diag = az.summary(obs, fmt="xarray", kind="all")
         ds = xr.merge([ds, diag], compat="override")

@@ -86,7 +86,11 @@ class GameState(State):
         return {"x": self.z["x"], "y": self.z["y"], "masses_x": self.masses["x"], "masses_y": self.masses["y"]}
 
 
-VALUE = Statistic("energy", "value L[mu_x, mu_y] = sum_ij m_i l(x_i, y_j) m'_j of the two particle measures")
+VALUE = Statistic(
+    "energy",
+    "value L[mu_x, mu_y] = sum_ij m_i l(x_i, y_j) m'_j of the two particle measures",
+    recorded_as="objective",
+)
 SUPPORT_GAP = Statistic(
     "support_gap",
     "max_j V_y(y_j) - min_i V_x(x_i): Nash gap with deviations restricted "

@@ -9,8 +9,12 @@ never on the ``chain`` axis).  The groups:
   on ``draw``, ``t = step * dt`` (mean-field time).
 * ``sample_stats`` – the ``(chain, draw)`` statistics the kernel declares
   (:attr:`~mfsample.kernels.contract.ParticleDynamics.statistics`), each with its declared
-  meaning and sign as ``description`` attribute (an undeclared one is described by its name);
-  ``energy`` is ``E = -(1/N) sum_i log p(y_i | particles)``, *not* negated.
+  meaning and sign as ``description`` attribute (an undeclared one is described by its name),
+  under the variable name it declares (:attr:`~mfsample.kernels.contract.Statistic.variable`);
+  ``objective`` is the state's ``energy`` ``E = -(1/N) sum_i log p(y_i | particles)``, *not*
+  negated (a game's value ``L``).  It is not named ``energy``: ArviZ reads a
+  ``sample_stats.energy`` as HMC's Hamiltonian (``arviz.plot_energy``, ``arviz.bfmi``).  Files
+  written before have ``energy``; :func:`objective` reads either.
 * ``predictions`` – ``f_n(x) = n^(1-p) sum_j m_j phi(x; theta_j)`` at the evaluation points,
   dims ``(chain, draw, eval_point)``, and the unit functions ``phi``, dims
   ``(chain, draw, particle, unit_point)`` (computed by :mod:`~mfsample.inference_data.predict`);
@@ -31,7 +35,8 @@ run), so that :func:`~mfsample.inference_data.to_inference_data` and the streami
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import jax
@@ -50,6 +55,8 @@ __all__ = [
     "times",
     "posterior_dataset",
     "sample_stats_dataset",
+    "OBJECTIVE",
+    "objective",
     "prediction_datasets",
     "data_groups",
     "group_attrs",
@@ -58,6 +65,9 @@ __all__ = [
 MASSES_DESCRIPTION = "particle masses m_j (sum_j m_j = 1)"
 OUTPUT_DESCRIPTION = "network output f_n(x) = n^(1-p) sum_j m_j phi(x; theta_j) at the evaluation points"
 UNITS_DESCRIPTION = "unit functions phi(x; theta_j) = n^(p-1) df/dm_j at the first unit_point evaluation points"
+#: the ``sample_stats`` variable of the objective (``energy`` in files written before)
+OBJECTIVE = "objective"
+FORMER_OBJECTIVE = "energy"
 
 
 class Layout(NamedTuple):
@@ -77,6 +87,7 @@ class Layout(NamedTuple):
     step_size: float | None
     single: bool
     descriptions: dict
+    variables: dict
     attrs: dict
 
 
@@ -213,6 +224,7 @@ def build_layout(
         step_size=None if kernel is None else kernel.step_size,
         single=single,
         descriptions=describe(kernel.statistics) if kernel is not None else {},
+        variables={s.name: s.variable for s in kernel.statistics} if kernel is not None else {},
         attrs=_run_attrs(kernel, energy, width, exponent),
     )
 
@@ -257,17 +269,53 @@ def posterior_dataset(samples, layout: Layout, draw, time) -> xr.Dataset:
     return posterior
 
 
+def _stat_variables(names, layout: Layout) -> dict:
+    """``{field: variable name}`` of the recorded statistics; two fields may not share a name."""
+    variables = {name: layout.variables.get(name, name) for name in names}
+    clashes = sorted(v for v in set(variables.values()) if list(variables.values()).count(v) > 1)
+    if clashes:
+        raise ValueError(
+            f"the statistics {sorted(variables)} would be recorded under the same sample_stats name "
+            f"{clashes} ({variables}): rename the extra statistic"
+        )
+    return variables
+
+
 def sample_stats_dataset(stats, layout: Layout, chains, draw, time) -> xr.Dataset:
     """``sample_stats``: the ``(chain, draw)`` statistics (``time`` is the coordinate instead),
-    described as the kernel declares them."""
+    named and described as the kernel declares them."""
     coords = _draw_coords(layout, chains, draw, time)
     shape = (chains, len(coords["draw"]))
+    kept = {name: v for name, v in stats.items() if name != "time" and v.shape == shape}
+    variables = _stat_variables(kept, layout)
     stat_vars = {
-        name: xr.Variable(["chain", "draw"], v, attrs={"description": layout.descriptions.get(name, name)})
-        for name, v in stats.items()
-        if name != "time" and v.shape == shape
+        variables[name]: xr.Variable(["chain", "draw"], v, attrs={"description": layout.descriptions.get(name, name)})
+        for name, v in kept.items()
     }
     return xr.Dataset(stat_vars, coords={k: coords[k] for k in ("chain", "draw", "time")})
+
+
+def objective(sample_stats: Mapping) -> xr.DataArray:
+    """The objective ``(chain, draw)`` of a ``sample_stats`` group: ``E`` of a particle run, the
+    value ``L`` of a game.
+
+    Its variable is ``objective``; in a file written before it was renamed, ``energy`` (read with
+    a :class:`DeprecationWarning`)."""
+    if OBJECTIVE in sample_stats:
+        return sample_stats[OBJECTIVE]
+    if FORMER_OBJECTIVE in sample_stats:
+        warnings.warn(
+            f"sample_stats[{FORMER_OBJECTIVE!r}] is now written as sample_stats[{OBJECTIVE!r}] (ArviZ reads a "
+            f"variable {FORMER_OBJECTIVE!r} as HMC's Hamiltonian energy); read as the objective. Convert the "
+            "run again with mf.to_inference_data to write the new name",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return sample_stats[FORMER_OBJECTIVE]
+    raise ValueError(
+        f"sample_stats has no {OBJECTIVE!r} variable (nor {FORMER_OBJECTIVE!r}, its former name); it has "
+        f"{sorted(map(str, sample_stats))}: convert the run of an mfsample kernel with mf.to_inference_data"
+    )
 
 
 def _x_eval_dims(ndim):

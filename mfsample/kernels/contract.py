@@ -74,16 +74,29 @@ __all__ = [
 
 
 class Statistic(NamedTuple):
-    """A state field recorded at every kept draw, with the meaning and sign of its values."""
+    """A state field recorded at every kept draw, with the meaning and sign of its values.
+
+    ``name`` is the state field (and the key of ``simulate``'s ``stats``); ``recorded_as`` the
+    name of its ``sample_stats`` variable in InferenceData when it differs (``None``: ``name``).
+    """
 
     name: str
     description: str
+    recorded_as: str | None = None
+
+    @property
+    def variable(self) -> str:
+        """The name of its ``sample_stats`` variable in InferenceData."""
+        return self.name if self.recorded_as is None else self.recorded_as
 
 
+# recorded as ``objective``: ArviZ reads a ``sample_stats.energy`` as the Hamiltonian energy of
+# HMC (``arviz.plot_energy``, ``arviz.bfmi``), which E is not
 ENERGY = Statistic(
     "energy",
     "E = -(1/N) sum_i log p(y_i | particles): mean negative log-likelihood per datum "
     "(not negated; lower is a better fit; a Gaussian likelihood includes log(2 pi)/2 = 0.919)",
+    recorded_as="objective",
 )
 TIME = Statistic("time", "mean-field time t = step * dt")
 GRAD_NORM = Statistic("grad_norm", "||drift||_{L2(mu_n)}, the mean-field norm of the velocity field (>= 0)")

@@ -1,6 +1,7 @@
 """Run summaries: energy trajectory, divergences, ArviZ's ess/rhat/mcse at stationarity
 (mfsample/diagnostics/summary.py)."""
 
+import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,8 +44,24 @@ def test_stationary_diagnostics_recover_the_gibbs_means(langevin_run):
     assert float(res["energy"].sel(metric="r_hat")) < 1.05
     assert float(res["f"].sel(metric="ess_bulk", eval_point=0)) > 100  # 8 chains x 100 kept draws
     assert 0.3 < float(res["accept_rate"].mean()) <= 1.0
-    np.testing.assert_allclose(res["energy_mean"], langevin_run.sample_stats["energy"].mean("chain"), rtol=1e-6)
+    np.testing.assert_allclose(res["energy_mean"], langevin_run.sample_stats["objective"].mean("chain"), rtol=1e-6)
     assert res.attrs["burn_in_time"] == pytest.approx(50.5)  # first kept draw: index 100, t = 101 * 0.5
+
+
+def test_a_file_written_with_the_former_name_energy_is_still_summarised(langevin_run, tmp_path):
+    """A file written before the objective was renamed (``sample_stats.energy``) is read as the
+    objective, with a DeprecationWarning naming the new name; the summary is the same."""
+    path = tmp_path / "old.nc"
+    old = langevin_run.copy()
+    old.sample_stats = old.sample_stats.rename({"objective": "energy"})
+    old.to_netcdf(str(path))
+    back = az.from_netcdf(str(path))
+    assert "objective" not in back.sample_stats
+    with pytest.warns(DeprecationWarning, match=r"now written as sample_stats\['objective'\]"):
+        res = mf.diagnostics.summary(back)
+    ref = summary(langevin_run)
+    np.testing.assert_allclose(res["energy_mean"], ref["energy_mean"], rtol=1e-6)
+    np.testing.assert_allclose(res["energy"].sel(metric="mean"), ref["energy"].sel(metric="mean"), rtol=1e-6)
 
 
 def test_wasserstein_flow_divergence_and_no_stationary_statistics():

@@ -23,13 +23,13 @@ def test_summary_without_sample_stats():
         summary(az.InferenceData(posterior=_posterior()))
 
 
-def test_summary_without_energy_or_with_bad_settings():
+def test_summary_without_objective_or_with_bad_settings():
     stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((2, 3), bool))})
     idata = az.InferenceData(posterior=_posterior(), sample_stats=stats)
-    with pytest.raises(ValueError, match=r"sample_stats\['energy'\]"):
+    with pytest.raises(ValueError, match=r"sample_stats has no 'objective' variable \(nor 'energy', its former name\)"):
         summary(idata)
     idata = az.InferenceData(
-        posterior=_posterior(), sample_stats=stats.assign(energy=(("chain", "draw"), np.ones((2, 3))))
+        posterior=_posterior(), sample_stats=stats.assign(objective=(("chain", "draw"), np.ones((2, 3))))
     )
     with pytest.raises(ValueError, match="burn_in"):
         summary(idata, burn_in=1.0)

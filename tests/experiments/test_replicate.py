@@ -38,9 +38,9 @@ def test_draws_are_simulate_draws_after_the_initial_state(data):
         assert idata.predictions["f"].sizes["eval_point"] == 5
         f0 = idata.posterior["f"].values[:, 0]
         e0 = 0.5 * np.mean((f0 - np.asarray(data.y)) ** 2, axis=-1) + 0.5 * np.log(2 * np.pi)
-        np.testing.assert_allclose(idata.sample_stats["energy"].values[:, 0], e0, rtol=1e-5)
+        np.testing.assert_allclose(idata.sample_stats["objective"].values[:, 0], e0, rtol=1e-5)
         assert np.all(idata.sample_stats["step"].values[:, 0] == 0)
-        assert np.all(idata.sample_stats["energy"].values[:, 1] < e0)  # gradient flow descends
+        assert np.all(idata.sample_stats["objective"].values[:, 1] < e0)  # gradient flow descends
     kernel = mf.WassersteinFlow(mf.models.shallow_network, step_size=0.1)
     sim = mf.simulate(
         kernel,

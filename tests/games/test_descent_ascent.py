@@ -8,7 +8,7 @@ from numpyro.infer import MCMC
 
 import mfsample as mf
 from mfsample import games
-from mfsample.games.descent_ascent import build_kernel
+from mfsample.games.descent_ascent import VALUE, build_kernel
 
 
 def _circle_points(angles):
@@ -190,6 +190,8 @@ def test_numpyro_mcmc_and_arviz():
     assert dict(idata.posterior["masses_y"].sizes) == {"chain": 2, "draw": 2, "particle_y": 8}
     np.testing.assert_allclose(idata.posterior["time"], [1.0, 2.0])
     assert "support_gap" in idata.sample_stats
+    assert idata.sample_stats["objective"].attrs["description"] == VALUE.description  # the value L
+    assert "energy" not in idata.sample_stats
 
 
 def test_divergence_freezes_the_particles():

@@ -58,22 +58,43 @@ def test_layout_dims_time_and_stats(mcmc_run, problem):
     np.testing.assert_allclose(post["time"].values, [0.1, 0.2, 0.3, 0.4], rtol=1e-12)
     assert post["time"].dims == ("draw",)
     stats = idata.sample_stats
-    assert {"energy", "diverging", "grad_norm"} <= set(stats.data_vars)
+    assert {"objective", "diverging", "grad_norm"} <= set(stats.data_vars)
     assert "time" not in stats.data_vars  # a coordinate, not a statistic
-    assert stats["energy"].attrs["description"] == contract.ENERGY.description
+    assert stats["objective"].attrs["description"] == contract.ENERGY.description
     assert idata.predictions["f"].dims == ("chain", "draw", "eval_point")
     np.testing.assert_array_equal(idata.observed_data["y"].values, np.asarray(problem[0].y))
     np.testing.assert_array_equal(idata.constant_data["x"].values, np.asarray(problem[0].x))
     assert idata.posterior.attrs["kernel"] == "MeanFieldLangevin"
 
 
+def test_the_objective_is_not_recorded_as_arviz_hmc_energy(mcmc_run):
+    """E is recorded as sample_stats.objective (described as ENERGY declares), never as ``energy``,
+    which ArviZ reads as HMC's Hamiltonian: arviz.bfmi finds no such variable and refuses."""
+    idata = to_inference_data(mcmc_run)
+    assert contract.ENERGY.name == "energy" and contract.ENERGY.variable == "objective"
+    assert "energy" not in idata.sample_stats
+    assert idata.sample_stats["objective"].attrs["description"] == contract.ENERGY.description
+    with pytest.raises(TypeError, match="Energy variable was not found"):
+        az.bfmi(idata)
+
+
+def test_an_extra_statistic_may_not_take_the_objective_name(problem):
+    """An extra statistic named like the recorded objective would overwrite it: refused."""
+    data, _ = problem
+    kernel = mf.WassersteinFlow(mf.models.shallow_network, step_size=0.05)
+    sim = mf.simulate(kernel, jax.random.PRNGKey(5), data.x, data.y, width=WIDTH, num_steps=2, progress_bar=False)
+    extra = {**sim.stats, "objective": np.zeros_like(sim.stats["energy"])}
+    with pytest.raises(ValueError, match=r"same sample_stats name \['objective'\]"):
+        to_inference_data(sim._replace(stats=extra))
+
+
 def test_energy_is_the_mean_negative_log_likelihood_not_negated(mcmc_run, problem):
-    """sample_stats.energy = E = (1/2N) sum (f - y)^2 + log(2 pi)/2 for unit noise: positive, not -E."""
+    """sample_stats.objective = E = (1/2N) sum (f - y)^2 + log(2 pi)/2 for unit noise: positive, not -E."""
     data, _ = problem
     idata = to_inference_data(mcmc_run)
     f = idata.posterior["f"].values
     expected = 0.5 * np.mean((f - np.asarray(data.y)) ** 2, axis=-1) + 0.5 * np.log(2 * np.pi)
-    np.testing.assert_allclose(idata.sample_stats["energy"].values, expected, rtol=1e-5)
+    np.testing.assert_allclose(idata.sample_stats["objective"].values, expected, rtol=1e-5)
 
 
 def test_predictions_rerun_the_output_site_at_x_eval(mcmc_run, problem):
@@ -127,7 +148,7 @@ def test_simulate_result_matches_mcmc(mcmc_run, problem):
     b = to_inference_data(mcmc_run, x_eval=x_eval)
     np.testing.assert_allclose(a.posterior["w"].values, b.posterior["w"].values, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(a.posterior["time"].values, b.posterior["time"].values)
-    np.testing.assert_allclose(a.sample_stats["energy"].values, b.sample_stats["energy"].values, rtol=1e-5)
+    np.testing.assert_allclose(a.sample_stats["objective"].values, b.sample_stats["objective"].values, rtol=1e-5)
     np.testing.assert_allclose(a.predictions["f"].values, b.predictions["f"].values, rtol=1e-5, atol=1e-6)
     assert "step" in a.sample_stats and "accept_prob" in a.sample_stats
 
@@ -218,7 +239,7 @@ def test_unit_points_zero_or_none_store_no_phi(mcmc_run, problem):
 
 
 def test_statistics_and_attributes_come_from_the_contract(problem):
-    """sample_stats descriptions are the kernel's declared statistics (an undeclared one is
+    """sample_stats names and descriptions are the kernel's declared statistics (an undeclared one is
     described by its name); the group attributes are its hyperparameters (bool -> int) and the
     energy's width, exponent and N; the model arguments default to the kernel's last init."""
     data, _ = problem
@@ -236,7 +257,8 @@ def test_statistics_and_attributes_come_from_the_contract(problem):
     )
     extra = {**sim.stats, "custom": np.ones((CHAINS, 2), np.float32)}
     idata = to_inference_data(sim._replace(stats=extra, model_args=None, model_kwargs=None))
-    declared = contract.describe(kernel.statistics)
+    declared = {s.variable: s.description for s in kernel.statistics}  # recorded under the declared name
+    assert "objective" in declared and "energy" not in idata.sample_stats
     for name, var in idata.sample_stats.data_vars.items():
         assert var.attrs["description"] == declared.get(name, name)
     assert idata.sample_stats["custom"].attrs["description"] == "custom"

@@ -123,6 +123,7 @@ def test_uneven_chunks_equal_to_inference_data(wfr_run, problem, tmp_path):
     assert np.std(back.posterior["masses"].values[:, -1]) > 1e-4  # the masses moved away from 1/n
     np.testing.assert_array_equal(back.posterior["time"].values, sim.stats["step"][0] * 0.1)
     assert back.sample_stats["diverging"].dtype == bool
+    assert "objective" in back.sample_stats and "energy" not in back.sample_stats  # not ArviZ's HMC energy
     assert count_draws(path) == 6
 
 

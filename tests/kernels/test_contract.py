@@ -81,7 +81,7 @@ def test_every_kernel_satisfies_the_contract_and_records_its_statistics(name, ti
     idata = mf.to_inference_data(sim, kernel=kernel)
     for stat in kernel.statistics:
         if stat.name != "time":
-            assert idata.sample_stats[stat.name].attrs["description"] == stat.description
+            assert idata.sample_stats[stat.variable].attrs["description"] == stat.description
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def test_a_third_party_kernel_runs_through_simulate_mcmc_and_to_inference_data(t
         idata = mf.to_inference_data(source, kernel=kernel, x_eval=x_test)
         assert dict(idata.posterior["w"].sizes) == {"chain": 2, "draw": 3, "particle": 8, "input_dim": 3}
         np.testing.assert_allclose(idata.posterior["time"], [0.2, 0.4, 0.6], rtol=1e-6)
-        assert idata.sample_stats["energy"].attrs["description"] == contract.ENERGY.description
+        assert idata.sample_stats["objective"].attrs["description"] == contract.ENERGY.description
         assert idata.predictions["f"].shape == (2, 3, 5)
         assert idata.posterior.attrs["step_size"] == 0.1
 

@@ -22,7 +22,9 @@ What a kernel declares
 ``statistics``
     The :class:`Statistic` s recorded at every kept draw, each with the description of its
     meaning and sign.  One declaration serves MCMC's ``default_fields``, ``simulate``'s
-    ``stats`` and the ``sample_stats`` attributes of the InferenceData.
+    ``stats`` and the ``sample_stats`` variables of the InferenceData (named ``recorded_as``
+    where that differs from the state field: the energy is recorded as ``objective``) with
+    their descriptions.
 ``sample_dims``
     ``{site: [dims after (chain, draw)]}`` for sites whose dims the converter cannot infer.
 ``build_energy(model_args, model_kwargs, *, num_replicas=1)``

@@ -72,7 +72,7 @@ def test_demo_writes_netcdf_with_particle_dim(demo_run):
     assert post.sizes["particle"] == QUICK["width"]
     assert post.sizes["input_dim"] == QUICK["dim"]
     assert post.sizes["chain"] == QUICK["chains"]
-    for field in ("energy", "grad_norm", "diverging", "step"):
+    for field in ("objective", "grad_norm", "diverging", "step"):
         assert stats[field].dims == ("chain", "draw")
     assert not bool(stats["diverging"].any())
     dt = float(post.attrs["step_size"])

@@ -4,7 +4,7 @@ A fenced ``python`` block preceded by the line ``<!-- readme-test: run -->`` is 
 verbatim (no substitution of sizes), in a fresh namespace.  Every comment in it that is a
 Python equality, e.g. ``# samples["w"].shape == (4, 200, 256, 10)``, is a stated result and is
 evaluated after the block has run.  A few blocks state numbers in prose; those are checked by
-the post-conditions below.  Default-suite cost: ~35 s on 2 cores, nearly all of it XLA
+the post-conditions below.  Default-suite cost: about 110 s on 2 cores, nearly all of it XLA
 compilation of the quickstart-sized runs (which cannot shrink without changing the README).
 """
 

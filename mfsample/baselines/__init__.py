@@ -2,7 +2,10 @@
 infinite-width kernels of ``mu0`` (arc-cosine, NTK, Monte Carlo), kernel ridge regression, the
 lazy / NTK regime, and the S3 network on sets in closed form.
 
-Baselines are built on :mod:`mfsample.models` (never the other way round)."""
+Baselines are built on :mod:`mfsample.models` (never the other way round).
+
+Theory: ``docs/theory/f1_f2.md``.
+"""
 
 from .exact_f1 import (
     F1Solution,

@@ -40,6 +40,8 @@ For 1-homogeneous units the weight-decay energy of a network with masses,
 has the same infimum as ``P`` (AM-GM: ``(a^2+|u|^2)/2 >= |a||u|``, equality at balance
 ``|a| = |u|``); :func:`atoms_from_particles`, :func:`particles_from_atoms` and :func:`balance`
 map between the two, and :func:`weight_decay_objective` / :func:`f1_objective` evaluate them.
+
+Theory: ``docs/theory/global_convergence.md``.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ Kernels, all functions of two input batches ``x1 (n1, d)``, ``x2 (n2, d)``:
 * the two-layer ReLU neural tangent kernel (Jacot, Gabriel & Hongler 2018),
   see :func:`relu_ntk`;
 * a Monte-Carlo kernel for any activation and any prior, see :func:`monte_carlo_kernel`.
+
+Theory: ``docs/theory/f1_f2.md``.
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ Two measurements on ``{n: InferenceData}`` with ``R`` replicas per width:
 Intervals for the covariances: percentile bootstrap over replicas; fitted decay ``|Cov| ~ n^alpha``
 (chaos: ``alpha = -1``) per observable and time.  Distances: least-squares decay over the widths
 below the reference, with a normal-theory (OLS) interval.
+
+Theory: ``docs/theory/fluctuations.md``.
 """
 
 from __future__ import annotations

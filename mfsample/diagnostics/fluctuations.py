@@ -25,6 +25,8 @@ Intervals are percentile bootstrap intervals over chains (replicas are iid; part
 resampled because they interact).  The exponent ``alpha`` of ``E||f_n - f||^2 ~ C n^alpha`` is fitted
 per time by least squares in log-log over the widths (Monte-Carlo scale: ``alpha = -1``), with
 the interval from refitting on every bootstrap replicate.
+
+Theory: ``docs/theory/fluctuations.md``.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ Modules: ``base`` (the :class:`ParticleEnergy` record, the prior density in unco
 coordinates), ``sites`` (reading and checking a model's trace), ``model``
 (:func:`energy_from_model`), ``function`` (:func:`energy_from_fn`), ``fields``
 (:func:`first_variation`, :func:`velocity`, :func:`energy_and_velocity`, :func:`freeze`).
+
+Theory: ``docs/theory/energy.md``.
 """
 
 from .base import ParticleEnergy

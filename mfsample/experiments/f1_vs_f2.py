@@ -16,6 +16,8 @@ random-feature and kernel errors grow with ``d`` (a kernel needs ``N ~ d^k`` sam
 components of the non-linear part ``|<w*,x>|/2``), while the mean-field network's stays small.
 
 Run from the command line with ``python -m mfsample.experiments.f1_vs_f2 --dims 4 8 16 --out f1f2.nc``.
+
+Theory: ``docs/theory/f1_f2.md``.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ default, as in the paper) the classes with frozen layers are wider: with ``m`` i
 dimension ``d`` a unit has ``P1 = 1 + m (d + 2)`` trained coordinates in S1 (``a, c, w, b``),
 ``P2 = 1 + m`` in S2 (``a, c``) and ``P3 = 1`` in S3 (``a``), so S2 and S3 get
 ``round(width * P1 / P2)`` and ``width * P1`` units.
+
+Theory: ``docs/theory/symmetric.md``.
 """
 
 from __future__ import annotations

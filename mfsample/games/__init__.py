@@ -4,6 +4,8 @@ Mixed strategies are particle measures; :class:`DescentAscent` moves two populat
 descends, y ascends) with optional Langevin noise and Wasserstein–Fisher–Rao reaction, as a
 NumPyro kernel; :func:`nash_gap` measures the Nikaido–Isoda error; :mod:`.examples` holds games
 with known equilibria and the polynomial games on spheres of Domingo-Enrich et al. (NeurIPS 2020).
+
+Theory: ``docs/theory/games.md``.
 """
 
 from . import descent_ascent, examples, game

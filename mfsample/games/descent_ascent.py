@@ -25,6 +25,8 @@ One step is the Lie splitting of :mod:`~mfsample.kernels.wfr`, every field taken
    signed first variations (``mode="birth_death"``: x-particles with ``V_x > L`` die, y-particles
    with ``V_y > L`` duplicate);
 3. the payoff matrix, value and fields at ``mu_{k+1}`` (one forward pass, two backward).
+
+Theory: ``docs/theory/games.md``.
 """
 
 from __future__ import annotations

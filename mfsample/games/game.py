@@ -16,6 +16,8 @@ A strategy space says how particles move on it: the tangent projection of a grad
 retraction of a moved point back onto the space, its reference measure ``mu0`` (the uniform law
 on a compact space, a Gaussian on ``R^d``; initial draws, Langevin noise and the entropy are
 relative to it) and, in low dimension, a grid on which best responses can be enumerated.
+
+Theory: ``docs/theory/games.md``.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ land in the global optimum's basin, which the ascent then polishes).  For non-co
 problems in high dimension (the polynomial games on spheres) it may miss the best response.
 Because the particles are among the starts, it is never below the ``support_gap``
 ``max_j V_y(y_j) - min_i V_x(x_i)`` that :class:`~mfsample.games.DescentAscent` records.
+
+Theory: ``docs/theory/games.md``.
 """
 
 from __future__ import annotations

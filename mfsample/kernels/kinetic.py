@@ -16,6 +16,8 @@
 
 costs one drift evaluation (the last B's drift is stored for the next step's first B), and its
 configurational bias is O(dt^2) (second order), against O(dt) for Euler-Maruyama.
+
+Theory: ``docs/theory/kinetic.md``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ stationary for the Gibbs measure
 ``adjusted=True`` each step is a MALA proposal on the whole system, accepted with probability
 ``min(1, pi(z') q(z | z') / (pi(z) q(z' | z)))``, so that ``pi`` is sampled exactly for any
 ``dt`` (uniform masses).  Its drift ``dt * tau * grad log pi`` equals the unadjusted one.
+
+Theory: ``docs/theory/langevin.md``.
 """
 
 from __future__ import annotations

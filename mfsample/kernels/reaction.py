@@ -13,6 +13,8 @@ Two particle discretisations of the reaction over a step ``dt`` with ``V`` froze
 
 Each is a small pure function of the particle pytree ``z`` (particle axis leading), O(n) work
 (plus one sort of ``n`` keys in the birth–death step), un-jitted.
+
+Theory: ``docs/theory/wfr.md``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 
 with ``grad_theta V(theta_j; mu_n) = n^(2p-1) grad_{theta_j} E`` (``n grad E`` in the mean-field
 scaling, ``grad E`` in the NTK scaling), so ``dt`` is a step of mean-field time.
+
+Theory: ``docs/theory/wasserstein.md``.
 """
 
 from __future__ import annotations

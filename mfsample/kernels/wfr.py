@@ -15,6 +15,8 @@ the fields of the current measure ``mu_k``:
 ``alpha = 0`` is the Wasserstein flow / mean-field Langevin step, draw for draw.  In the
 mean-field scaling with 1-homogeneous units and a full-support initialisation, WFR's stationary
 points are global minimisers (Chizat 2022; Rotskoff et al. 2019).
+
+Theory: ``docs/theory/wfr.md``.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ i.e. the model's likelihood raised to the power ``n^(2p-1) / (N tau)``.  For the
 (Gaussian likelihood of variance ``s^2``) this is the same network with likelihood variance
 ``s^2 N tau / n`` (mean-field scaling), so NUTS on this model and
 :class:`~mfsample.MeanFieldLangevin` sample the same law.
+
+Theory: ``docs/theory/langevin.md``.
 """
 
 from __future__ import annotations

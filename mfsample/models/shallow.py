@@ -3,6 +3,8 @@
     f(x) = n^(1-p) * sum_j m_j a_j sigma(<w_j, x> + b_j)      (uniform m_j = 1/n: f = n^-p sum_j ...)
 
 with ``p = 1`` (mean field) or ``p = 1/2`` (NTK), and ``y_i ~ Normal(f(x_i), noise)``.
+
+Theory: ``docs/theory/measure.md``.
 """
 
 from __future__ import annotations

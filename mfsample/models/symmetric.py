@@ -33,6 +33,8 @@ from ``frozen_key`` (default ``PRNGKey(0)``) or given as ``frozen_params``.
 Padding: sets of different sizes are stacked as ``(N, K, d)`` with a mask ``(N, K)`` (true for the
 elements); padded entries never enter the output (they are zeroed before use, so even NaN padding
 is harmless) and a set must hold at least one element.
+
+Theory: ``docs/theory/symmetric.md``.
 """
 
 from __future__ import annotations

@@ -249,12 +249,14 @@ def run_messages(stats: dict | None, state, *, sample_field: str, step_size: flo
     """Every message of the checks above (``stats``: ``{name: (chain, draw)}``, or ``None`` when
     the run kept none)."""
     messages = divergence_messages(state, sample_field=sample_field, step_size=step_size, scale=scale)
+    diverged = _chains(np.atleast_1d(np.asarray(state.divergence_step)) >= 0)  # said above: frozen there
     if stats:
-        diverged = _chains(np.atleast_1d(np.asarray(state.divergence_step)) >= 0)
         messages += acceptance_messages(stats, exclude=diverged) + mass_messages(stats)
         messages += reaction_messages(stats, state, sample_field=sample_field)
     reported = _chains(_event_fraction(stats, state, sample_field) >= MAX_EVENT_FRACTION)  # said above
-    return messages + collapse_messages(state, sample_field=sample_field, stats=stats, exclude=reported)
+    return messages + collapse_messages(
+        state, sample_field=sample_field, stats=stats, exclude=sorted(set(reported) | set(diverged))
+    )
 
 
 def warn(messages, *, stacklevel: int = 2) -> None:

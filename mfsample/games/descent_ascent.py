@@ -35,11 +35,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from numpyro.infer.mcmc import MCMCKernel
 from numpyro.util import is_prng_key
 
 from .. import validation
-from ..kernels.contract import ACCEPT_PROB, DIVERGING, GRAD_NORM, STEP, TIME, Statistic, describe, names
+from ..kernels.base import DynamicsKernel
+from ..kernels.contract import ACCEPT_PROB, DIVERGING, GRAD_NORM, STEP, TIME, Statistic, names
 from ..kernels.reaction import (
     birth_death_step,
     centered_first_variation,
@@ -335,7 +335,7 @@ def _player_masses(player, masses, n):
         raise ValueError(f"masses_{player}: {exc}") from None
 
 
-class DescentAscent(MCMCKernel):
+class DescentAscent(DynamicsKernel):
     r"""Mean-field descent–ascent for a two-player zero-sum :class:`~mfsample.games.Game`, as a NumPyro kernel.
 
     The two populations ``{"x": (nx, dx), "y": (ny, dy)}`` (sizes may differ) follow the
@@ -400,18 +400,6 @@ class DescentAscent(MCMCKernel):
         return None
 
     @property
-    def model_args(self) -> tuple:
-        return self._model_args
-
-    @property
-    def model_kwargs(self) -> dict:
-        return dict(self._model_kwargs)
-
-    @property
-    def hyperparameters(self) -> dict:
-        return {name: getattr(self, name) for name in self.hyperparameter_names}
-
-    @property
     def energy(self) -> GameSetup | None:
         """The :class:`GameSetup` of the last ``init`` (``None`` before)."""
         return self._setup
@@ -426,14 +414,6 @@ class DescentAscent(MCMCKernel):
     def stat_fields(self):
         """Names of the game's own statistics (kept for older code; see :attr:`statistics`)."""
         return names(self.statistics[len(GAME_STATISTICS) - 1 :])
-
-    @property
-    def stat_descriptions(self):
-        return describe(self.statistics)
-
-    @property
-    def default_fields(self):
-        return (self.sample_field,) + names(self.statistics)
 
     @property
     def sample_dims(self):
@@ -492,18 +472,9 @@ class DescentAscent(MCMCKernel):
             self._sample_fn = step_fn
         return state
 
-    def sample(self, state, model_args, model_kwargs):
-        return self._sample_fn(state)
-
     def postprocess_fn(self, model_args, model_kwargs):
         """The identity: the particles are recorded as they are (already on their spaces)."""
         return self.draw_fn(self._setup, model_args, model_kwargs)
-
-    def __getstate__(self):
-        """Drop the compiled step (rebuilt by the next ``init``) so that the kernel pickles."""
-        state = self.__dict__.copy()
-        state["_sample_fn"] = None
-        return state
 
     def get_diagnostics_str(self, state):
         return "L {:.5g}, support gap {:.3g}{}".format(

@@ -29,6 +29,7 @@ from .steps import Drift, evaluate_drift, mean_field_norm
 
 __all__ = [
     "ParticleState",
+    "DynamicsKernel",
     "ParticleKernel",
     "init_particle_state",
     "initial_positions",
@@ -150,7 +151,62 @@ def _data_kwargs(model_kwargs):
     return {k: v for k, v in dict(model_kwargs or {}).items() if k != "masses"}
 
 
-class ParticleKernel(MCMCKernel):
+class DynamicsKernel(MCMCKernel):
+    """The parts of the contract (:mod:`~mfsample.kernels.contract`) that every kernel states alike.
+
+    A subclass sets ``hyperparameter_names``, ``sample_field`` and :attr:`statistics`, stores the
+    arguments of its last ``init`` in ``_model_args`` / ``_model_kwargs`` and its (vectorised)
+    step in ``_sample_fn``.
+    """
+
+    #: attributes of the kernel that define the dynamic (recorded with every run)
+    hyperparameter_names: tuple = ("step_size",)
+    #: the state attribute recorded as the draw
+    sample_field = "z"
+    _model_args: tuple = ()
+    _model_kwargs: dict = {}
+    _sample_fn = None
+
+    @property
+    def model_args(self) -> tuple:
+        """Positional model arguments of the last ``init`` (``()`` before)."""
+        return self._model_args
+
+    @property
+    def model_kwargs(self) -> dict:
+        """Keyword model arguments of the last ``init`` (``{}`` before)."""
+        return dict(self._model_kwargs)
+
+    @property
+    def hyperparameters(self) -> dict:
+        """``{name: value}`` of the settings that define the dynamic."""
+        return {name: getattr(self, name) for name in self.hyperparameter_names}
+
+    @property
+    def sample_dims(self) -> dict:
+        return {}
+
+    @property
+    def stat_descriptions(self) -> dict:
+        """``{statistic: description}`` (kept for older code; see :attr:`statistics`)."""
+        return describe(self.statistics)
+
+    @property
+    def default_fields(self):
+        return (self.sample_field,) + names(self.statistics)
+
+    def sample(self, state, model_args, model_kwargs):
+        return self._sample_fn(state)
+
+    def __getstate__(self):
+        """Drop what was compiled (rebuilt by the next ``init``), as NumPyro's ``HMC`` does, so that
+        a kernel and an ``MCMC`` holding it pickle after a run."""
+        state = {k: v for k, v in self.__dict__.items() if not k.endswith("_cache")}
+        state["_sample_fn"] = None
+        return state
+
+
+class ParticleKernel(DynamicsKernel):
     """Shell turning a ``build_kernel(energy) -> (init_fn, step_fn)`` core into an ``MCMCKernel``.
 
     Build it like NUTS, from a NumPyro ``model`` (latent sites in ``particle_plate``), or from
@@ -169,11 +225,6 @@ class ParticleKernel(MCMCKernel):
     Subclasses provide :meth:`build` and declare ``hyperparameter_names`` and, when they record
     more than :data:`~mfsample.kernels.contract.PARTICLE_STATISTICS`, :attr:`statistics`.
     """
-
-    #: attributes of the kernel that define the dynamic (recorded with every run)
-    hyperparameter_names: tuple = ("step_size",)
-    #: the state attribute recorded as the draw
-    sample_field = "z"
 
     def __init__(
         self,
@@ -216,43 +267,15 @@ class ParticleKernel(MCMCKernel):
         return self._model
 
     @property
-    def model_args(self) -> tuple:
-        """Positional model arguments of the last ``init`` (``()`` before)."""
-        return self._model_args
-
-    @property
-    def model_kwargs(self) -> dict:
-        """Keyword model arguments of the last ``init`` (``{}`` before)."""
-        return dict(self._model_kwargs)
-
-    @property
-    def hyperparameters(self) -> dict:
-        """``{name: value}`` of the settings that define the dynamic."""
-        return {name: getattr(self, name) for name in self.hyperparameter_names}
-
-    @property
     def statistics(self) -> tuple[Statistic, ...]:
         """The statistics recorded at every kept draw."""
         return PARTICLE_STATISTICS
-
-    @property
-    def sample_dims(self) -> dict:
-        return {}
 
     @property
     def stat_fields(self) -> tuple[str, ...]:
         """Names of the statistics beyond the common particle ones (kept for older code)."""
         common = names(PARTICLE_STATISTICS)
         return tuple(n for n in names(self.statistics) if n not in common)
-
-    @property
-    def stat_descriptions(self) -> dict:
-        """``{statistic: description}`` (kept for older code; see :attr:`statistics`)."""
-        return describe(self.statistics)
-
-    @property
-    def default_fields(self):
-        return (self.sample_field,) + names(self.statistics)
 
     @property
     def energy(self) -> ParticleEnergy | None:
@@ -378,9 +401,6 @@ class ParticleKernel(MCMCKernel):
             cache[key] = fn
         return fn
 
-    def sample(self, state, model_args, model_kwargs):
-        return self._sample_fn(state)
-
     def postprocess_fn(self, model_args, model_kwargs):
         """Map unconstrained particles to the model's sites, adding its deterministic sites."""
         if self._energy is None:
@@ -388,13 +408,8 @@ class ParticleKernel(MCMCKernel):
         return self.draw_fn(self._energy, model_args, model_kwargs)
 
     def __getstate__(self):
-        """Drop what was built from data or compiled (rebuilt by the next ``init``), as NumPyro's
-        ``HMC`` does, so that a kernel and an ``MCMC`` holding it pickle after a run."""
-        state = self.__dict__.copy()
-        state["_energy"] = None
-        state["_sample_fn"] = None
-        state.pop("_init_cache", None)
-        return state
+        """Also drop the energy built from the last ``init``'s data (closures over the model)."""
+        return {**super().__getstate__(), "_energy": None}
 
     def get_diagnostics_str(self, state):
         return "energy {:.5g}, |v| {:.3g}{}".format(

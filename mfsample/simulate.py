@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-import weakref
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -21,19 +21,16 @@ from tqdm.auto import tqdm
 
 from . import validation
 from .inference_data.stream import DrawWriter
-from .kernels import health
+from .kernels import health, programs
 from .kernels.base import split_static_kwargs
-from .kernels.contract import PARTICLE_STATISTICS, ParticleDynamics, names
+from .kernels.contract import PARTICLE_STATISTICS, ParticleDynamics, SweepableDynamics, names
+from .kernels.parameters import as_arrays, specialise, zero_pattern
 from .sharding import SHARD_MODES, make_mesh, place, replicated, state_shardings
 
 __all__ = ["Simulation", "simulate"]
 
 #: statistics recorded by every particle dynamic (a kernel declares its own: ``kernel.statistics``)
 STAT_FIELDS = names(PARTICLE_STATISTICS)
-
-#: compiled runners of each kernel, keyed by what fixes the compiled programme; held beside the
-#: kernel (not on it), so the kernel is neither modified nor kept alive by the cache
-_RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class Simulation(NamedTuple):
@@ -66,49 +63,78 @@ class Simulation(NamedTuple):
     output: str | None = None
 
 
-def _compiled_runner(kernel, num_chains, save_every, num_draws, static_kwargs, collect_deterministic, placement=None):
-    cache = _RUNNERS.setdefault(kernel, {})
+def step_values(kernel) -> tuple[dict, tuple]:
+    """``(values, zero pattern)`` of a kernel's numeric hyper-parameters: the arrays a compiled run
+    takes as arguments and the hashable pattern of its exact zeros (:mod:`~mfsample.kernels.parameters`);
+    ``({}, ())`` for a kernel that states none (built from its own values)."""
+    if not _takes_parameters(kernel):
+        return {}, ()
+    values = kernel.parameters
+    return as_arrays(values), zero_pattern(values)
+
+
+def _takes_parameters(kernel) -> bool:
+    return isinstance(kernel, SweepableDynamics)
+
+
+def compiled_runner(
+    kernel,
+    num_chains,
+    save_every,
+    num_draws,
+    static_kwargs,
+    collect_deterministic,
+    placement=None,
+    pattern=(),
+    num_configs=None,
+):
+    """``run(values, state, args, array_kwargs) -> (state, (draws, stats))``: ``num_draws`` draws
+    of ``save_every`` steps in one ``lax.scan``, compiled once per kernel structure and call
+    shape (:mod:`~mfsample.kernels.programs`).  With ``num_configs`` the state and ``values`` have
+    a leading configuration axis and the step is ``vmap``-ped over it (:func:`mfsample.sweep`)."""
+
+    def make():
+        constrain = (lambda s: s) if placement is None else placement.constrain  # noqa: E731
+
+        def run(values, state, args, array_kwargs):
+            kwargs = {**dict(static_kwargs), **array_kwargs}
+            energy = kernel.build_energy(args, kwargs, num_replicas=num_chains)
+            field, fields = kernel.sample_field, names(kernel.statistics)
+            post = kernel.draw_fn(energy, args, kwargs, deterministic=collect_deterministic)
+            post = jax.vmap(post) if num_chains > 1 else post
+
+            def step_one(v, s):
+                _, step_fn = kernel.build(energy, specialise(v, pattern)) if pattern else kernel.build(energy)
+                return (jax.vmap(step_fn) if num_chains > 1 else step_fn)(s)
+
+            if num_configs is None:
+                step, record = partial(step_one, values), post
+            else:
+                step, record = partial(jax.vmap(step_one), values), jax.vmap(post)
+
+            def one_draw(s, _):
+                s = jax.lax.fori_loop(0, save_every, lambda i, ss: constrain(step(ss)), s)
+                return s, (record(getattr(s, field)), {f: getattr(s, f) for f in fields})
+
+            return jax.lax.scan(one_draw, constrain(state), None, length=num_draws)
+
+        if placement is None:
+            return jax.jit(run)
+        # the state stays sharded; the kept draws come back whole on every process
+        return jax.jit(run, out_shardings=(placement.state, placement.replicated))
+
     key = (
+        "run",
         num_chains,
+        num_configs,
         save_every,
         num_draws,
         static_kwargs,
         collect_deterministic,
         None if placement is None else placement.key,
+        pattern,
     )
-    try:
-        hash(key)
-    except TypeError:  # an unhashable static argument (e.g. a callable with state): no caching
-        key = None
-    if key is not None and key in cache:
-        return cache[key]
-    constrain = (lambda s: s) if placement is None else placement.constrain  # noqa: E731
-
-    def run(state, args, array_kwargs):
-        kwargs = {**dict(static_kwargs), **array_kwargs}
-        energy = kernel.build_energy(args, kwargs, num_replicas=num_chains)
-        _, step_fn = kernel.build(energy)
-        field, fields = kernel.sample_field, names(kernel.statistics)
-        post = kernel.draw_fn(energy, args, kwargs, deterministic=collect_deterministic)
-        if num_chains > 1:
-            step_fn, post = jax.vmap(step_fn), jax.vmap(post)
-
-        def advance(s, n):
-            return jax.lax.fori_loop(0, n, lambda i, ss: constrain(step_fn(ss)), s)
-
-        def one_draw(s, _):
-            s = advance(s, save_every)
-            return s, (post(getattr(s, field)), {f: getattr(s, f) for f in fields})
-
-        return jax.lax.scan(one_draw, constrain(state), None, length=num_draws)
-
-    if placement is None:
-        fn = jax.jit(run)
-    else:  # state stays sharded; the kept draws come back whole on every process
-        fn = jax.jit(run, out_shardings=(placement.state, placement.replicated))
-    if key is not None:
-        cache[key] = fn
-    return fn
+    return programs.cached(kernel, key, make)
 
 
 class _Placement(NamedTuple):
@@ -146,12 +172,6 @@ def _placement(state, devices, shard, num_chains, width):
         shardings = state_shardings(state, mesh, axis=1 if num_chains > 1 else 0, size=width)
     placement = _Placement(mesh, shardings, replicated(mesh), (tuple(d.id for d in mesh.devices.flat), shard))
     return placement, place(state, shardings)
-
-
-def _draw_bytes(runner, state, model_args, array_kwargs):
-    """Bytes of one kept draw (particles, deterministic sites, stats), from shapes alone."""
-    out = jax.eval_shape(runner, state, model_args, array_kwargs)[1]
-    return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(out))
 
 
 #: draws of one compiled chunk are capped at this many bytes (the host memory simulate needs
@@ -229,14 +249,24 @@ def simulate(
     if devices is not None:
         placement, state = _placement(state, devices, shard, num_chains, energy.width)
         model_args, array_kwargs = _replicate_data(placement, model_args, array_kwargs)
-    run = _Runner(kernel, num_chains, static_kwargs, collect_deterministic, placement, tuple(model_args), array_kwargs)
+    values, pattern = step_values(kernel)
+    run = Runner(
+        kernel,
+        num_chains,
+        static_kwargs,
+        collect_deterministic,
+        placement,
+        tuple(model_args),
+        array_kwargs,
+        values,
+        pattern,
+    )
     num_draws = num_steps // save_every
     skip = num_steps - num_draws * save_every
     if skip:  # MCMC keeps the last draw of each group of `save_every` steps, ending at num_steps
-        state = run.compiled(skip, 1, deterministic=False)(state, run.args, run.array_kwargs)[0]
+        state = run.advance(skip, 1, state, deterministic=False)[0]
     if chunk_size is None:
-        one = run.compiled(save_every, 1)
-        chunk_size = _default_chunk(num_draws, progress_bar, _draw_bytes(one, state, run.args, run.array_kwargs))
+        chunk_size = default_chunk(num_draws, progress_bar, run.draw_bytes(save_every, state))
     writer = None
     if output is not None:
         writer = DrawWriter(
@@ -248,10 +278,10 @@ def simulate(
             num_draws=num_draws,
             overwrite=overwrite,
         )
-    sink = _Draws(num_draws, writer)
+    sink = Draws(num_draws, writer)
     bar = tqdm(total=num_steps, desc=type(kernel).__name__, leave=True, initial=skip) if progress_bar else None
     try:
-        state = _run_chunks(run, state, sink, save_every, min(chunk_size, num_draws), bar)
+        state = run_chunks(run, state, sink, save_every, min(chunk_size, num_draws), bar)
     finally:
         if bar is not None:
             bar.close()
@@ -271,8 +301,9 @@ def simulate(
     )
 
 
-class _Runner(NamedTuple):
-    """What fixes the compiled programme of a call (besides the draws per chunk), and its data."""
+class Runner(NamedTuple):
+    """What fixes the compiled programme of a call (besides the draws per chunk), and its data and
+    hyper-parameter values (with a leading configuration axis when ``num_configs`` is set)."""
 
     kernel: Any
     num_chains: int
@@ -281,12 +312,42 @@ class _Runner(NamedTuple):
     placement: Any
     args: tuple
     array_kwargs: dict
+    values: dict
+    pattern: tuple
+    num_configs: int | None = None
 
     def compiled(self, save_every, num_draws, *, deterministic=None):
         deterministic = self.collect_deterministic if deterministic is None else deterministic
-        return _compiled_runner(
-            self.kernel, self.num_chains, save_every, num_draws, self.static_kwargs, deterministic, self.placement
+        return compiled_runner(
+            self.kernel,
+            self.num_chains,
+            save_every,
+            num_draws,
+            self.static_kwargs,
+            deterministic,
+            self.placement,
+            self.pattern,
+            self.num_configs,
         )
+
+    def advance(self, save_every, num_draws, state, *, deterministic=None):
+        """``(state, (draws, stats))`` after ``num_draws`` draws of ``save_every`` steps."""
+        run = self.compiled(save_every, num_draws, deterministic=deterministic)
+        return run(self.values, state, self.args, self.array_kwargs)
+
+    def draw_bytes(self, save_every, state) -> int:
+        """Bytes of one kept draw (particles, deterministic sites, stats), from shapes alone."""
+        run = self.compiled(save_every, 1)
+        out = jax.eval_shape(run, self.values, state, self.args, self.array_kwargs)[1]
+        return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(out))
+
+    def host_layout(self, x):
+        """A chunk's ``(draw, [config,] [chain,] ...)`` device array as a ``([config,] chain, draw, ...)``
+        host array (a chain axis of length one added for one chain)."""
+        x = np.asarray(x)
+        if self.num_chains == 1:
+            x = np.expand_dims(x, 2 if self.num_configs is not None else 1)
+        return np.moveaxis(x, 0, 2 if self.num_configs is not None else 1)
 
 
 def _initial_state(kernel, energy, rng_key, init_params, init_state, num_chains, model_args, model_kwargs):
@@ -299,16 +360,13 @@ def _initial_state(kernel, energy, rng_key, init_params, init_state, num_chains,
     return _check_init_state(kernel, energy, init_state, num_chains, model_args, model_kwargs)
 
 
-def _run_chunks(run: _Runner, state, sink, save_every, chunk, bar):
+def run_chunks(run: Runner, state, sink, save_every, chunk, bar):
     """Advance ``state`` chunk by chunk, handing each chunk's draws (chains first) to ``sink``."""
-    done, num_chains = 0, run.num_chains
+    done = 0
     while done < sink.num_draws:
         n = min(chunk, sink.num_draws - done)
-        state, (samples, stats) = run.compiled(save_every, n)(state, run.args, run.array_kwargs)
-        sink.add(
-            jax.tree.map(lambda x: _chains_first(x, num_chains), samples),
-            {k: _chains_first(v, num_chains) for k, v in stats.items()},
-        )
+        state, (samples, stats) = run.advance(save_every, n, state)
+        sink.add(jax.tree.map(run.host_layout, samples), {k: run.host_layout(v) for k, v in stats.items()})
         del samples, stats
         done += n
         if bar is not None:
@@ -425,24 +483,26 @@ def _replicate_data(placement, model_args, array_kwargs):
     return model_args, place(array_kwargs, jax.tree.map(lambda _: rep, array_kwargs))
 
 
-def _default_chunk(num_draws, progress_bar, per_draw_bytes):
+def default_chunk(num_draws, progress_bar, per_draw_bytes):
     """~1/20 of the run with a progress bar (else the whole run), at most ``CHUNK_BYTES`` of draws."""
     chunk = num_draws if not progress_bar else max(1, math.ceil(num_draws / 20))
     return max(1, min(chunk, CHUNK_BYTES // max(per_draw_bytes, 1)))
 
 
-class _Draws:
+class Draws:
     """Kept draws, filled chunk by chunk into arrays allocated once, or appended to a writer; the
-    statistics that :mod:`~mfsample.kernels.health` reads are kept in memory either way."""
+    statistics that :mod:`~mfsample.kernels.health` reads are kept in memory either way.
 
-    def __init__(self, num_draws, writer=None):
-        self.num_draws, self.writer = num_draws, writer
+    Arrays are ``(chain, draw, ...)``, or ``(config, chain, draw, ...)`` with ``draw_axis=2``."""
+
+    def __init__(self, num_draws, writer=None, *, draw_axis: int = 1):
+        self.num_draws, self.writer, self.draw_axis = num_draws, writer, draw_axis
         self.samples = self.stats = None
         self.done, self.times, self.kept = 0, [], {}
 
     def add(self, samples, stats):
-        n = stats["time"].shape[1]
-        self.times.append(stats["time"][0])
+        n = stats["time"].shape[self.draw_axis]
+        self.times.append(stats["time"][(slice(None),) * (self.draw_axis - 1) + (0,)])
         for k in health.WATCHED_STATISTICS:
             if k in stats and self.writer is not None:
                 self.kept.setdefault(k, []).append(np.asarray(stats[k]))
@@ -450,29 +510,26 @@ class _Draws:
             self.writer.append(samples, stats)
         else:
             if self.samples is None:
-                self.samples = jax.tree.map(lambda x: _empty_draws(x, self.num_draws), samples)
-                self.stats = {k: _empty_draws(v, self.num_draws) for k, v in stats.items()}
-            window = (slice(None), slice(self.done, self.done + n))
+                self.samples = jax.tree.map(self._empty, samples)
+                self.stats = {k: self._empty(v) for k, v in stats.items()}
+            window = (slice(None),) * self.draw_axis + (slice(self.done, self.done + n),)
             jax.tree.map(lambda dst, src: dst.__setitem__(window, src), self.samples, samples)
             for k, v in stats.items():
                 self.stats[k][window] = v
         self.done += n
 
+    def _empty(self, x):
+        a = self.draw_axis
+        return np.empty(x.shape[:a] + (self.num_draws,) + x.shape[a + 1 :], x.dtype)
+
     def time(self):
-        return np.concatenate(self.times).astype(np.float64) if self.times else np.zeros(0)
+        """Mean-field time of each draw: ``(num_draws,)``, or ``(config, num_draws)``."""
+        if not self.times:
+            return np.zeros(0)
+        return np.concatenate(self.times, axis=-1).astype(np.float64)
 
     def watched(self) -> dict:
-        """``{name: (chain, draw)}`` of the statistics the health checks read."""
+        """``{name: ([config,] chain, draw)}`` of the statistics the health checks read."""
         if self.writer is None:
             return {k: v for k, v in (self.stats or {}).items() if k in health.WATCHED_STATISTICS}
-        return {k: np.concatenate(v, axis=1) for k, v in self.kept.items()}
-
-
-def _chains_first(x, num_chains):
-    """(draw, chain, ...) device array -> (chain, draw, ...) host array; adds the chain axis if absent."""
-    x = np.asarray(x)
-    return np.swapaxes(x, 0, 1) if num_chains > 1 else x[None]
-
-
-def _empty_draws(x, num_draws):
-    return np.empty((x.shape[0], num_draws) + x.shape[2:], x.dtype)
+        return {k: np.concatenate(v, axis=self.draw_axis) for k, v in self.kept.items()}

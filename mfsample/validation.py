@@ -54,7 +54,15 @@ def optional_positive_int(name: str, value, *, minimum: int = 1) -> int | None:
 
 def real(name: str, value, *, positive: bool = False, nonnegative: bool = False, finite: bool = True) -> float:
     """``value`` as a ``float``: a real number (not ``bool``), finite unless ``finite=False``,
-    and ``> 0`` (``positive``) or ``>= 0`` (``nonnegative``) when asked."""
+    and ``> 0`` (``positive``) or ``>= 0`` (``nonnegative``) when asked.
+
+    A traced value (a hyper-parameter handed to a compiled step as data) is returned as it is:
+    the drivers check every concrete setting before they trace it.  A concrete 0-d array counts
+    as a number."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    if isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) == 0 and np.issubdtype(value.dtype, np.floating):
+        value = float(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     value = float(value)

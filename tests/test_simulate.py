@@ -12,6 +12,7 @@ import pytest
 from numpyro.infer import MCMC
 
 import mfsample as mf
+from mfsample.kernels import programs
 
 KW = dict(width=16)
 
@@ -99,6 +100,7 @@ def test_simulate_keeps_the_same_steps_as_mcmc_thinning(small_data):
 
 def test_simulate_does_not_recompile_for_new_data_of_the_same_shape(small_data, count_compilations):
     """The compiled scan takes the data as arguments: a second call with new arrays compiles nothing."""
+    programs.clear()  # other tests of this process may have compiled this structure already
     kernel = _kernel("langevin")
     with count_compilations() as first:
         mf.simulate(

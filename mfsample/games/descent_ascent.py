@@ -38,8 +38,10 @@ import jax.numpy as jnp
 from numpyro.util import is_prng_key
 
 from .. import validation
+from ..kernels import programs
 from ..kernels.base import DynamicsKernel
 from ..kernels.contract import ACCEPT_PROB, DIVERGING, GRAD_NORM, STEP, TIME, Statistic, names
+from ..kernels.parameters import as_arrays, is_zero, specialise, zero_pattern
 from ..kernels.reaction import (
     birth_death_step,
     centered_first_variation,
@@ -147,9 +149,9 @@ def game_fields(game: Game, z, masses, temperature) -> _Fields:
     xs, ys = game.x_space, game.y_space
     x, y = z["x"], z["y"]
     value, vx, vy, gx, gy = game.fields(x, y, masses["x"], masses["y"])
-    if tx > 0:
+    if not is_zero(tx):
         gx = gx - tx * xs.grad_log_reference(x)
-    if ty > 0:
+    if not is_zero(ty):
         gy = gy + ty * ys.grad_log_reference(y)
     drift = {"x": xs.tangent(x, gx), "y": -ys.tangent(y, gy)}
     return _Fields(value, {"x": vx, "y": vy}, drift)
@@ -235,7 +237,7 @@ def build_kernel(
         moved = transport_step(state.z, state.drift, dt)
         z = {}
         for k, key in zip(("x", "y"), keys):
-            if taus[k] > 0:
+            if not is_zero(taus[k]):
                 noised, _ = langevin_noise(key, {k: moved[k]}, taus[k], dt)
                 z[k] = spaces[k].retract_diffusion(noised[k])
             else:
@@ -248,11 +250,12 @@ def build_kernel(
         uy, _ = centered_first_variation(state.potential["y"], state.masses["y"])
         masses, log_masses, events = dict(state.masses), dict(state.log_masses), dict(zip("xy", no_events))
         for k, u, key in (("x", ux, keys[0]), ("y", -uy, keys[1])):
-            if rates[k] == 0:  # alpha = 0: masses kept bit for bit, no clock rings
+            if is_zero(rates[k]):  # alpha = 0: masses kept bit for bit, no clock rings
                 continue
-            if weighted:
-                log_masses[k] = fisher_rao_reweight(state.log_masses[k], u, rates[k], dt)
-                masses[k] = jnp.exp(log_masses[k])
+            if weighted:  # (a traced alpha may be 0 too: the masses are then kept bit for bit)
+                reweighted = fisher_rao_reweight(state.log_masses[k], u, rates[k], dt)
+                log_masses[k] = jnp.where(rates[k] == 0, state.log_masses[k], reweighted)
+                masses[k] = jnp.where(rates[k] == 0, state.masses[k], jnp.exp(log_masses[k]))
             else:
                 key_bd, key_prior = jax.random.split(key)
                 prior = {k: spaces[k].sample(key_prior, z[k].shape[0])} if birth == "prior" else None
@@ -373,6 +376,7 @@ class DescentAscent(DynamicsKernel):
 
     sample_field = "strategies"
     hyperparameter_names = ("step_size", "temperature", "rate", "mode", "birth")
+    parameter_names = ("step_size", "temperature", "rate")
 
     def __init__(self, game: Game, *, step_size, temperature=0.0, rate=0.0, mode="weighted", birth="clone"):
         if not isinstance(game, Game):
@@ -398,6 +402,20 @@ class DescentAscent(DynamicsKernel):
     @property
     def model(self):
         return None
+
+    @property
+    def parameters(self) -> dict:
+        """``step_size`` and the per-player pairs ``temperature = (tau_x, tau_y)``, ``rate``."""
+        return {"step_size": self.step_size, "temperature": self.temperatures, "rate": self.rates}
+
+    def _settings(self) -> tuple:
+        return (self.game,)
+
+    def _set_parameters(self, values: dict) -> None:
+        merged = {**self.parameters, **values}
+        self.step_size, self.temperatures, self.rates, _, _ = check_options(
+            merged["step_size"], merged["temperature"], merged["rate"], self.mode, self.birth
+        )
 
     @property
     def energy(self) -> GameSetup | None:
@@ -438,8 +456,9 @@ class DescentAscent(DynamicsKernel):
         nx, ny = _sizes(kwargs.get("width"))
         return GameSetup(self.game, nx, ny, kwargs.get("masses_x"), kwargs.get("masses_y"))
 
-    def build(self, setup: GameSetup):
-        return build_kernel(setup.game, self.step_size, self.temperatures, self.rates, self.mode, self.birth)
+    def build(self, setup: GameSetup, parameters=None):
+        p = self.step_parameters(parameters)
+        return build_kernel(setup.game, p["step_size"], p["temperature"], p["rate"], self.mode, self.birth)
 
     def draw_fn(self, energy, model_args, model_kwargs, *, deterministic: bool = True):
         """The identity: the particles are recorded as they are (already on their spaces)."""
@@ -450,27 +469,46 @@ class DescentAscent(DynamicsKernel):
         if init_params is not None:
             init_params = {k: jnp.asarray(init_params[k]) for k in ("x", "y")}
         setup = _with_sizes(self.build_energy(model_args, model_kwargs), init_params, batched)
-        masses = {
-            k: _player_masses(k, getattr(setup, f"masses_{k}"), n) for k, n in (("x", setup.num_x), ("y", setup.num_y))
-        }
+        masses = self.initial_masses(setup)
         self._model_args, self._model_kwargs = tuple(model_args), dict(model_kwargs or {})
         self._setup = setup
-        init_fn, step_fn = self.build(setup)
+        _, step_fn = self.build(setup)
+        self._sample_fn = jax.vmap(step_fn) if batched else step_fn
+        values = self.parameters
+        pattern = zero_pattern(values)
+
+        def make():  # compiled once per structure and sizes rather than dispatched op by op
+            def run(values, keys, z0, masses):
+                start = self.initializer(setup)
+                parameters = specialise(values, pattern)
+                if batched:
+                    return jax.vmap(start, (0, 0, None, None))(keys, z0, masses, parameters)
+                return start(keys, z0, masses, parameters)
+
+            return jax.jit(run)
+
+        run = programs.cached(self, ("init", batched, setup.num_x, setup.num_y, pattern), make)
+        return run(as_arrays(values), rng_key, init_params, masses)
+
+    def initial_masses(self, setup: GameSetup, model_kwargs=None):
+        """``{"x": m_x or None, "y": m_y or None}`` from the setup (``masses_x``, ``masses_y``), validated."""
+        return {
+            k: _player_masses(k, getattr(setup, f"masses_{k}"), n) for k, n in (("x", setup.num_x), ("y", setup.num_y))
+        }
+
+    def initializer(self, setup: GameSetup):
+        """``start(rng_key, z0, masses, parameters=None) -> state`` of one replica, pure (particles
+        drawn from the spaces' reference measures when ``z0`` is ``None``)."""
         game = self.game
 
-        def init_one(key, z0):
+        def start(key, z0, masses, parameters=None):
+            init_fn, _ = self.build(setup, parameters)
             key_x, key_y, key_run = jax.random.split(key, 3)
             if z0 is None:
                 z0 = {"x": game.x_space.sample(key_x, setup.num_x), "y": game.y_space.sample(key_y, setup.num_y)}
             return init_fn(z0, masses, key_run)
 
-        if batched:  # compiled once rather than dispatched op by op
-            state = jax.jit(jax.vmap(init_one))(rng_key, init_params)
-            self._sample_fn = jax.vmap(step_fn)
-        else:
-            state = jax.jit(init_one)(rng_key, init_params)
-            self._sample_fn = step_fn
-        return state
+        return start
 
     def postprocess_fn(self, model_args, model_kwargs):
         """The identity: the particles are recorded as they are (already on their spaces)."""

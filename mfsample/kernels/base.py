@@ -9,6 +9,7 @@ contract of :mod:`mfsample.kernels.contract` that the drivers rely on.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,9 @@ from numpyro.util import is_prng_key
 from .. import validation
 from ..blocking import blocked_deterministic
 from ..energy import ParticleEnergy, energy_from_fn, energy_from_model
+from . import programs
 from .contract import PARTICLE_STATISTICS, Statistic, describe, names
+from .parameters import as_arrays, specialise, zero_pattern
 from .state import ParticleState, all_finite, commit
 from .steps import Drift, evaluate_drift, mean_field_norm
 
@@ -136,6 +139,15 @@ def split_static_kwargs(kwargs):
     return arrays, static
 
 
+def _hashable(value):
+    """Lists and dicts of settings as tuples (for :attr:`DynamicsKernel.structure`)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
 def _check_data(model_args, model_kwargs):
     """Refuse non-finite numeric data, naming the argument."""
     named = [(f"model_args[{i}]", a) for i, a in enumerate(model_args)]
@@ -161,6 +173,8 @@ class DynamicsKernel(MCMCKernel):
 
     #: attributes of the kernel that define the dynamic (recorded with every run)
     hyperparameter_names: tuple = ("step_size",)
+    #: the numeric ones among them, handed to the step as arrays (:mod:`~.parameters`)
+    parameter_names: tuple = ("step_size",)
     #: the state attribute recorded as the draw
     sample_field = "z"
     _model_args: tuple = ()
@@ -181,6 +195,54 @@ class DynamicsKernel(MCMCKernel):
     def hyperparameters(self) -> dict:
         """``{name: value}`` of the settings that define the dynamic."""
         return {name: getattr(self, name) for name in self.hyperparameter_names}
+
+    @property
+    def parameters(self) -> dict:
+        """``{name: value}`` of the numeric hyper-parameters (``step_size``, ``temperature``, ...)."""
+        return {name: getattr(self, name) for name in self.parameter_names}
+
+    @property
+    def structure(self) -> tuple:
+        """Everything but the numeric hyper-parameters that fixes the step: kernels with equal
+        structures share compiled programmes (:mod:`~mfsample.kernels.programs`)."""
+        structural = tuple(getattr(self, n) for n in self.hyperparameter_names if n not in self.parameter_names)
+        return (type(self),) + self._settings() + structural
+
+    def _settings(self) -> tuple:
+        """The kernel's structural settings besides its hyper-parameters (model, transport, ...)."""
+        return ()
+
+    def _check_parameters(self) -> None:
+        """Validate (and normalise) the numeric hyper-parameters held by the kernel."""
+
+    def replace(self, **values):
+        """A copy of the kernel with other numeric hyper-parameters (validated), e.g.
+        ``kernel.replace(temperature=1e-3)``; its structure, hence its compiled programmes, are
+        this kernel's."""
+        unknown = sorted(set(values) - set(self.parameter_names))
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no numeric hyper-parameter {unknown}; "
+                f"it has {list(self.parameter_names)} (structural settings such as mode make another kernel)"
+            )
+        new = copy.copy(self)
+        new.__dict__ = self.__getstate__()
+        new._set_parameters(values)
+        return new
+
+    def _set_parameters(self, values: dict) -> None:
+        for name, value in values.items():
+            setattr(self, name, value)
+        self._check_parameters()
+
+    def step_parameters(self, parameters=None) -> dict:
+        """What :meth:`build` hands to the functional core: ``parameters`` when given (arrays,
+        possibly traced, zeros already specialised by the driver), else the kernel's own values
+        as arrays with their exact zeros as constants (:func:`~.parameters.specialise`)."""
+        if parameters is not None:
+            return dict(parameters)
+        values = self.parameters
+        return specialise(as_arrays(values), zero_pattern(values))
 
     @property
     def sample_dims(self) -> dict:
@@ -248,11 +310,12 @@ class ParticleKernel(DynamicsKernel):
         self._model = model
         self._energy_fn = energy_fn
         self._prior = prior
-        self.step_size = validation.step_size(step_size)
+        self.step_size = step_size
+        ParticleKernel._check_parameters(self)
         self.particle_plate = particle_plate
         self.scaling = scaling
         self.width = validation.optional_positive_int("width", width)
-        self.frozen = frozen
+        self.frozen = tuple(frozen) if isinstance(frozen, list) else frozen
         self.transport = validation.transport(transport)
         self.batch_size = validation.batch_size(batch_size)
         self.block_size = validation.block_size(block_size)
@@ -282,9 +345,27 @@ class ParticleKernel(DynamicsKernel):
         """The :class:`~mfsample.energy.ParticleEnergy` of the last ``init`` (None before)."""
         return self._energy
 
-    def build(self, energy: ParticleEnergy):
-        """Return ``(init_fn(z, masses, rng_key) -> state, step_fn(state) -> state)``."""
+    def build(self, energy: ParticleEnergy, parameters=None):
+        """Return ``(init_fn(z, masses, rng_key) -> state, step_fn(state) -> state)``; the numeric
+        hyper-parameters are ``parameters`` when given (see :meth:`step_parameters`)."""
         raise NotImplementedError
+
+    def _settings(self) -> tuple:
+        return (
+            self._model,
+            self._energy_fn,
+            _hashable(self._prior),
+            self.particle_plate,
+            self.scaling,
+            self.width,
+            _hashable(self.frozen),
+            self.transport,
+            self.batch_size,
+            self.block_size,
+        )
+
+    def _check_parameters(self) -> None:
+        self.step_size = validation.step_size(self.step_size)
 
     def effective_batch_size(self, energy: ParticleEnergy):
         """``batch_size`` if it subsamples the data, ``None`` for full-batch gradients."""
@@ -343,7 +424,7 @@ class ParticleKernel(DynamicsKernel):
         batched = not is_prng_key(rng_key)
         num_replicas = int(rng_key.shape[0]) if batched else 1
         energy = self.build_energy(model_args, model_kwargs, num_replicas=num_replicas)
-        masses = self._initial_masses(energy, model_kwargs.get("masses"))
+        masses = self.initial_masses(energy, model_kwargs)
         self._energy = energy
         self._model_args, self._model_kwargs = tuple(model_args), model_kwargs
         _, step_fn = self.build(energy)
@@ -352,16 +433,33 @@ class ParticleKernel(DynamicsKernel):
         self._sample_fn = jax.vmap(step_fn) if batched else step_fn
         if self._compile_init(energy) and not isinstance(rng_key, jax.core.Tracer):
             array_kwargs, static_kwargs = split_static_kwargs(_data_kwargs(model_kwargs))
-            run = self._compiled_init(batched, num_replicas, static_kwargs)
-            return run(rng_key, init_params, masses, tuple(model_args), array_kwargs)
+            values = self.parameters
+            pattern = zero_pattern(values)
+            run = self._compiled_init(batched, num_replicas, static_kwargs, pattern)
+            return run(as_arrays(values), rng_key, init_params, masses, tuple(model_args), array_kwargs)
         return self._init_state(energy, batched, rng_key, init_params, masses)
 
-    def _initial_masses(self, energy, masses):
+    def initial_masses(self, energy, model_kwargs=None):
+        """The initial masses of a run (``model_kwargs["masses"]``, validated; ``None``: uniform)."""
+        masses = dict(model_kwargs or {}).get("masses")
         if masses is None:
             return None
         if not energy.accepts_masses:
             raise TypeError("this model takes no `masses` keyword, so it cannot weight particles")
         return validation.masses(masses, energy.width)
+
+    def initializer(self, energy: ParticleEnergy):
+        """``start(rng_key, z0, masses, parameters=None) -> state`` of one replica, pure: the
+        particles ``z0`` (drawn iid from ``mu0`` with half of the key when ``None``) and the core's
+        ``init_fn`` with the other half.  Traceable, also in ``parameters``."""
+
+        def start(rng_key, z0, masses, parameters=None):
+            init_fn, _ = self.build(energy, parameters)
+            key_init, key_run = jax.random.split(rng_key)
+            z = energy.sample_prior(key_init) if z0 is None else z0
+            return init_fn(z, masses, key_run)
+
+        return start
 
     #: above this many activations (num_data * width) the first drift is evaluated by a compiled
     #: function (cached per shapes, data as arguments) instead of op by op: eager evaluation of
@@ -371,35 +469,25 @@ class ParticleKernel(DynamicsKernel):
     def _compile_init(self, energy: ParticleEnergy) -> bool:
         return energy.num_data * energy.width > self.COMPILE_INIT_ABOVE
 
-    def _init_state(self, energy, batched, rng_key, init_params, masses):
-        init_fn, _ = self.build(energy)
+    def _init_state(self, energy, batched, rng_key, init_params, masses, parameters=None):
+        start = self.initializer(energy)
+        if batched:
+            return jax.vmap(start, (0, 0, None, None))(rng_key, init_params, masses, parameters)
+        return start(rng_key, init_params, masses, parameters)
 
-        def init_one(key, z0):
-            key_init, key_run = jax.random.split(key)
-            z = energy.sample_prior(key_init) if z0 is None else z0
-            return init_fn(z, masses, key_run)
+    def _compiled_init(self, batched, num_replicas, static_kwargs, pattern):
+        """The initialisation compiled once per structure (settings and data are arguments)."""
 
-        return jax.vmap(init_one)(rng_key, init_params) if batched else init_one(rng_key, init_params)
+        def make():
+            def run(values, rng_key, init_params, masses, args, array_kwargs):
+                kwargs = {**dict(static_kwargs), **array_kwargs}
+                energy = self.build_energy(args, kwargs, num_replicas=num_replicas)
+                parameters = specialise(values, pattern)
+                return self._init_state(energy, batched, rng_key, init_params, masses, parameters)
 
-    def _compiled_init(self, batched, num_replicas, static_kwargs):
-        cache = self.__dict__.setdefault("_init_cache", {})
-        key = (batched, num_replicas, static_kwargs)
-        try:
-            hash(key)
-        except TypeError:
-            key = None
-        if key is not None and key in cache:
-            return cache[key]
+            return jax.jit(run)
 
-        def run(rng_key, init_params, masses, args, array_kwargs):
-            kwargs = {**dict(static_kwargs), **array_kwargs}
-            energy = self.build_energy(args, kwargs, num_replicas=num_replicas)
-            return self._init_state(energy, batched, rng_key, init_params, masses)
-
-        fn = jax.jit(run)
-        if key is not None:
-            cache[key] = fn
-        return fn
+        return programs.cached(self, ("init", batched, num_replicas, static_kwargs, pattern), make)
 
     def postprocess_fn(self, model_args, model_kwargs):
         """Map unconstrained particles to the model's sites, adding its deterministic sites."""

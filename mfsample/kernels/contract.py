@@ -43,6 +43,29 @@ What a kernel declares
     NumPyro's ``MCMCKernel.init``: the initial state (a leading chain axis when ``rng_key`` is a
     batch of keys).
 
+Hyper-parameters as data
+------------------------
+A kernel that also implements :class:`SweepableDynamics` hands its numeric hyper-parameters to
+its step as arrays (:mod:`~mfsample.kernels.parameters`), so that the drivers compile one
+programme per *structure* and run batches of settings (:func:`mfsample.sweep`):
+
+``parameter_names``, ``parameters``
+    The numeric hyper-parameters (``step_size``, ``temperature``, ``rate``, ``friction``) and
+    their values.
+``structure``
+    A hashable description of everything else that fixes the step (the class, the model, the
+    structural settings such as ``mode`` or ``adjusted``); kernels with equal structures share
+    compiled programmes.
+``replace(**values)``
+    A copy with other (validated) numeric values and the same structure.
+``build(energy, parameters=None)``
+    As above, with the numeric values taken from ``parameters`` (arrays, possibly traced) when
+    given.
+``initial_masses(energy, model_kwargs)``, ``initializer(energy)``
+    The validated initial masses of a run, and a pure
+    ``start(rng_key, z0, masses, parameters=None) -> state`` of one replica (particles drawn from
+    ``mu0`` when ``z0`` is ``None``), traceable in ``parameters``.
+
 What a state provides
 ---------------------
 A JAX pytree (see :mod:`mfsample.kernels.state`) with an attribute for the sample field and for
@@ -62,6 +85,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 __all__ = [
     "Statistic",
     "ParticleDynamics",
+    "SweepableDynamics",
     "ENERGY",
     "TIME",
     "GRAD_NORM",
@@ -156,3 +180,26 @@ class ParticleDynamics(Protocol):
     def draw_fn(self, energy, model_args, model_kwargs, *, deterministic: bool = True) -> Callable: ...
 
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs): ...
+
+
+@runtime_checkable
+class SweepableDynamics(ParticleDynamics, Protocol):
+    """A :class:`ParticleDynamics` whose numeric hyper-parameters are data (see the module
+    docstring): what :func:`~mfsample.sweep` needs, and what lets :func:`~mfsample.simulate`
+    share compiled programmes between kernels of one structure."""
+
+    parameter_names: tuple
+
+    @property
+    def parameters(self) -> dict[str, Any]: ...
+
+    @property
+    def structure(self) -> tuple: ...
+
+    def replace(self, **values) -> SweepableDynamics: ...
+
+    def build(self, energy, parameters=None) -> tuple[Callable, Callable]: ...
+
+    def initial_masses(self, energy, model_kwargs=None) -> Any: ...
+
+    def initializer(self, energy) -> Callable: ...

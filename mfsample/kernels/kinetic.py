@@ -26,11 +26,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .. import validation
 from ..energy import ParticleEnergy
 from .base import ParticleKernel, guarded_update, init_particle_state
+from .parameters import is_zero
 from .state import ParticleState, state_class
 from .steps import evaluate_drift, langevin_noise
 
@@ -57,14 +57,15 @@ def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, f
     """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``; momenta in ``state.momentum``."""
     dt, tau, gamma = check_options(step_size, temperature, friction)
     half = 0.5 * dt
-    c1 = float(np.exp(-gamma * dt))
+    c1 = jnp.exp(-gamma * dt)
     # O-step noise variance tau (1 - c1^2), written as 2 tau' dt' for langevin_noise
     o_var = tau * (1.0 - c1**2)
+    noisy = not is_zero(tau)  # a concrete tau = 0 leaves the noise out
 
     def init_fn(z, masses, rng_key):
         state = init_particle_state(energy, z, masses, rng_key, tau)
         zero = jax.tree.map(jnp.zeros_like, z)
-        if tau > 0:  # Maxwellian momenta N(0, tau)
+        if noisy:  # Maxwellian momenta N(0, tau)
             p, _ = langevin_noise(jax.random.fold_in(rng_key, 2), zero, 0.5 * tau, 1.0, energy.frozen)
         else:
             p = zero
@@ -75,7 +76,7 @@ def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, f
         p = _axpy(-half, state.drift, state.momentum)  # B
         z = _axpy(half, p, state.z)  # A
         p = jax.tree.map(lambda v: c1 * v, p)  # O
-        if o_var > 0:
+        if noisy:
             p, _ = langevin_noise(key_noise, p, 0.5 * o_var, 1.0, energy.frozen)
         z = _axpy(half, p, z)  # A
         d = evaluate_drift(energy, z, state.masses, tau)
@@ -98,12 +99,18 @@ class KineticLangevin(ParticleKernel):
     """
 
     hyperparameter_names = ("step_size", "temperature", "friction")
+    parameter_names = hyperparameter_names
 
     def __init__(self, model=None, *, step_size, temperature, friction=1.0, **kwargs):
         super().__init__(model, step_size=step_size, **kwargs)
-        _, self.temperature, self.friction = check_options(step_size, temperature, friction)
+        self.temperature, self.friction = temperature, friction
+        self._check_parameters()
         if self.transport is not None or self.batch_size is not None:
             raise ValueError("KineticLangevin has its own integrator: no transport or batch_size")
 
-    def build(self, energy):
-        return build_kernel(energy, self.step_size, self.temperature, self.friction)
+    def _check_parameters(self):
+        self.step_size, self.temperature, self.friction = check_options(self.step_size, self.temperature, self.friction)
+
+    def build(self, energy, parameters=None):
+        p = self.step_parameters(parameters)
+        return build_kernel(energy, p["step_size"], p["temperature"], p["friction"])

@@ -25,6 +25,7 @@ from .. import validation
 from ..energy import ParticleEnergy
 from ..scaling import time_scale
 from .base import ParticleKernel, guarded_update, init_particle_state, minibatch_key, minibatch_size
+from .parameters import is_zero
 from .steps import evaluate_drift, langevin_noise, optax_transport_step, transport_step
 
 __all__ = ["build_kernel", "check_options", "MeanFieldLangevin"]
@@ -39,7 +40,7 @@ def check_options(step_size, temperature, adjusted=False, transport=None, batch_
     step_size, temperature = validation.step_size(step_size), validation.temperature(temperature)
     transport, batch_size = validation.transport(transport), validation.batch_size(batch_size)
     adjusted = bool(adjusted)
-    if adjusted and temperature == 0:
+    if adjusted and is_zero(temperature):
         raise ValueError("adjusted=True needs temperature > 0 (the Gibbs measure is exp(-n E / tau))")
     if adjusted and (transport is not None or batch_size is not None):
         raise ValueError("adjusted=True (MALA) needs the exact Euler proposal: no transport or batch_size")
@@ -71,7 +72,8 @@ def build_kernel(
     """
     dt, tau, adjusted, transport, batch_size = check_options(step_size, temperature, adjusted, transport, batch_size)
     batch_size = minibatch_size(energy, batch_size)
-    beta = time_scale(energy.width, energy.exponent) / tau if tau > 0 else None
+    noisy = not is_zero(tau)  # a concrete tau = 0 leaves the noise (and MALA) out
+    beta = time_scale(energy.width, energy.exponent) / tau if noisy else None
 
     def init_fn(z, masses, rng_key):
         _check_uniform(adjusted, masses)
@@ -95,7 +97,7 @@ def build_kernel(
             z, opt_state = transport_step(state.z, state.drift, dt), None
         else:
             z, opt_state = optax_transport_step(transport, state.z, state.drift, state.opt_state)
-        if tau > 0:
+        if noisy:
             z, _ = langevin_noise(key_noise, z, tau, dt, energy.frozen)
         d = evaluate_drift(energy, z, state.masses, tau, rng_key=key_batch, batch_size=batch_size)
         if not adjusted:
@@ -144,18 +146,24 @@ class MeanFieldLangevin(ParticleKernel):
     """
 
     hyperparameter_names = ("step_size", "temperature", "adjusted")
+    parameter_names = ("step_size", "temperature")
 
     def __init__(self, model=None, *, step_size, temperature, adjusted=False, **kwargs):
         super().__init__(model, step_size=step_size, **kwargs)
-        _, self.temperature, self.adjusted, _, _ = check_options(
-            step_size, temperature, adjusted, self.transport, self.batch_size
+        self.temperature, self.adjusted = temperature, adjusted
+        self._check_parameters()
+
+    def _check_parameters(self):
+        self.step_size, self.temperature, self.adjusted, _, _ = check_options(
+            self.step_size, self.temperature, self.adjusted, self.transport, self.batch_size
         )
 
-    def build(self, energy):
+    def build(self, energy, parameters=None):
+        p = self.step_parameters(parameters)
         return build_kernel(
             energy,
-            self.step_size,
-            self.temperature,
+            p["step_size"],
+            p["temperature"],
             self.adjusted,
             transport=self.transport,
             batch_size=self.batch_size,

@@ -79,5 +79,6 @@ class WassersteinFlow(ParticleKernel):
     def __init__(self, model=None, *, step_size, **kwargs):
         super().__init__(model, step_size=step_size, **kwargs)
 
-    def build(self, energy):
-        return build_kernel(energy, self.step_size, transport=self.transport, batch_size=self.batch_size)
+    def build(self, energy, parameters=None):
+        p = self.step_parameters(parameters)
+        return build_kernel(energy, p["step_size"], transport=self.transport, batch_size=self.batch_size)

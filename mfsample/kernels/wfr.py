@@ -31,6 +31,7 @@ from .. import validation
 from ..energy import ParticleEnergy, first_variation
 from .base import ParticleKernel, init_particle_state
 from .contract import PARTICLE_STATISTICS, Statistic
+from .parameters import is_zero
 from .reaction import (
     birth_death_step,
     centered_first_variation,
@@ -148,10 +149,13 @@ def build_kernel(
         u, _ = centered_first_variation(state.first_variation, state.masses)
         zero = jnp.zeros((), jnp.int32)
         if weighted:
-            if rate == 0:  # alpha = 0 keeps the masses bit for bit
+            if is_zero(rate):  # alpha = 0 keeps the masses bit for bit
                 return z, state.masses, state.log_masses, zero, zero
             log_masses = fisher_rao_reweight(state.log_masses, u, rate, dt)
-            return z, jnp.exp(log_masses), log_masses, zero, zero
+            # a traced alpha may be 0 too: keep the masses bit for bit then as well
+            log_masses = jnp.where(rate == 0, state.log_masses, log_masses)
+            masses = jnp.where(rate == 0, state.masses, jnp.exp(log_masses))
+            return z, masses, log_masses, zero, zero
         key_bd, key_prior = jax.random.split(key)
         prior = energy.sample_prior(key_prior) if birth == "prior" else None
         bd = birth_death_step(key_bd, z, u, rate, dt, birth=birth, prior_sample=prior)
@@ -161,7 +165,7 @@ def build_kernel(
         rng_key, key_noise, key_react = jax.random.split(state.rng_key, 3)
         # 1. transport with the drift of mu_k (the keys are those of MeanFieldLangevin)
         z = transport_step(state.z, state.drift, dt)
-        if tau > 0:
+        if not is_zero(tau):
             z, _ = langevin_noise(key_noise, z, tau, dt, energy.frozen)
         # 2. reaction with V - Vbar of mu_k
         z, masses, log_masses, births, deaths = react(state, z, key_react)
@@ -237,6 +241,7 @@ class WassersteinFisherRao(ParticleKernel):
     """
 
     hyperparameter_names = ("step_size", "rate", "temperature", "mode", "birth")
+    parameter_names = ("step_size", "rate", "temperature")
 
     def __init__(self, model=None, *, step_size, rate, temperature=0.0, mode="birth_death", birth="clone", **kwargs):
         super().__init__(model, step_size=step_size, **kwargs)
@@ -245,7 +250,13 @@ class WassersteinFisherRao(ParticleKernel):
                 "WassersteinFisherRao takes the Euler transport on the full data: `transport` (optax) "
                 "and `batch_size` (minibatches) are not supported (V = dE/dm needs the full energy)"
             )
-        _, self.rate, self.temperature, self.mode, self.birth = check_options(step_size, rate, temperature, mode, birth)
+        self.rate, self.temperature, self.mode, self.birth = rate, temperature, mode, birth
+        self._check_parameters()
+
+    def _check_parameters(self):
+        self.step_size, self.rate, self.temperature, self.mode, self.birth = check_options(
+            self.step_size, self.rate, self.temperature, self.mode, self.birth
+        )
 
     @property
     def sample_field(self):
@@ -256,8 +267,9 @@ class WassersteinFisherRao(ParticleKernel):
         """The particle statistics, then ``vbar`` and ``ess`` (weighted) or ``births``/``deaths``."""
         return PARTICLE_STATISTICS + ((VBAR, ESS) if self.mode == "weighted" else (VBAR, BIRTHS, DEATHS))
 
-    def build(self, energy):
-        return build_kernel(energy, self.step_size, self.rate, self.temperature, self.mode, self.birth)
+    def build(self, energy, parameters=None):
+        p = self.step_parameters(parameters)
+        return build_kernel(energy, p["step_size"], p["rate"], p["temperature"], self.mode, self.birth)
 
     def draw_fn(self, energy, model_args, model_kwargs, *, deterministic: bool = True):
         """Birth–death: as the other kernels.  Weighted: ``{**z, "masses": m}`` -> constrained

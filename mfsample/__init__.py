@@ -28,6 +28,7 @@ _SUBMODULES = (
     "models",
     "scaling",
     "sharding",
+    "sweeps",
     "validation",
 )
 
@@ -48,6 +49,8 @@ _ATTRIBUTES = {
     "gibbs_model": "mfsample.models",
     "Simulation": "mfsample.simulate",
     "simulate": "mfsample.simulate",
+    "Sweep": "mfsample.sweeps",
+    "sweep": "mfsample.sweeps",
 }
 
 __all__ = [
@@ -82,6 +85,9 @@ __all__ = [
     "gibbs_model",
     "simulate",
     "Simulation",
+    "sweeps",
+    "sweep",
+    "Sweep",
 ]
 
 

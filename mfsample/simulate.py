@@ -162,16 +162,28 @@ def _placement(state, devices, shard, num_chains, width):
                 f"num_chains={num_chains} is not divisible by the {k} devices; "
                 "shard='particles' splits each replica's particles instead"
             )
-        shardings = state_shardings(state, mesh, axis=0, size=num_chains)
-    else:
-        if width % k:
-            raise ValueError(
-                f"the width {width} (particles) is not divisible by the {k} devices; "
-                "choose a width that is a multiple of the number of devices"
-            )
-        shardings = state_shardings(state, mesh, axis=1 if num_chains > 1 else 0, size=width)
+        return make_placement(state, mesh, shard, axis=0, size=num_chains)
+    if width % k:
+        raise ValueError(
+            f"the width {width} (particles) is not divisible by the {k} devices; "
+            "choose a width that is a multiple of the number of devices"
+        )
+    return make_placement(state, mesh, shard, axis=1 if num_chains > 1 else 0, size=width)
+
+
+def make_placement(state, mesh, shard: str, *, axis: int, size: int):
+    """``(placement, placed state)``: the state split over ``mesh`` along ``axis`` (arrays whose
+    axis ``axis`` has length ``size``), everything else replicated."""
+    shardings = state_shardings(state, mesh, axis=axis, size=size)
     placement = _Placement(mesh, shardings, replicated(mesh), (tuple(d.id for d in mesh.devices.flat), shard))
     return placement, place(state, shardings)
+
+
+def replicate_data(placement, model_args, array_kwargs):
+    """The data (positional arrays and array keyword arguments) on every device of the placement."""
+    rep = placement.replicated
+    model_args = tuple(place(a, rep) if isinstance(a, (jax.Array, np.ndarray)) else a for a in model_args)
+    return model_args, place(array_kwargs, jax.tree.map(lambda _: rep, array_kwargs))
 
 
 #: draws of one compiled chunk are capped at this many bytes (the host memory simulate needs
@@ -237,9 +249,9 @@ def simulate(
         the number of devices), ``"chains"`` (split the replicas) or ``"auto"`` (chains when they
         divide evenly over the devices, else particles).
     """
-    num_steps, save_every, num_chains, chunk_size = _check_counts(num_steps, save_every, num_chains, chunk_size)
+    num_steps, save_every, num_chains, chunk_size = check_counts(num_steps, save_every, num_chains, chunk_size)
     output = _check_output(output, overwrite)
-    _check_kernel(kernel)
+    check_kernel(kernel)
     if init_state is None or rng_key is not None:  # a continuation carries its own keys
         validation.prng_key("rng_key", rng_key)
     energy = kernel.build_energy(model_args, model_kwargs, num_replicas=num_chains)  # validates the data
@@ -248,7 +260,7 @@ def simulate(
     placement = None
     if devices is not None:
         placement, state = _placement(state, devices, shard, num_chains, energy.width)
-        model_args, array_kwargs = _replicate_data(placement, model_args, array_kwargs)
+        model_args, array_kwargs = replicate_data(placement, model_args, array_kwargs)
     values, pattern = step_values(kernel)
     run = Runner(
         kernel,
@@ -387,7 +399,7 @@ def _check_health(kernel, state, sink, model_args, model_kwargs):
     return first
 
 
-def _check_counts(num_steps, save_every, num_chains, chunk_size):
+def check_counts(num_steps, save_every, num_chains, chunk_size):
     num_steps = validation.positive_int("num_steps", num_steps)
     save_every = validation.positive_int("save_every", save_every)
     num_chains = validation.positive_int("num_chains", num_chains)
@@ -406,7 +418,7 @@ def _check_output(output, overwrite):
     return output
 
 
-def _check_kernel(kernel):
+def check_kernel(kernel):
     if not isinstance(kernel, ParticleDynamics):
         raise TypeError(
             f"simulate runs mfsample kernels (mfsample.kernels.ParticleDynamics, e.g. mf.WassersteinFlow); "
@@ -475,12 +487,6 @@ def _check_leaf_shapes(state, expected):
                 f"{where} has dtype {have.dtype} but these arguments need {want.dtype}; continue "
                 "with data of the dtype of the run it comes from"
             )
-
-
-def _replicate_data(placement, model_args, array_kwargs):
-    rep = placement.replicated
-    model_args = tuple(place(a, rep) if isinstance(a, (jax.Array, np.ndarray)) else a for a in model_args)
-    return model_args, place(array_kwargs, jax.tree.map(lambda _: rep, array_kwargs))
 
 
 def default_chunk(num_draws, progress_bar, per_draw_bytes):

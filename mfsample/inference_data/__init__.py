@@ -5,9 +5,10 @@
   at evaluation points, over the draws;
 * :mod:`~mfsample.inference_data.stream` – :class:`DrawWriter` (the same groups written chunk by
   chunk), :func:`write_predictions`, :func:`read_draws`, :func:`count_draws`;
+* :mod:`~mfsample.inference_data.configs` – a sweep's configurations stacked along ``config``;
 * :mod:`~mfsample.inference_data.convert` – :func:`to_inference_data` and :func:`open_streamed`.
 
-Imports run one way: ``convert -> stream -> predict -> layout``; a kernel is used only through
+Imports run one way: ``convert -> configs``, ``convert -> stream -> predict -> layout``; a kernel is used only through
 :mod:`mfsample.kernels.contract`.
 """
 

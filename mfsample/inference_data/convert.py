@@ -21,6 +21,7 @@ from numpyro.infer import MCMC
 
 from .. import validation
 from ..kernels import health
+from .configs import is_sweep, stack_configs
 from .layout import (
     build_layout,
     check_kernel,
@@ -118,8 +119,10 @@ def to_inference_data(
     """Turn an mfsample run into a labelled :class:`arviz.InferenceData` (groups and dims:
     :mod:`mfsample.inference_data.layout`).
 
-    :param run: a :class:`numpyro.infer.MCMC` whose kernel is an mfsample kernel, or a
-        :func:`mfsample.simulate` result.
+    :param run: a :class:`numpyro.infer.MCMC` whose kernel is an mfsample kernel, a
+        :func:`mfsample.simulate` result, or a :func:`mfsample.sweep` result (its configurations
+        stacked along a ``config`` dimension with the swept values as coordinates:
+        :mod:`mfsample.inference_data.configs`).
     :param x_eval: evaluation inputs ``(M, ...)`` replacing the model's input ``x_arg`` (held-out
         inputs drawn from ``nu`` for the norm ``||.||_nu``); ``None``: no ``predictions`` group
         and the diagnostics fall back to ``posterior[output_site]`` at the training inputs.
@@ -160,6 +163,9 @@ def to_inference_data(
     batch_size = validation.optional_positive_int("batch_size", batch_size)
     options = dict(x_eval=x_eval, model=model, output_site=output_site, output_fn=output_fn, x_arg=x_arg)
     options.update(unit_points=unit_points, batch_size=batch_size)
+    if is_sweep(run):  # one conversion per configuration, stacked along `config`
+        more = dict(kernel=kernel, model_args=model_args, model_kwargs=model_kwargs, dims=dims)
+        return stack_configs(run, lambda sim: to_inference_data(sim, **options, **more))
     r = _unpack_run(run, kernel, model_args, model_kwargs)
     if isinstance(run, MCMC):  # simulate checks its runs itself; MCMC offers kernels no hook after a run
         _warn_if_degenerate(run, r)

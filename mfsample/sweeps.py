@@ -1,0 +1,421 @@
+"""Studies in one compiled programme: a grid of hyper-parameter values x replicas, ``vmap``-ped.
+
+``mf.sweep(kernel, key, *args, grid={"temperature": [1e-4, 1e-3, 1e-2]}, num_chains=4, num_steps=T)``
+runs every configuration of the grid (each a copy of ``kernel`` with those numeric
+hyper-parameters, :meth:`~mfsample.kernels.contract.SweepableDynamics.replace`), each with
+``num_chains`` replicas, as one ``lax.scan`` whose step is ``vmap``-ped over a leading
+configuration axis.  The values are arguments of the compiled programme (hyper-parameters as
+data, :mod:`mfsample.kernels.parameters`): a second sweep with other values of the same
+parameters, or a sweep of another kernel of the same structure, compiles nothing.
+
+Configuration ``c`` is the run ``simulate(kernel.replace(**grid.points[c]), keys[c], ...)`` with
+``keys = jax.random.split(key, num_configs)`` (``common_keys=True``: every configuration uses
+``key``, the same initial particles and noise: common random numbers); ``Sweep.config(c)``
+returns it as a :class:`~mfsample.simulate.Simulation`.  The width and the data fix the shapes,
+so a width x temperature study runs one sweep per width
+(:func:`mfsample.experiments.replicate` does so).
+
+The configuration axis is embarrassingly parallel: ``devices=`` shards it (``shard="configs"``)
+or the chains or particles over devices and hosts (:mod:`mfsample.sharding`).
+
+Theory: ``docs/howto/sweeps.md``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import validation
+from .energy import ParticleEnergy
+from .kernels import health, programs
+from .kernels.base import initial_positions, split_static_kwargs
+from .kernels.contract import SweepableDynamics
+from .kernels.parameters import as_arrays, common_zeros, specialise
+from .sharding import SHARD_MODES, make_mesh
+from .simulate import (
+    Draws,
+    Runner,
+    Simulation,
+    check_counts,
+    check_kernel,
+    default_chunk,
+    make_placement,
+    replicate_data,
+    run_chunks,
+)
+
+__all__ = ["Grid", "product", "zipped", "Sweep", "sweep", "SWEEP_SHARD_MODES"]
+
+#: how :func:`sweep` may lay its state over devices
+SWEEP_SHARD_MODES = SHARD_MODES + ("configs",)
+
+
+class Grid(NamedTuple):
+    """The configurations of a sweep: ``points[c]`` is ``{name: value}`` of configuration ``c``.
+
+    Build one with :func:`product` (every combination) or :func:`zipped` (the i-th values
+    together); :func:`sweep` also takes a dict (a product) or a list of dicts (the points).
+    """
+
+    names: tuple
+    points: tuple
+
+    @property
+    def num_configs(self) -> int:
+        return len(self.points)
+
+    def values(self, name: str) -> np.ndarray:
+        """The value of ``name`` in every configuration: ``(num_configs,)`` (``(num_configs, 2)``
+        for a game's per-player pair)."""
+        return np.asarray([p[name] for p in self.points], dtype=np.float64)
+
+    def coords(self) -> dict:
+        """``{name: values}`` of every swept hyper-parameter (coordinates of the ``config`` axis)."""
+        return {name: self.values(name) for name in self.names}
+
+    def label(self, c: int) -> str:
+        """``"temperature=0.001, step_size=0.1"`` for configuration ``c``."""
+        return ", ".join(f"{k}={_show(v)}" for k, v in self.points[c].items())
+
+
+def _show(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(f"{float(v):.4g}" for v in value) + ")"
+    return f"{float(value):.4g}"
+
+
+def _axis(name, values) -> list:
+    values = list(values) if isinstance(values, (Sequence, np.ndarray, jax.Array)) else None
+    if not values:
+        raise ValueError(f"grid axis {name!r} must be a non-empty sequence of values, got {values!r}")
+    return [tuple(v) if isinstance(v, (tuple, list)) else v for v in values]
+
+
+def product(**axes) -> Grid:
+    """Every combination of the values of ``axes`` (the first axis varies slowest), e.g.
+    ``product(temperature=[1e-3, 1e-2], step_size=[0.1, 0.2])`` has 4 configurations."""
+    if not axes:
+        raise ValueError("give at least one hyper-parameter to sweep, e.g. product(temperature=[...])")
+    lists = {k: _axis(k, v) for k, v in axes.items()}
+    points = tuple(dict(zip(lists, combo)) for combo in itertools.product(*lists.values()))
+    return Grid(tuple(lists), points)
+
+
+def zipped(**axes) -> Grid:
+    """The i-th values of every axis together (all of one length), e.g.
+    ``zipped(step_size=[0.1, 0.2], temperature=[1e-3, 2e-3])`` has 2 configurations."""
+    if not axes:
+        raise ValueError("give at least one hyper-parameter to sweep, e.g. zipped(step_size=[...])")
+    lists = {k: _axis(k, v) for k, v in axes.items()}
+    lengths = {k: len(v) for k, v in lists.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"zipped axes must have one length, got {lengths}")
+    points = tuple(dict(zip(lists, combo)) for combo in zip(*lists.values()))
+    return Grid(tuple(lists), points)
+
+
+def as_grid(grid) -> Grid:
+    """A :class:`Grid` from a grid, a dict of axes (a :func:`product`) or a list of points."""
+    if isinstance(grid, Grid):
+        return grid
+    if isinstance(grid, Mapping):
+        return product(**grid)
+    if isinstance(grid, Sequence) and grid and all(isinstance(p, Mapping) for p in grid):
+        names = tuple(grid[0])
+        if any(tuple(p) != names for p in grid):
+            raise ValueError("every point of a grid must set the same hyper-parameters, in the same order")
+        return Grid(names, tuple({k: _axis(k, [v])[0] for k, v in p.items()} for p in grid))
+    raise TypeError(
+        "grid must be a dict {name: values} (every combination), a list of dicts (the points), "
+        f"or mfsample.sweep.product / zipped; got {type(grid).__name__}"
+    )
+
+
+class Sweep(NamedTuple):
+    """Result of :func:`sweep`: :class:`~mfsample.simulate.Simulation`'s fields with a leading
+    configuration axis.
+
+    - **samples** – dict ``site -> (num_configs, num_chains, num_draws, ...)``.
+    - **stats** – dict ``field -> (num_configs, num_chains, num_draws)``.
+    - **time** – ``(num_configs, num_draws)`` (each configuration has its own ``step_size``).
+    - **last_state** – the final states (leading configuration axis, then chains); pass it back
+      as ``init_state`` to continue the sweep.
+    - **first_divergence** – ``(num_configs, num_chains)`` first diverging step (``-1``: none).
+    - **grid** – the :class:`Grid`; **kernels** – ``kernel.replace(**point)`` of every configuration.
+    """
+
+    samples: dict
+    stats: dict
+    time: np.ndarray
+    last_state: Any
+    first_divergence: np.ndarray
+    grid: Grid
+    kernel: Any = None
+    model_args: tuple = ()
+    model_kwargs: dict | None = None
+
+    @property
+    def num_configs(self) -> int:
+        return self.grid.num_configs
+
+    @property
+    def kernels(self) -> list:
+        return [self.kernel.replace(**p) for p in self.grid.points]
+
+    def config(self, c: int) -> Simulation:
+        """Configuration ``c`` as the :class:`~mfsample.simulate.Simulation` of its kernel."""
+        c = validation.positive_int("config", c, minimum=0)
+        if c >= self.num_configs:
+            raise IndexError(f"config {c} out of range: the sweep has {self.num_configs} configurations")
+        return Simulation(
+            samples=jax.tree.map(lambda x: x[c], self.samples),
+            stats={k: v[c] for k, v in self.stats.items()},
+            time=self.time[c],
+            last_state=jax.tree.map(lambda x: x[c], self.last_state),
+            first_divergence=self.first_divergence[c],
+            kernel=self.kernel.replace(**self.grid.points[c]),
+            model_args=self.model_args,
+            model_kwargs=dict(self.model_kwargs or {}),
+        )
+
+    def simulations(self) -> list[Simulation]:
+        """Every configuration as a :class:`~mfsample.simulate.Simulation`."""
+        return [self.config(c) for c in range(self.num_configs)]
+
+
+def sweep(
+    kernel,
+    rng_key,
+    *model_args,
+    grid,
+    num_steps: int,
+    save_every: int = 1,
+    num_chains: int = 1,
+    init_params=None,
+    init_state=None,
+    common_keys: bool = False,
+    progress_bar: bool = True,
+    collect_deterministic: bool = True,
+    chunk_size: int | None = None,
+    devices=None,
+    shard: str = "auto",
+    **model_kwargs,
+) -> Sweep:
+    """Run ``kernel`` at every configuration of ``grid`` x ``num_chains`` replicas in one compiled scan.
+
+    :param kernel: an mfsample kernel whose numeric hyper-parameters are data
+        (:class:`~mfsample.kernels.contract.SweepableDynamics`: every kernel of the package).
+    :param rng_key: PRNG key; configuration ``c`` uses ``jax.random.split(rng_key, num_configs)[c]``
+        (or ``rng_key`` itself with ``common_keys``), split over chains as :func:`~mfsample.simulate`.
+    :param grid: ``{name: values}`` (every combination), a list of ``{name: value}`` points, or
+        :func:`product` / :func:`zipped`; names among ``kernel.parameter_names``.  Every point is
+        validated as the kernel's constructor validates it.
+    :param num_steps, save_every, num_chains, init_params, progress_bar, collect_deterministic,
+        chunk_size: as for :func:`~mfsample.simulate` (``init_params`` are shared by every
+        configuration).
+    :param init_state: a previous ``Sweep.last_state`` (same grid size, chains and shapes) to
+        continue from; not together with ``init_params``.
+    :param common_keys: give every configuration the same key (same initial particles and noise).
+    :param devices: shard over devices (:mod:`mfsample.sharding`); ``shard`` is ``"configs"``,
+        ``"chains"``, ``"particles"`` or ``"auto"`` (configurations when they divide evenly over
+        the devices, else chains, else particles).
+    :returns: a :class:`Sweep`; :func:`mfsample.to_inference_data` turns it into InferenceData
+        with a ``config`` dimension whose coordinates are the swept values.
+    """
+    num_steps, save_every, num_chains, chunk_size = check_counts(num_steps, save_every, num_chains, chunk_size)
+    check_kernel(kernel)
+    _check_sweepable(kernel)
+    grid = as_grid(grid)
+    kernels = [kernel.replace(**p) for p in grid.points]  # validates every point
+    if init_state is None or rng_key is not None:
+        validation.prng_key("rng_key", rng_key)
+    values = jax.tree.map(lambda *v: jnp.stack(v), *[as_arrays(k.parameters) for k in kernels])
+    pattern = common_zeros([k.parameters for k in kernels])
+    energy = kernel.build_energy(model_args, model_kwargs, num_replicas=num_chains)  # validates the data
+    array_kwargs, static_kwargs = split_static_kwargs(model_kwargs)
+    start = _Start(kernel, energy, grid.num_configs, num_chains, static_kwargs, pattern)
+    if init_state is None:
+        keys = _config_keys(rng_key, grid.num_configs, num_chains, common_keys)
+        init_params = _initial_particles(energy, init_params, num_chains)
+        masses = kernel.initial_masses(energy, model_kwargs)
+        state = start.compiled(init_params)(values, keys, init_params, masses, tuple(model_args), array_kwargs)
+    else:
+        if init_params is not None:
+            raise ValueError("give init_params (a fresh start) or init_state (a continuation), not both")
+        state = _check_init_state(start, init_state, values, model_args, model_kwargs, array_kwargs)
+    placement = None
+    if devices is not None:
+        placement, state = _placement(state, devices, shard, grid.num_configs, num_chains, energy.width)
+        model_args, array_kwargs = replicate_data(placement, model_args, array_kwargs)
+    run = Runner(
+        kernel,
+        num_chains,
+        static_kwargs,
+        collect_deterministic,
+        placement,
+        tuple(model_args),
+        array_kwargs,
+        values,
+        pattern,
+        grid.num_configs,
+    )
+    state, draws = _run(run, state, num_steps, save_every, chunk_size, progress_bar, type(kernel).__name__)
+    first = _check_health(kernels, grid, state, draws, model_args, model_kwargs)
+    return Sweep(
+        samples=draws.samples,
+        stats=draws.stats,
+        time=draws.time(),
+        last_state=state,
+        first_divergence=first,
+        grid=grid,
+        kernel=kernel,
+        model_args=tuple(model_args),
+        model_kwargs=dict(model_kwargs),
+    )
+
+
+def _run(run: Runner, state, num_steps, save_every, chunk_size, progress_bar, name):
+    """The scan in chunks (as :func:`~mfsample.simulate`): ``(last state, Draws)``."""
+    num_draws = num_steps // save_every
+    skip = num_steps - num_draws * save_every
+    if skip:  # as MCMC: the kept draws end at num_steps
+        state = run.advance(skip, 1, state, deterministic=False)[0]
+    if chunk_size is None:
+        chunk_size = default_chunk(num_draws, progress_bar, run.draw_bytes(save_every, state))
+    draws = Draws(num_draws, draw_axis=2)
+    bar = tqdm(total=num_steps, desc=f"sweep {name}", leave=True, initial=skip) if progress_bar else None
+    try:
+        return run_chunks(run, state, draws, save_every, min(chunk_size, num_draws), bar), draws
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _check_sweepable(kernel):
+    if not isinstance(kernel, SweepableDynamics):
+        raise TypeError(
+            f"sweep needs a kernel whose numeric hyper-parameters are data "
+            f"(mfsample.kernels.contract.SweepableDynamics); {type(kernel).__name__} lacks "
+            + ", ".join(
+                n
+                for n in ("parameter_names", "parameters", "structure", "replace", "initial_masses", "initializer")
+                if not hasattr(kernel, n)
+            )
+        )
+
+
+def _config_keys(rng_key, num_configs, num_chains, common_keys):
+    """``(num_configs, [num_chains,] key)``: each configuration's key split over its chains as
+    :func:`~mfsample.simulate` splits one run's key."""
+    keys = jnp.stack([rng_key] * num_configs) if common_keys else jax.random.split(rng_key, num_configs)
+    if num_chains > 1:
+        keys = jax.vmap(lambda k: jax.random.split(k, num_chains))(keys)
+    return keys
+
+
+def _initial_particles(energy, init_params, num_chains):
+    if init_params is None:
+        return None
+    batch = (num_chains,) if num_chains > 1 else ()
+    if isinstance(energy, ParticleEnergy):
+        return initial_positions(energy, init_params, batch)
+    return jax.tree.map(jnp.asarray, init_params)
+
+
+class _Start(NamedTuple):
+    """The compiled initialisation of every configuration and chain (settings and data as arguments)."""
+
+    kernel: Any
+    energy: Any
+    num_configs: int
+    num_chains: int
+    static_kwargs: tuple
+    pattern: tuple
+
+    def compiled(self, init_params):
+        kernel, num_chains, static_kwargs, pattern = self.kernel, self.num_chains, self.static_kwargs, self.pattern
+
+        def make():
+            def run(values, keys, z0, masses, args, array_kwargs):
+                energy = kernel.build_energy(args, {**dict(static_kwargs), **array_kwargs}, num_replicas=num_chains)
+                start = kernel.initializer(energy)
+
+                def one(v, k):
+                    if num_chains > 1:
+                        return jax.vmap(start, (0, 0, None, None))(k, z0, masses, specialise(v, pattern))
+                    return start(k, z0, masses, specialise(v, pattern))
+
+                return jax.vmap(one)(values, keys)
+
+            return jax.jit(run)
+
+        key = ("sweep-init", self.num_configs, num_chains, static_kwargs, pattern, init_params is None)
+        return programs.cached(kernel, key, make)
+
+
+def _check_init_state(start: _Start, state, values, model_args, model_kwargs, array_kwargs):
+    """A continuation must have the shapes a fresh start of this sweep has (found by ``eval_shape``)."""
+    keys = _config_keys(jax.random.PRNGKey(0), start.num_configs, start.num_chains, False)
+    masses = start.kernel.initial_masses(start.energy, model_kwargs)
+    expected = jax.eval_shape(start.compiled(None), values, keys, None, masses, tuple(model_args), array_kwargs)
+    have, want = jax.tree.structure(state), jax.tree.structure(expected)
+    if have != want:
+        raise TypeError(
+            f"init_state is not a state of this sweep ({type(state).__name__}); continue a sweep from "
+            "its own Sweep.last_state, with the same kernel type, grid size and chains"
+        )
+    for (path, x), w in zip(jax.tree_util.tree_leaves_with_path(state), jax.tree.leaves(expected)):
+        if np.shape(x) != w.shape:
+            raise ValueError(
+                f"init_state{jax.tree_util.keystr(path)} has shape {np.shape(x)} but this sweep needs {w.shape} "
+                "(configurations, chains, then the state's shape): continue with the same grid size, "
+                "chains, width and data shapes"
+            )
+    return state
+
+
+def _placement(state, devices, shard, num_configs, num_chains, width):
+    if shard not in SWEEP_SHARD_MODES:
+        raise ValueError(f"shard must be one of {SWEEP_SHARD_MODES}, got {shard!r}")
+    mesh = make_mesh(devices)
+    k = mesh.devices.size
+    if shard == "auto":
+        shard = "configs" if num_configs % k == 0 else "chains" if num_chains % k == 0 else "particles"
+    sizes = {"configs": (0, num_configs), "chains": (1, num_chains), "particles": (2 if num_chains > 1 else 1, width)}
+    axis, size = sizes[shard]
+    if shard == "chains" and num_chains == 1:
+        raise ValueError("shard='chains' needs num_chains > 1")
+    if size % k:
+        raise ValueError(
+            f"shard={shard!r}: the {shard} ({size}) are not divisible by the {k} devices; choose "
+            "another shard mode or a number of devices that divides them"
+        )
+    return make_placement(state, mesh, shard, axis=axis, size=size)
+
+
+def _check_health(kernels, grid: Grid, state, draws: Draws, model_args, model_kwargs):
+    """The health checks of :func:`~mfsample.simulate`, configuration by configuration (their
+    messages prefixed with the configuration's values); returns the first diverging steps."""
+    first = np.asarray(state.divergence_step).reshape(grid.num_configs, -1)
+    scale = health.data_scale(model_args, model_kwargs) if np.any(first >= 0) else None
+    watched = draws.watched()
+    messages = []
+    for c, kernel in enumerate(kernels):
+        one = jax.tree.map(lambda x, c=c: x[c], state)
+        found = health.run_messages(
+            {k: v[c] for k, v in watched.items()},
+            one,
+            sample_field=kernel.sample_field,
+            step_size=kernel.step_size,
+            scale=scale,
+        )
+        messages += [f"config {c} ({grid.label(c)}): {m}" for m in found]
+    health.warn(messages, stacklevel=3)
+    return first

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from . import validation
@@ -74,7 +75,10 @@ class Grid(NamedTuple):
     def values(self, name: str) -> np.ndarray:
         """The value of ``name`` in every configuration: ``(num_configs,)`` (``(num_configs, 2)``
         for a game's per-player pair)."""
-        return np.asarray([p[name] for p in self.points], dtype=np.float64)
+        values = [p[name] for p in self.points]
+        if any(isinstance(v, tuple) for v in values):  # a number given for both players counts twice
+            values = [v if isinstance(v, tuple) else (v, v) for v in values]
+        return np.asarray(values, dtype=np.float64)
 
     def coords(self) -> dict:
         """``{name: values}`` of every swept hyper-parameter (coordinates of the ``config`` axis)."""
@@ -400,9 +404,17 @@ def _placement(state, devices, shard, num_configs, num_chains, width):
     return make_placement(state, mesh, shard, axis=axis, size=size)
 
 
+def _on_host(state):
+    """The state gathered on every process when it spans several (a multi-host sharded sweep)."""
+    if all(getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves(state)):
+        return state
+    return multihost_utils.process_allgather(state, tiled=True)
+
+
 def _check_health(kernels, grid: Grid, state, draws: Draws, model_args, model_kwargs):
     """The health checks of :func:`~mfsample.simulate`, configuration by configuration (their
     messages prefixed with the configuration's values); returns the first diverging steps."""
+    state = _on_host(state)
     first = np.asarray(state.divergence_step).reshape(grid.num_configs, -1)
     scale = health.data_scale(model_args, model_kwargs) if np.any(first >= 0) else None
     watched = draws.watched()

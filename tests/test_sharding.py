@@ -43,6 +43,15 @@ RUN = textwrap.dedent("""
             spec = list(sh.last_state.z["w"].sharding.spec)
             err = max(float(np.max(np.abs(ref.samples[k] - sh.samples[k]))) for k in ref.samples)
             out[f"{name}/{chains}/{shard}"] = [err, spec, len(sh.last_state.z["w"].sharding.device_set)]
+    # a sweep: its configurations (or each configuration's particles) over the devices
+    grid = {"temperature": [1e-4, 1e-3, 1e-2, 0.1]}
+    for shard in ("configs", "particles"):
+        kw = dict(width=64, num_steps=20, save_every=10, num_chains=2, grid=grid, progress_bar=False)
+        ref = mf.sweep(kernels["langevin"](), jax.random.PRNGKey(3), data.x, data.y, **kw)
+        sh = mf.sweep(kernels["langevin"](), jax.random.PRNGKey(3), data.x, data.y, devices=4, shard=shard, **kw)
+        spec = list(sh.last_state.z["w"].sharding.spec)
+        err = max(float(np.max(np.abs(ref.samples[k] - sh.samples[k]))) for k in ref.samples)
+        out[f"sweep/{shard}"] = [err, spec, len(sh.last_state.z["w"].sharding.device_set)]
     try:
         mf.simulate(kernels["wasserstein"](), jax.random.PRNGKey(2), data.x, data.y, width=66,
                     num_steps=2, progress_bar=False, devices=4, shard="particles")
@@ -73,6 +82,8 @@ def test_sharded_runs_equal_the_single_device_run():
         "birth_death/1/particles": ["devices"],
         "langevin/4/particles": [None, "devices"],
         "birth_death/4/chains": ["devices"],
+        "sweep/configs": ["devices"],
+        "sweep/particles": [None, None, "devices"],
     }
     for key, axis_spec in expected.items():
         err, spec, ndev = out[key]
@@ -110,8 +121,12 @@ MULTIHOST = textwrap.dedent("""
     kernel = mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.5, temperature=1e-3)
     sim = mf.simulate(kernel, jax.random.PRNGKey(2), data.x, data.y, width=64, num_steps=20,
                       save_every=10, progress_bar=False, devices="all", shard="particles")
+    sw = mf.sweep(kernel, jax.random.PRNGKey(3), data.x, data.y, width=16, num_steps=10, save_every=5,
+                  grid={"temperature": [1e-4, 1e-3, 1e-2, 0.1]}, progress_bar=False, devices="all",
+                  shard="configs")
     print("RESULT", json.dumps({"processes": jax.process_count(), "devices": len(jax.devices()),
-                                "local": len(jax.local_devices()), "w": sim.samples["w"].tolist()}))
+                                "local": len(jax.local_devices()), "w": sim.samples["w"].tolist(),
+                                "sweep_w": sw.samples["w"].tolist()}))
 """)
 
 
@@ -123,8 +138,9 @@ def _free_port():
 
 def test_multi_host_path_with_two_processes():
     """Two processes of two CPU devices each, joined by jax.distributed.initialize: the particles
-    are sharded over the 4 devices of both processes, every process gets the whole draws back, and
-    they equal a one-process run on 4 local devices (float32 summation order: atol 1e-4)."""
+    (and a sweep's configurations) are sharded over the 4 devices of both processes, every process
+    gets the whole draws back, and they equal a one-process run on 4 local devices (float32
+    summation order: atol 1e-4)."""
     port = _free_port()
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     procs = [
@@ -150,4 +166,5 @@ def test_multi_host_path_with_two_processes():
     for o in outs:
         assert (o["processes"], o["devices"], o["local"]) == (2, 4, 2)
         np.testing.assert_allclose(o["w"], single["w"], atol=1e-4)
+        np.testing.assert_allclose(o["sweep_w"], single["sweep_w"], atol=1e-4)
     assert single["processes"] == 1 and single["devices"] == 4

@@ -35,10 +35,12 @@ Theory: ``docs/theory/fluctuations.md``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import numpy as np
 import xarray as xr
 
+from . import configs
 from .fluctuations import (
     BOUND,
     _group,
@@ -215,6 +217,7 @@ def _ols_interval(widths, values, ci_prob):
 def chaos(
     runs: Mapping,
     *,
+    config=None,
     observables: Mapping[str, str | Callable] | None = None,
     reference_width: int | None = None,
     times=None,
@@ -229,6 +232,10 @@ def chaos(
 
     :param runs: ``{n: InferenceData}`` with ``R >= 2`` chains each (one chain: ``ValueError``, there is
         no across-replica covariance) and common times.
+    :param config: for runs of a sweep (a ``config`` dimension, :mod:`~mfsample.diagnostics.configs`):
+        the configuration to analyse (index or ``{name: value}``; a callable observable then
+        receives that configuration's InferenceData); ``None``: every configuration, the result
+        stacked along ``config``.
     :param observables: ``{name: posterior variable name | callable(idata) -> DataArray (chain, draw,
         particle, ...)}``; default :func:`default_observables` (``a``, ``w_norm``, ``b``, ``phi``).
     :param reference_width: width of the reference marginal (default: the widest).
@@ -246,6 +253,15 @@ def chaos(
           floors ``mmd_floor``, ``sliced_wasserstein_floor`` ``(width, time)``, the kernel bandwidth
           ``mmd_bandwidth`` ``(time)`` and the fitted decay ``*_exponent``, ``*_exponent_ci`` ``(time)``.
     """
+    options = dict(observables=observables, reference_width=reference_width, times=times, distances=distances)
+    options.update(max_points=max_points, num_projections=num_projections, ci_prob=ci_prob)
+    return configs.apply(runs, config, partial(_chaos, num_bootstrap=num_bootstrap, seed=seed, **options))
+
+
+def _chaos(
+    runs, *, observables, reference_width, times, distances, max_points, num_projections, ci_prob, num_bootstrap, seed
+) -> xr.Dataset:
+    """:func:`chaos` of runs without a ``config`` dimension."""
     runs = _sorted_runs(runs)
     widths = np.array(list(runs))
     shared = common_times(runs)

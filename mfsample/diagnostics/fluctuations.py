@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import numpy as np
 import xarray as xr
 
 from .. import validation
+from . import configs
 
 __all__ = ["fluctuations", "unit_variance", "replica_outputs", "common_times", "check_inference_data"]
 
@@ -132,6 +134,11 @@ def replica_outputs(idata, var_name: str = "f", group: str | None = None) -> xr.
             f"{[] if ds is None else list(ds.data_vars)}): give var_name= / group= of the network output"
         )
     da = ds[var_name]
+    if configs.CONFIG_DIM in da.dims:
+        raise ValueError(
+            f"{group}[{var_name!r}] has a {configs.CONFIG_DIM!r} dimension (a sweep): take one configuration "
+            "first, mf.diagnostics.configs.select(idata, config)"
+        )
     extra = [d for d in da.dims if d not in ("chain", "draw")]
     if len(extra) == 0:
         da = da.expand_dims(eval_point=[0], axis=-1)
@@ -234,14 +241,20 @@ def _distance_stats(f, ref, weights, correction):
     return d2.mean(0) - correction, weights @ d2 / r - correction[None]
 
 
-def unit_variance(idata, draw: int = 0) -> float:
+def unit_variance(idata, draw: int = 0, *, config=None) -> float | xr.DataArray:
     """``n^(2-2p) * mean_x Var_{theta ~ mu_n} phi(x; theta)`` at one draw, pooled over chains and particles.
 
     At a draw with ``t = 0`` the particles are iid from ``mu0`` and this is the Monte-Carlo
     variance of one unit, ``Var_{mu0} phi`` (mean-field scaling ``p = 1``), averaged over the
     ``unit_point`` evaluation points (needs ``predictions["phi"]``, see ``to_inference_data``).
+    For a sweep, ``config`` selects a configuration (:mod:`~mfsample.diagnostics.configs`);
+    ``None``: a ``DataArray`` over ``config``.
     """
     check_inference_data(idata, caller="unit_variance")
+    return configs.apply(idata, config, partial(_unit_variance, draw=draw))
+
+
+def _unit_variance(idata, draw: int) -> float:
     pred = _group(idata, "predictions")
     if pred is None or "phi" not in pred:
         raise ValueError("no unit functions: convert the run with to_inference_data(..., unit_points=k)")
@@ -257,6 +270,7 @@ def unit_variance(idata, draw: int = 0) -> float:
 def fluctuations(
     runs: Mapping,
     *,
+    config=None,
     reference: str | np.ndarray | xr.DataArray | Callable = "replica_mean",
     var_name: str = "f",
     group: str | None = None,
@@ -268,7 +282,12 @@ def fluctuations(
 
     :param runs: ``{n: InferenceData}`` from :func:`~mfsample.diagnostics.to_inference_data`
         (or :func:`mfsample.experiments.replicate`), each with ``R >= 2`` chains and common times.
-    :param reference: ``"replica_mean"``, ``"widest"`` or an analytic limit (module docstring).
+    :param config: for runs of a sweep (a ``config`` dimension, :mod:`~mfsample.diagnostics.configs`):
+        the configuration to analyse (index or ``{name: value}``); ``None``: every configuration,
+        the result stacked along ``config`` (times not shared by all configurations are NaN in
+        the others).
+    :param reference: ``"replica_mean"``, ``"widest"`` or an analytic limit (module docstring);
+        an analytic ``DataArray`` may have a ``config`` dimension (one limit per configuration).
     :param var_name, group: the output variable (``predictions["f"]`` by default, see
         :func:`replica_outputs`).
     :param ci_prob: probability of the percentile intervals.
@@ -282,6 +301,12 @@ def fluctuations(
           or without unit functions), the value the fluctuation must equal at ``t = 0``;
         - ``num_chains`` ``(width)``.
     """
+    options = dict(var_name=var_name, group=group, ci_prob=ci_prob, num_bootstrap=num_bootstrap, seed=seed)
+    return configs.apply(runs, config, partial(_fluctuations, **options), reference=reference)
+
+
+def _fluctuations(runs, *, reference, var_name, group, ci_prob, num_bootstrap, seed) -> xr.Dataset:
+    """:func:`fluctuations` of runs without a ``config`` dimension."""
     runs = _sorted_runs(runs)
     widths = np.array(list(runs))
     times = common_times(runs)

@@ -9,22 +9,30 @@ deterministic transient: only its trajectory is summarised.
 
 from __future__ import annotations
 
+from functools import partial
+
 import arviz as az
 import numpy as np
 import xarray as xr
 
 from .. import validation
 from ..inference_data.layout import objective
+from . import configs
 from .fluctuations import _group, check_inference_data, replica_outputs
 
 __all__ = ["summary", "scalar_observables"]
 
 
-def scalar_observables(idata, *, var_name: str = "f", num_points: int = 3) -> xr.Dataset:
+def scalar_observables(idata, *, var_name: str = "f", num_points: int = 3, config=None) -> xr.Dataset:
     """``energy`` ``(chain, draw)`` (the recorded objective ``E``, ``sample_stats.objective``) and
     ``var_name`` at the first ``num_points`` evaluation points ``(chain, draw, eval_point)``, with
-    the ``time`` coordinate."""
-    return _observables(idata, objective(idata.sample_stats), var_name, num_points)
+    the ``time`` coordinate.  For a sweep, those of configuration ``config``
+    (:mod:`~mfsample.diagnostics.configs`), or of every one along ``config`` (``None``)."""
+
+    def observe(one):
+        return _observables(one, objective(one.sample_stats), var_name, num_points)
+
+    return configs.apply(idata, config, observe)
 
 
 def _observables(idata, energy, var_name, num_points) -> xr.Dataset:
@@ -39,6 +47,7 @@ def _observables(idata, energy, var_name, num_points) -> xr.Dataset:
 def summary(
     idata,
     *,
+    config=None,
     var_name: str = "f",
     num_points: int = 3,
     burn_in: float = 0.5,
@@ -46,6 +55,11 @@ def summary(
 ) -> xr.Dataset:
     """Summarise one run (an ``InferenceData`` from :func:`~mfsample.diagnostics.to_inference_data`).
 
+    :param config: for a sweep (a ``config`` dimension, :mod:`~mfsample.diagnostics.configs`): the
+        configuration to summarise (index or ``{name: value}``); ``None``: every configuration,
+        one summary per configuration stacked along ``config`` (labelled with the swept values;
+        an attribute that differs between configurations, e.g. ``burn_in_time`` when the step
+        size is swept, becomes a variable over ``config``).
     :param var_name: the output variable (``predictions`` if present, else ``posterior``).
     :param num_points: evaluation points whose output is diagnosed.
     :param burn_in: fraction of the draws discarded before the stationary diagnostics.
@@ -66,6 +80,12 @@ def summary(
     burn_in = validation.real("burn_in", burn_in, nonnegative=True)
     if burn_in >= 1:
         raise ValueError(f"burn_in must be a fraction of the draws in [0, 1), got {burn_in!r}")
+    options = dict(var_name=var_name, num_points=num_points, burn_in=burn_in, stationary=stationary)
+    return configs.apply(idata, config, partial(_summary, **options))
+
+
+def _summary(idata, *, var_name, num_points, burn_in, stationary) -> xr.Dataset:
+    """:func:`summary` of a run without a ``config`` dimension."""
     stats = idata.sample_stats
     recorded = objective(stats)
     energy = recorded.astype(np.float64)

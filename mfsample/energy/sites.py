@@ -11,6 +11,7 @@ so that a subsampled plate (scale ``N / batch``) still counts the full data.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -81,6 +82,47 @@ def trace_model(model: Callable, model_args: tuple, model_kwargs: dict) -> Model
     """
     if any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves((model_args, model_kwargs))):
         return _eager_trace(model, model_args, model_kwargs)
+    key = _signature(model, model_args, model_kwargs)
+    if key is not None and key in _ABSTRACT_TRACES:
+        _ABSTRACT_TRACES.move_to_end(key)
+        return _ABSTRACT_TRACES[key]
+    trace = _abstract_trace(model, model_args, model_kwargs)
+    if trace is None:
+        return _eager_trace(model, model_args, model_kwargs)
+    if key is not None:
+        _ABSTRACT_TRACES[key] = trace
+        while len(_ABSTRACT_TRACES) > _MAX_TRACES:
+            _ABSTRACT_TRACES.popitem(last=False)
+    return trace
+
+
+#: abstract traces by model and argument shapes: what they say (sites, shapes, supports, data
+#: size) does not depend on the data's values, so a second call on data of the same shapes
+#: traces nothing
+_ABSTRACT_TRACES: OrderedDict = OrderedDict()
+_MAX_TRACES = 64
+
+
+def _signature(model: Callable, model_args: tuple, model_kwargs: dict):
+    """``(model, shapes and dtypes of the arrays, values of the rest)``, or ``None`` when some
+    argument is neither an array nor hashable (then nothing is cached)."""
+
+    def one(v):
+        if isinstance(v, (jax.Array, np.ndarray)):
+            return ("array", np.shape(v), str(v.dtype))
+        return v
+
+    key = (model, tuple(one(v) for v in model_args), tuple(sorted((k, one(v)) for k, v in model_kwargs.items())))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _abstract_trace(model: Callable, model_args: tuple, model_kwargs: dict) -> ModelTrace | None:
+    """The trace read under ``jax.make_jaxpr`` (shapes only), or ``None`` when the model needs
+    concrete values (of its draws, or of a latent support's parameters)."""
     box = {}
 
     def staged():
@@ -90,14 +132,14 @@ def trace_model(model: Callable, model_args: tuple, model_kwargs: dict) -> Model
     try:
         jax.make_jaxpr(staged)()
     except _TRACER_ERRORS:
-        return _eager_trace(model, model_args, model_kwargs)
+        return None
     supports = [
         site["fn"].support
         for site in box["trace"].sites.values()
         if site["type"] == "sample" and not site["is_observed"]
     ]
     if any(_holds_tracer(support) for support in supports):
-        return _eager_trace(model, model_args, model_kwargs)
+        return None
     return box["trace"]
 
 

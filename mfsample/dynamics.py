@@ -113,25 +113,45 @@ def from_core(energy: ParticleEnergy, core, masses=None) -> SamplingAlgorithm:
 
 
 def wasserstein_flow(
-    energy: ParticleEnergy, *, step_size, transport=None, batch_size=None, masses=None
+    energy: ParticleEnergy, *, step_size, transport=None, batch_size=None, masses=None, shared_step_scale=1.0
 ) -> SamplingAlgorithm:
     """Particle gradient descent ``theta_j <- theta_j - dt grad V(theta_j; mu_n)``.
 
     The functional face of :class:`~mfsample.WassersteinFlow`.
     """
-    core = _wasserstein.build_kernel(energy, step_size, transport=transport, batch_size=batch_size)
+    core = _wasserstein.build_kernel(
+        energy, step_size, transport=transport, batch_size=batch_size, shared_step_scale=shared_step_scale
+    )
     return from_core(energy, core, masses)
 
 
 def mean_field_langevin(
-    energy: ParticleEnergy, *, step_size, temperature, adjusted=False, transport=None, batch_size=None, masses=None
+    energy: ParticleEnergy,
+    *,
+    step_size,
+    temperature,
+    adjusted=False,
+    transport=None,
+    batch_size=None,
+    masses=None,
+    shared_step_scale=1.0,
 ) -> SamplingAlgorithm:
     """Mean-field Langevin, optionally MALA-adjusted (see :class:`~mfsample.MeanFieldLangevin`)."""
-    core = _langevin.build_kernel(energy, step_size, temperature, adjusted, transport=transport, batch_size=batch_size)
+    core = _langevin.build_kernel(
+        energy,
+        step_size,
+        temperature,
+        adjusted,
+        transport=transport,
+        batch_size=batch_size,
+        shared_step_scale=shared_step_scale,
+    )
     return from_core(energy, core, masses)
 
 
-def kinetic_langevin(energy: ParticleEnergy, *, step_size, temperature, friction=1.0, masses=None) -> SamplingAlgorithm:
+def kinetic_langevin(
+    energy: ParticleEnergy, *, step_size, temperature, friction=1.0, masses=None, shared_step_scale=1.0
+) -> SamplingAlgorithm:
     """Underdamped mean-field Langevin by BAOAB (see :class:`~mfsample.kernels.KineticLangevin`)."""
-    core = _kinetic.build_kernel(energy, step_size, temperature, friction)
+    core = _kinetic.build_kernel(energy, step_size, temperature, friction, shared_step_scale)
     return from_core(energy, core, masses)

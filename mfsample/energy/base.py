@@ -25,6 +25,7 @@ __all__ = [
     "constrain_sites",
     "unconstrain_sites",
     "prior_log_density",
+    "shared_log_density",
 ]
 
 
@@ -42,6 +43,12 @@ class ParticleEnergy(NamedTuple):
     ``f = n^-p sum_j phi_j``, ``num_data`` the ``N`` of ``E = -(1/N) sum_i log p(y_i | ...)``,
     ``frozen`` the sites that do not move and ``block_size`` the ``B`` of a blocked energy
     (``None``: one block).
+
+    ``shared_names`` are the model's *shared* sites (latent sites outside the particle plate,
+    e.g. a first layer): they are entries of ``z`` without a particle axis, drawn by
+    ``sample_prior`` and moved by the kernels' shared gradient flow; ``shared_log_prior(z)`` is
+    their prior log-density ``log p(s)`` in unconstrained coordinates (a scalar).  ``site_names``
+    are the particle sites only.
     """
 
     energy: Callable
@@ -57,6 +64,18 @@ class ParticleEnergy(NamedTuple):
     frozen: tuple = ()
     subsample: Callable | None = None
     block_size: int | None = None
+    shared_names: tuple = ()
+    shared_log_prior: Callable | None = None
+
+    def particle_part(self, tree: dict) -> dict:
+        """The particle sites of a dict over all latent sites (the shared ones left out)."""
+        if not self.shared_names:
+            return tree
+        return {k: v for k, v in tree.items() if k not in self.shared_names}
+
+    def shared_part(self, tree: dict) -> dict:
+        """The shared sites of a dict over all latent sites (``{}`` when there are none)."""
+        return {k: tree[k] for k in self.shared_names}
 
 
 def per_particle_sum(x, width: int):
@@ -68,13 +87,13 @@ def per_particle_sum(x, width: int):
     return x.reshape(width, -1).sum(-1)
 
 
-def check_frozen(frozen, names) -> tuple:
-    """The frozen sites as a tuple: each one a particle site, and not all of them."""
+def check_frozen(frozen, names, shared=()) -> tuple:
+    """The frozen sites as a tuple: each one a particle (or shared) site, and not every particle site."""
     frozen = (frozen,) if isinstance(frozen, str) else tuple(frozen or ())
-    unknown = sorted(set(frozen) - set(names))
+    unknown = sorted(set(frozen) - set(names) - set(shared))
     if unknown:
-        raise ValueError(f"frozen sites {unknown} are not particle sites; the sites are {list(names)}")
-    if set(frozen) == set(names):
+        raise ValueError(f"frozen sites {unknown} are not particle sites; the sites are {list(names) + list(shared)}")
+    if set(names) | set(shared) <= set(frozen):
         raise ValueError(
             f"every particle site is frozen ({list(names)}): nothing would move; leave at least "
             "one site out of `frozen`"
@@ -113,6 +132,16 @@ def constrain_sites(transforms: dict, z) -> dict:
 def unconstrain_sites(transforms: dict, params) -> dict:
     """``z = T^-1(theta)`` site by site."""
     return {name: transform.inv(jnp.asarray(params[name])) for name, transform in transforms.items()}
+
+
+def shared_log_density(priors: dict, transforms: dict, z):
+    """``log p(s)`` of the shared sites (a scalar): each site's prior log-density at ``T(z)``
+    plus the log-Jacobian of ``T``, summed over its coordinates."""
+    out = 0.0
+    for name, transform in transforms.items():
+        value = transform(z[name])
+        out = out + jnp.sum(priors[name].log_prob(value)) + jnp.sum(transform.log_abs_det_jacobian(z[name], value))
+    return out
 
 
 def prior_log_density(priors: dict, transforms: dict, z, width: int):

@@ -5,7 +5,9 @@
   uniform masses) it is ``n grad_{theta_j} E = grad_theta V(theta_j; mu)``, the Wasserstein
   gradient of ``E``; in the NTK scaling (``p = 1/2``) it is ``grad_{theta_j} E``.
 
-Frozen sites get zero velocity.
+Frozen sites get zero velocity.  Shared sites (latent sites outside the particle plate,
+:attr:`~.base.ParticleEnergy.shared_names`) get the plain gradient ``grad_s E``: their time scale
+is the kernels' ``shared_step_scale``.
 """
 
 from __future__ import annotations
@@ -42,8 +44,15 @@ def freeze(pe: ParticleEnergy, field):
 
 
 def _velocity_from_grad(pe: ParticleEnergy, grad, masses):
-    """``n^(2p-1) grad_{theta_j} E / (n m_j)`` (zero where ``m_j = 0``), frozen sites zeroed."""
+    """``n^(2p-1) grad_{theta_j} E / (n m_j)`` (zero where ``m_j = 0``), frozen sites zeroed;
+    the shared sites' gradients as they are."""
     grad = freeze(pe, grad)
+    if pe.shared_names:
+        return {**_particle_velocity(pe, pe.particle_part(grad), masses), **pe.shared_part(grad)}
+    return _particle_velocity(pe, grad, masses)
+
+
+def _particle_velocity(pe: ParticleEnergy, grad, masses):
     c = time_scale(pe.width, pe.exponent)
     if masses is None:
         return jax.tree.map(lambda g: c * g, grad)

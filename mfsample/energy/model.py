@@ -35,6 +35,7 @@ from .base import (
     check_frozen,
     constrain_sites,
     prior_log_density,
+    shared_log_density,
     support_transforms,
     unconstrain_sites,
 )
@@ -52,8 +53,9 @@ class _BoundModel(NamedTuple):
     particle_plate: str
     latent: tuple
     observed: tuple
-    transforms: dict  # latent site -> bijection from R^k onto its support
+    transforms: dict  # latent site (particle or shared) -> bijection from R^k onto its support
     accepts_masses: bool
+    shared: tuple = ()  # latent sites outside the particle plate
 
 
 def _accepts_kwarg(fn: Callable, name: str) -> bool:
@@ -128,11 +130,26 @@ def _log_prior_fn(bound: _BoundModel, width: int) -> Callable:
     """``log mu0(z_j)`` per particle; the priors are read from a trace at ``theta = T(z)`` (they
     may depend on other particle sites)."""
 
+    particle_transforms = {name: bound.transforms[name] for name in bound.latent}
+
     def log_prior(z):
         tr = _trace_at(bound, constrain_sites(bound.transforms, z), None, bound.args, bound.kwargs)
-        return prior_log_density({name: tr[name]["fn"] for name in bound.latent}, bound.transforms, z, width)
+        return prior_log_density({name: tr[name]["fn"] for name in bound.latent}, particle_transforms, z, width)
 
     return log_prior
+
+
+def _shared_log_prior_fn(bound: _BoundModel) -> Callable | None:
+    """``log p(s)`` of the shared sites (a scalar), read from a trace as the particles' prior is."""
+    if not bound.shared:
+        return None
+    shared_transforms = {name: bound.transforms[name] for name in bound.shared}
+
+    def shared_log_prior(z):
+        tr = _trace_at(bound, constrain_sites(bound.transforms, z), None, bound.args, bound.kwargs)
+        return shared_log_density({name: tr[name]["fn"] for name in bound.shared}, shared_transforms, z)
+
+    return shared_log_prior
 
 
 def _sample_prior_fn(bound: _BoundModel) -> Callable:
@@ -140,7 +157,7 @@ def _sample_prior_fn(bound: _BoundModel) -> Callable:
 
     def sample_prior(rng_key):
         tr = handlers.trace(handlers.seed(bound.model, rng_key)).get_trace(*bound.args, **bound.kwargs)
-        return unconstrain_sites(bound.transforms, {name: tr[name]["value"] for name in bound.latent})
+        return unconstrain_sites(bound.transforms, {name: tr[name]["value"] for name in bound.transforms})
 
     return sample_prior
 
@@ -172,6 +189,7 @@ def _with_subsample(pe: ParticleEnergy, bound: _BoundModel) -> ParticleEnergy:
             scaling=pe.exponent,
             frozen=pe.frozen,
             block_size=pe.block_size,
+            shared_sites=bool(pe.shared_names),
         )
 
     full = pe._replace(subsample=subsample)
@@ -196,6 +214,8 @@ def _build(
         site_names=bound.latent,
         frozen=frozen,
         block_size=block_size,
+        shared_names=bound.shared,
+        shared_log_prior=_shared_log_prior_fn(bound),
     )
     return _with_subsample(pe, bound)
 
@@ -210,12 +230,16 @@ def energy_from_model(
     frozen: tuple = (),
     block_size: int | str | None = None,
     num_replicas: int = 1,
+    shared_sites: bool = True,
 ) -> ParticleEnergy:
     """Build the :class:`ParticleEnergy` of a NumPyro ``model`` for fixed data.
 
-    Every latent site must sit in ``numpyro.plate(particle_plate, n)`` with the particle axis
+    The particle sites sit in ``numpyro.plate(particle_plate, n)`` with the particle axis
     leading; sites with constrained support are moved in unconstrained coordinates (the prior
-    picks up the log-Jacobian, as in NUTS).  Observed sites give the energy
+    picks up the log-Jacobian, as in NUTS).  Latent sites outside the plate are *shared*
+    parameters (``ParticleEnergy.shared_names``: a first layer of a deeper network, an input
+    scaling), moved beside the particles by the kernels' shared gradient flow;
+    ``shared_sites=False`` refuses them.  Observed sites give the energy
     ``E = -(1/N) sum log p(y | particles)`` with ``N`` the number of observed data (the size
     of the observed sites' batch, times the plate's subsampling scale).
 
@@ -241,7 +265,7 @@ def energy_from_model(
     """
     model_kwargs = dict(model_kwargs or {})
     trace = trace_model(model, model_args, model_kwargs)
-    sites = particle_sites(trace, particle_plate)
+    sites = particle_sites(trace, particle_plate, shared_sites=shared_sites)
     exponent = _resolve_exponent(sites.declared_exponents, scaling)
     num_data = data_size(trace, sites.observed)
     if num_data == 0:
@@ -249,12 +273,13 @@ def energy_from_model(
             f"the model's observed sites {list(sites.observed)} hold no data (N = 0), so the energy "
             "-(1/N) sum_i log p(y_i | particles) is undefined: pass at least one datum"
         )
-    frozen = check_frozen(frozen, sites.latent)
+    frozen = check_frozen(frozen, sites.latent, sites.shared)
     data_kwargs = {k: v for k, v in model_kwargs.items() if k != "masses"}
     block_size = resolve_block_size(
         block_size, model_args, data_kwargs, num_data=num_data, width=sites.width, num_replicas=num_replicas
     )
-    transforms = support_transforms({name: trace.sites[name]["fn"].support for name in sites.latent})
+    hidden = sites.latent + sites.shared
+    transforms = support_transforms({name: trace.sites[name]["fn"].support for name in hidden})
     bound = _BoundModel(
         model,
         tuple(model_args),
@@ -264,5 +289,6 @@ def energy_from_model(
         sites.observed,
         transforms,
         _accepts_kwarg(model, "masses"),
+        sites.shared,
     )
     return _build(bound, width=sites.width, exponent=exponent, num_data=num_data, frozen=frozen, block_size=block_size)

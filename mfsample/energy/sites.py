@@ -1,8 +1,10 @@
 """What one trace of a NumPyro model says about its particle sites and its data.
 
-A model describes a particle system when each of its latent sites is a per-particle coordinate:
-it sits in ``numpyro.plate(particle_plate, n)`` with the particle axis leading, all of them in
-the same plate of size ``n`` (the width), and at least one site is observed.  The data size is
+A model describes a particle system when its latent sites are per-particle coordinates: each
+sits in ``numpyro.plate(particle_plate, n)`` with the particle axis leading, all of them in the
+same plate of size ``n`` (the width), and at least one site is observed.  Latent sites outside
+the plate are *shared* parameters (e.g. the first layer of a deeper network), moved by their own
+gradient flow beside the particles.  The data size is
 
     N = max over observed sites of (number of log_prob terms) * (the site's plate scale),
 
@@ -42,13 +44,16 @@ class ModelTrace(NamedTuple):
 
 
 class ParticleSites(NamedTuple):
-    """The latent (particle) and observed site names in trace order, the width ``n``, and the
-    scaling exponents the particle sites declare (``infer={SCALING_INFER_KEY: p}``)."""
+    """The latent (particle) and observed site names in trace order, the width ``n``, the
+    scaling exponents the particle sites declare (``infer={SCALING_INFER_KEY: p}``), and the
+    shared sites: latent sites outside the particle plate (a first layer, an input scaling),
+    moved beside the particles by their own gradient flow."""
 
     latent: tuple
     observed: tuple
     width: int
     declared_exponents: frozenset
+    shared: tuple = ()
 
 
 def _eager_trace(model: Callable, model_args: tuple, model_kwargs: dict) -> ModelTrace:
@@ -143,16 +148,23 @@ def _abstract_trace(model: Callable, model_args: tuple, model_kwargs: dict) -> M
     return box["trace"]
 
 
+def _in_plate(site: dict, particle_plate: str) -> bool:
+    return any(frame.name == particle_plate for frame in site["cond_indep_stack"])
+
+
+def _refuse_shared(names: tuple, particle_plate: str):
+    raise ValueError(
+        f"latent site(s) {list(names)} are outside the particle plate {particle_plate!r}, and shared "
+        "sites were refused (shared_sites=False): observe them, fix them with "
+        "numpyro.handlers.condition, move them into the plate, or let them move as shared parameters "
+        "by their own gradient flow beside the particles (shared_sites=True, the default, with the "
+        "kernel's time scale shared_step_scale)"
+    )
+
+
 def _particle_axis_size(name: str, site: dict, particle_plate: str) -> int:
     """The size ``n`` of the particle plate of one latent site, which must lead its shape."""
     frames = {frame.name: frame for frame in site["cond_indep_stack"]}
-    if particle_plate not in frames:
-        raise ValueError(
-            f"latent site {name!r} is outside the particle plate {particle_plate!r}: "
-            "every latent site must be a per-particle coordinate (global latent "
-            "parameters are not part of the measure); observe it, fix it with "
-            "numpyro.handlers.condition, or move it into the plate"
-        )
     n = frames[particle_plate].size
     shape = jnp.shape(site["value"])
     if len(shape) == 0 or shape[0] != n:
@@ -164,8 +176,9 @@ def _particle_axis_size(name: str, site: dict, particle_plate: str) -> int:
     return n
 
 
-def particle_sites(trace: ModelTrace, particle_plate: str) -> ParticleSites:
-    """Check the model's plates and sites and name its particle sites (see the module doc)."""
+def particle_sites(trace: ModelTrace, particle_plate: str, *, shared_sites: bool = True) -> ParticleSites:
+    """Check the model's plates and sites and name its particle sites (see the module doc) and its
+    shared sites (latent sites outside the plate; refused when ``shared_sites`` is false)."""
     samples = {name: site for name, site in trace.sites.items() if site["type"] == "sample"}
     observed = tuple(name for name, site in samples.items() if site["is_observed"])
     if not observed:
@@ -173,7 +186,11 @@ def particle_sites(trace: ModelTrace, particle_plate: str) -> ParticleSites:
             "the model has no observed site, so the energy -(1/N) sum log p(y | particles) "
             "is undefined: pass the data (e.g. y=...) to the model"
         )
-    latent = tuple(name for name, site in samples.items() if not site["is_observed"])
+    hidden = tuple(name for name, site in samples.items() if not site["is_observed"])
+    latent = tuple(name for name in hidden if _in_plate(samples[name], particle_plate))
+    shared = tuple(name for name in hidden if name not in latent)
+    if shared and not shared_sites:
+        _refuse_shared(shared, particle_plate)
     if not latent:
         raise ValueError(
             f"the model has no latent site in the particle plate {particle_plate!r}: put the "
@@ -191,7 +208,7 @@ def particle_sites(trace: ModelTrace, particle_plate: str) -> ParticleSites:
         for name in latent
         if SCALING_INFER_KEY in samples[name].get("infer", {})
     )
-    return ParticleSites(latent, observed, next(iter(sizes.values())), declared)
+    return ParticleSites(latent, observed, next(iter(sizes.values())), declared, shared)
 
 
 def data_size(trace: ModelTrace, observed: tuple) -> float:

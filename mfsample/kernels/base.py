@@ -28,7 +28,7 @@ from . import programs
 from .contract import PARTICLE_STATISTICS, Statistic, describe, names
 from .parameters import as_arrays, specialise, zero_pattern
 from .state import ParticleState, all_finite, commit
-from .steps import Drift, evaluate_drift, mean_field_norm
+from .steps import Drift, evaluate_drift
 
 __all__ = [
     "ParticleState",
@@ -54,7 +54,15 @@ check_transport = validation.transport
 
 
 def init_particle_state(
-    energy: ParticleEnergy, z, masses, rng_key, temperature=0.0, *, transport=None, batch_size=None
+    energy: ParticleEnergy,
+    z,
+    masses,
+    rng_key,
+    temperature=0.0,
+    *,
+    transport=None,
+    batch_size=None,
+    shared_step_scale=1.0,
 ) -> ParticleState:
     """Evaluate the drift at ``z`` and wrap everything in a :class:`ParticleState` at ``t = 0``.
 
@@ -65,14 +73,16 @@ def init_particle_state(
     if masses is not None:
         masses = validation.masses(masses, energy.width)
     key_batch = jax.random.fold_in(rng_key, 1) if batch_size else None
-    d = evaluate_drift(energy, z, masses, temperature, rng_key=key_batch, batch_size=batch_size)
+    d = evaluate_drift(
+        energy, z, masses, temperature, rng_key=key_batch, batch_size=batch_size, shared_step_scale=shared_step_scale
+    )
     return ParticleState(
         z=z,
         masses=masses,
         energy=d.energy,
         log_prior=d.log_prior,
         drift=d.drift,
-        grad_norm=mean_field_norm(d.drift, masses),
+        grad_norm=d.grad_norm,
         time=jnp.zeros((), d.energy.dtype),
         step=jnp.zeros((), jnp.int32),
         diverging=jnp.array(False),
@@ -97,7 +107,7 @@ def guarded_update(
         energy=d.energy,
         log_prior=d.log_prior,
         drift=d.drift,
-        grad_norm=mean_field_norm(d.drift, state.masses),
+        grad_norm=d.grad_norm,
         **fields,
     )
     ok = all_finite(z, d.energy, d.drift)
@@ -275,7 +285,11 @@ class ParticleKernel(DynamicsKernel):
     ``energy_fn(particles, masses, *args, **kwargs)`` with a per-particle ``prior``.  Chains are
     independent replicas of the whole particle system (``vmap`` over the state).
 
-    Common options: ``step_size`` (``dt`` > 0, mean-field time), ``particle_plate``, ``scaling``
+    Common options: ``step_size`` (``dt`` > 0, mean-field time), ``shared_step_scale`` (``eta`` > 0,
+    the time scale of the model's shared sites, latent sites outside the particle plate such as a
+    first layer: ``d s / dt = -eta grad_s E`` plus, with a temperature, noise against their prior,
+    see :func:`~mfsample.kernels.steps.shared_drift`; ``shared_sites=False`` refuses such sites),
+    ``particle_plate``, ``scaling``
     (only for models that do not declare theirs), ``width`` (with ``energy_fn``) and ``frozen``
     (particle sites kept at their initial draw, e.g. ``("w", "b")`` for random features),
     ``transport`` (an optax transformation replacing the Euler transport step) and
@@ -287,6 +301,9 @@ class ParticleKernel(DynamicsKernel):
     Subclasses provide :meth:`build` and declare ``hyperparameter_names`` and, when they record
     more than :data:`~mfsample.kernels.contract.PARTICLE_STATISTICS`, :attr:`statistics`.
     """
+
+    hyperparameter_names = ("step_size", "shared_step_scale")
+    parameter_names = ("step_size", "shared_step_scale")
 
     def __init__(
         self,
@@ -302,6 +319,8 @@ class ParticleKernel(DynamicsKernel):
         transport=None,
         batch_size: int | None = None,
         block_size: int | str | None = "auto",
+        shared_step_scale: float = 1.0,
+        shared_sites: bool = True,
     ):
         if (model is None) == (energy_fn is None):
             raise ValueError("give exactly one of `model` or `energy_fn`")
@@ -311,6 +330,8 @@ class ParticleKernel(DynamicsKernel):
         self._energy_fn = energy_fn
         self._prior = prior
         self.step_size = step_size
+        self.shared_step_scale = shared_step_scale
+        self.shared_sites = bool(shared_sites)
         ParticleKernel._check_parameters(self)
         self.particle_plate = particle_plate
         self.scaling = scaling
@@ -362,10 +383,12 @@ class ParticleKernel(DynamicsKernel):
             self.transport,
             self.batch_size,
             self.block_size,
+            self.shared_sites,
         )
 
     def _check_parameters(self) -> None:
         self.step_size = validation.step_size(self.step_size)
+        self.shared_step_scale = validation.real("shared_step_scale", self.shared_step_scale, positive=True)
 
     def effective_batch_size(self, energy: ParticleEnergy):
         """``batch_size`` if it subsamples the data, ``None`` for full-batch gradients."""
@@ -385,6 +408,7 @@ class ParticleKernel(DynamicsKernel):
                 frozen=self.frozen,
                 block_size=self.block_size,
                 num_replicas=num_replicas,
+                shared_sites=self.shared_sites,
             )
         if self.width is None:
             raise ValueError("with `energy_fn`, give the kernel a `width` (number of particles)")

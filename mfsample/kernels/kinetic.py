@@ -32,7 +32,7 @@ from ..energy import ParticleEnergy
 from .base import ParticleKernel, guarded_update, init_particle_state
 from .parameters import is_zero
 from .state import ParticleState, state_class
-from .steps import evaluate_drift, langevin_noise
+from .steps import evaluate_drift, langevin_noise, noise_scales
 
 __all__ = ["KineticState", "build_kernel", "check_options", "KineticLangevin"]
 
@@ -53,9 +53,16 @@ def _axpy(a, x, y):
     return jax.tree.map(lambda xi, yi: a * xi + yi, x, y)
 
 
-def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, friction: float):
-    """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``; momenta in ``state.momentum``."""
+def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, friction: float, shared_step_scale=1.0):
+    """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``; momenta in ``state.momentum``.
+
+    The model's shared sites have drift ``eta (grad_s E - (tau / c) grad log p(s))`` and Maxwellian
+    momenta ``N(0, tau eta / c)`` (:func:`~mfsample.kernels.steps.shared_drift`): the same stationary
+    law for the positions as the overdamped dynamics.
+    """
     dt, tau, gamma = check_options(step_size, temperature, friction)
+    eta = validation.real("shared_step_scale", shared_step_scale, positive=True)
+    scales = noise_scales(energy, eta)
     half = 0.5 * dt
     c1 = jnp.exp(-gamma * dt)
     # O-step noise variance tau (1 - c1^2), written as 2 tau' dt' for langevin_noise
@@ -63,10 +70,10 @@ def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, f
     noisy = not is_zero(tau)  # a concrete tau = 0 leaves the noise out
 
     def init_fn(z, masses, rng_key):
-        state = init_particle_state(energy, z, masses, rng_key, tau)
+        state = init_particle_state(energy, z, masses, rng_key, tau, shared_step_scale=eta)
         zero = jax.tree.map(jnp.zeros_like, z)
         if noisy:  # Maxwellian momenta N(0, tau)
-            p, _ = langevin_noise(jax.random.fold_in(rng_key, 2), zero, 0.5 * tau, 1.0, energy.frozen)
+            p, _ = langevin_noise(jax.random.fold_in(rng_key, 2), zero, 0.5 * tau, 1.0, energy.frozen, scales)
         else:
             p = zero
         return KineticState(**state._asdict(), momentum=p)
@@ -77,9 +84,9 @@ def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, f
         z = _axpy(half, p, state.z)  # A
         p = jax.tree.map(lambda v: c1 * v, p)  # O
         if noisy:
-            p, _ = langevin_noise(key_noise, p, 0.5 * o_var, 1.0, energy.frozen)
+            p, _ = langevin_noise(key_noise, p, 0.5 * o_var, 1.0, energy.frozen, scales)
         z = _axpy(half, p, z)  # A
-        d = evaluate_drift(energy, z, state.masses, tau)
+        d = evaluate_drift(energy, z, state.masses, tau, shared_step_scale=eta)
         p = _axpy(-half, d.drift, p)  # B
         return guarded_update(state, z, d, dt, rng_key=rng_key, momentum=p)
 
@@ -98,7 +105,7 @@ class KineticLangevin(ParticleKernel):
     :param float friction: ``gamma`` (> 0).
     """
 
-    hyperparameter_names = ("step_size", "temperature", "friction")
+    hyperparameter_names = ("step_size", "temperature", "friction", "shared_step_scale")
     parameter_names = hyperparameter_names
 
     def __init__(self, model=None, *, step_size, temperature, friction=1.0, **kwargs):
@@ -113,4 +120,4 @@ class KineticLangevin(ParticleKernel):
 
     def build(self, energy, parameters=None):
         p = self.step_parameters(parameters)
-        return build_kernel(energy, p["step_size"], p["temperature"], p["friction"])
+        return build_kernel(energy, p["step_size"], p["temperature"], p["friction"], p["shared_step_scale"])

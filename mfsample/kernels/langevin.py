@@ -26,7 +26,7 @@ from ..energy import ParticleEnergy
 from ..scaling import time_scale
 from .base import ParticleKernel, guarded_update, init_particle_state, minibatch_key, minibatch_size
 from .parameters import is_zero
-from .steps import evaluate_drift, langevin_noise, optax_transport_step, transport_step
+from .steps import evaluate_drift, langevin_noise, noise_scales, optax_transport_step, transport_step
 
 __all__ = ["build_kernel", "check_options", "MeanFieldLangevin"]
 
@@ -63,31 +63,37 @@ def build_kernel(
     *,
     transport=None,
     batch_size=None,
+    shared_step_scale=1.0,
 ):
     """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted.
 
     ``transport`` (optax) replaces the Euler transport of the drift; the noise is unchanged.
     ``batch_size`` evaluates the drift on minibatches.  Neither combines with ``adjusted``
-    (:func:`check_options` validates the settings).
+    (:func:`check_options` validates the settings).  The model's shared sites move with time
+    scale ``shared_step_scale`` and noise ``sqrt(2 tau dt eta / c)``
+    (:func:`~mfsample.kernels.steps.shared_drift`), so MALA samples their joint Gibbs measure too.
     """
     dt, tau, adjusted, transport, batch_size = check_options(step_size, temperature, adjusted, transport, batch_size)
     batch_size = minibatch_size(energy, batch_size)
     noisy = not is_zero(tau)  # a concrete tau = 0 leaves the noise (and MALA) out
     beta = time_scale(energy.width, energy.exponent) / tau if noisy else None
+    eta = validation.real("shared_step_scale", shared_step_scale, positive=True)
+    scales = noise_scales(energy, eta)
+    variances = {k: v**2 for k, v in (scales or {}).items()}  # relative noise variance per site
 
     def init_fn(z, masses, rng_key):
         _check_uniform(adjusted, masses)
-        return init_particle_state(energy, z, masses, rng_key, tau, transport=transport, batch_size=batch_size)
+        return init_particle_state(
+            energy, z, masses, rng_key, tau, transport=transport, batch_size=batch_size, shared_step_scale=eta
+        )
 
     def log_target(d):
         return -beta * d.energy + d.log_prior
 
     def log_proposal(z_to, z_from, drift_from):
-        # log q(z_to | z_from) up to a constant: z_to ~ N(z_from - dt drift, 2 tau dt I)
-        sq = sum(
-            jnp.sum((a - b + dt * v) ** 2)
-            for a, b, v in zip(jax.tree.leaves(z_to), jax.tree.leaves(z_from), jax.tree.leaves(drift_from))
-        )
+        # log q(z_to | z_from) up to a constant: z_to ~ N(z_from - dt drift, 2 tau dt s I), with the
+        # relative variance s = 1 for the particles and eta / c for the shared sites
+        sq = sum(jnp.sum((z_to[k] - z_from[k] + dt * drift_from[k]) ** 2) / variances.get(k, 1.0) for k in z_to)
         return -sq / (4.0 * tau * dt)
 
     def step_fn(state):
@@ -98,8 +104,10 @@ def build_kernel(
         else:
             z, opt_state = optax_transport_step(transport, state.z, state.drift, state.opt_state)
         if noisy:
-            z, _ = langevin_noise(key_noise, z, tau, dt, energy.frozen)
-        d = evaluate_drift(energy, z, state.masses, tau, rng_key=key_batch, batch_size=batch_size)
+            z, _ = langevin_noise(key_noise, z, tau, dt, energy.frozen, scales)
+        d = evaluate_drift(
+            energy, z, state.masses, tau, rng_key=key_batch, batch_size=batch_size, shared_step_scale=eta
+        )
         if not adjusted:
             return guarded_update(state, z, d, dt, rng_key=rng_key, opt_state=opt_state)
         log_ratio = (
@@ -145,8 +153,8 @@ class MeanFieldLangevin(ParticleKernel):
         (20, 16)
     """
 
-    hyperparameter_names = ("step_size", "temperature", "adjusted")
-    parameter_names = ("step_size", "temperature")
+    hyperparameter_names = ("step_size", "temperature", "adjusted", "shared_step_scale")
+    parameter_names = ("step_size", "temperature", "shared_step_scale")
 
     def __init__(self, model=None, *, step_size, temperature, adjusted=False, **kwargs):
         super().__init__(model, step_size=step_size, **kwargs)
@@ -167,4 +175,5 @@ class MeanFieldLangevin(ParticleKernel):
             self.adjusted,
             transport=self.transport,
             batch_size=self.batch_size,
+            shared_step_scale=p["shared_step_scale"],
         )

@@ -12,11 +12,15 @@ import jax
 import jax.numpy as jnp
 
 from ..energy import ParticleEnergy, energy_and_velocity, freeze
+from ..scaling import time_scale
 from .state import all_finite, tree_select
 
 __all__ = [
     "Drift",
     "evaluate_drift",
+    "total_log_prior",
+    "shared_drift",
+    "noise_scales",
     "transport_step",
     "optax_transport_step",
     "langevin_noise",
@@ -27,33 +31,75 @@ __all__ = [
 
 
 class Drift(NamedTuple):
-    """Energy ``E``, total prior log-density ``sum_j log mu0(theta_j)`` and the drift field.
+    """Energy ``E``, total prior log-density ``sum_j log mu0(theta_j) (+ log p(s))``, the drift field
+    and its norm over the particles ``||drift||_{L2(mu_n)}``.
 
     ``drift_j = v_j - tau * grad log mu0(theta_j)`` with ``v_j = n^(2p-1) grad_{theta_j} E / (n m_j)``;
-    the deterministic part of every kernel's update is ``theta_j <- theta_j - dt * drift_j``.
+    the deterministic part of every kernel's update is ``theta_j <- theta_j - dt * drift_j``.  A
+    shared site ``s`` (see :func:`shared_drift`) has ``drift_s = eta (grad_s E - (tau / c) grad log p(s))``.
     """
 
     energy: jax.Array
     log_prior: jax.Array
     drift: dict
+    grad_norm: jax.Array | None = None
 
 
-def evaluate_drift(pe: ParticleEnergy, z, masses, temperature, *, rng_key=None, batch_size=None) -> Drift:
+def total_log_prior(pe: ParticleEnergy, z):
+    """``sum_j log mu0(theta_j)``, plus ``log p(s)`` of the shared sites when there are some."""
+    lp = jnp.sum(pe.log_prior(z))
+    return lp if pe.shared_log_prior is None else lp + pe.shared_log_prior(z)
+
+
+def shared_drift(pe: ParticleEnergy, drift, grad_log_prior, temperature, shared_step_scale):
+    """The drift of the shared sites: ``eta (grad_s E - (tau / c) grad_s log p(s))``, ``c = n^(2p-1)``.
+
+    With noise ``sqrt(2 tau dt eta / c) xi`` (:func:`noise_scales`) the shared sites and the
+    particles have one stationary law, the Gibbs measure ``exp(-(c / tau) E) prod_j mu0(theta_j)
+    p(s)``; ``eta`` (the kernels' ``shared_step_scale``) is their time scale relative to the
+    particles' (``d s / dt = -eta grad_s E`` at ``tau = 0``).
+    """
+    if not pe.shared_names:
+        return drift
+    c = time_scale(pe.width, pe.exponent)
+    out = dict(drift)
+    for name in pe.shared_names:
+        g = drift[name]
+        if grad_log_prior is not None:
+            g = g - (temperature / c) * grad_log_prior[name]
+        out[name] = shared_step_scale * g
+    return out
+
+
+def noise_scales(pe: ParticleEnergy, shared_step_scale):
+    """``{site: factor}`` of the Langevin noise's standard deviation: ``sqrt(eta / c)`` for the
+    shared sites (see :func:`shared_drift`); ``None`` when there are none."""
+    if not pe.shared_names:
+        return None
+    c = time_scale(pe.width, pe.exponent)
+    return {name: jnp.sqrt(shared_step_scale / c) for name in pe.shared_names}
+
+
+def evaluate_drift(
+    pe: ParticleEnergy, z, masses, temperature, *, rng_key=None, batch_size=None, shared_step_scale=1.0
+) -> Drift:
     """Evaluate :class:`Drift` at ``z`` (one backward pass through ``E``, one through the prior).
 
     With ``batch_size`` the energy is that of a minibatch of ``batch_size`` data drawn without
     replacement with ``rng_key`` (see ``ParticleEnergy.subsample``): an unbiased estimate of ``E``
-    and of the velocity field (stochastic gradients).
+    and of the velocity field (stochastic gradients).  Shared sites get :func:`shared_drift`.
     """
     if batch_size is not None:
         pe = pe.subsample(rng_key, batch_size)
     e, v = energy_and_velocity(pe, z, masses)
     if temperature is None or (isinstance(temperature, (int, float)) and temperature == 0):
-        return Drift(e, jnp.zeros_like(e), v)
-    lp, glp = jax.value_and_grad(lambda zz: jnp.sum(pe.log_prior(zz)))(z)
+        drift = shared_drift(pe, v, None, 0.0, shared_step_scale)
+        return Drift(e, jnp.zeros_like(e), drift, mean_field_norm(pe.particle_part(drift), masses))
+    lp, glp = jax.value_and_grad(lambda zz: total_log_prior(pe, zz))(z)
     glp = freeze(pe, glp)
-    drift = jax.tree.map(lambda vi, gi: vi - temperature * gi, v, glp)
-    return Drift(e, lp, drift)
+    particles = jax.tree.map(lambda vi, gi: vi - temperature * gi, pe.particle_part(v), pe.particle_part(glp))
+    drift = shared_drift(pe, {**v, **particles} if pe.shared_names else particles, glp, temperature, shared_step_scale)
+    return Drift(e, lp, drift, mean_field_norm(pe.particle_part(drift), masses))
 
 
 def transport_step(z, drift, step_size):
@@ -73,10 +119,11 @@ def optax_transport_step(transport, z, drift, opt_state):
     return jax.tree.map(lambda zi, ui: zi + ui, z, updates), opt_state
 
 
-def langevin_noise(rng_key, z, temperature, step_size, frozen=()):
+def langevin_noise(rng_key, z, temperature, step_size, frozen=(), scales=None):
     """Add ``sqrt(2 tau dt) xi_j``, ``xi_j ~ N(0, I)`` iid over particles and coordinates.
 
-    Sites named in ``frozen`` get no noise.  Returns the noised particles and ``xi``.
+    Sites named in ``frozen`` get no noise; a site in ``scales`` gets its noise multiplied by
+    that factor (the shared sites, :func:`noise_scales`).  Returns the noised particles and ``xi``.
     """
     leaves, treedef = jax.tree.flatten(z)
     keys = jax.random.split(rng_key, len(leaves))
@@ -84,6 +131,8 @@ def langevin_noise(rng_key, z, temperature, step_size, frozen=()):
     xi = jax.tree.unflatten(treedef, xi)
     if frozen:
         xi = {k: (jnp.zeros_like(v) if k in frozen else v) for k, v in xi.items()}
+    if scales:
+        xi = {k: (v * scales[k] if k in scales else v) for k, v in xi.items()}
     scale = jnp.sqrt(2.0 * temperature * step_size)
     return jax.tree.map(lambda zi, e: zi + scale * e, z, xi), xi
 

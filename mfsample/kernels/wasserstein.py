@@ -18,19 +18,24 @@ from .steps import evaluate_drift, optax_transport_step, transport_step
 __all__ = ["build_kernel", "WassersteinFlow"]
 
 
-def build_kernel(energy: ParticleEnergy, step_size: float, *, transport=None, batch_size=None):
+def build_kernel(energy: ParticleEnergy, step_size: float, *, transport=None, batch_size=None, shared_step_scale=1.0):
     """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted.
 
     ``transport``: an optax transformation replacing the Euler step (``optax.sgd(step_size)`` is
     the Euler step); ``batch_size``: stochastic gradients on minibatches of the data (``>= N``:
-    full batch).  The settings are validated here, for both faces of the dynamic.
+    full batch); ``shared_step_scale``: the time scale ``eta`` of the model's shared sites
+    (:func:`~mfsample.kernels.steps.shared_drift`).  The settings are validated here, for both faces
+    of the dynamic.
     """
     step_size = validation.step_size(step_size)
     transport = validation.transport(transport)
     batch_size = minibatch_size(energy, batch_size)
+    eta = validation.real("shared_step_scale", shared_step_scale, positive=True)
 
     def init_fn(z, masses, rng_key):
-        return init_particle_state(energy, z, masses, rng_key, transport=transport, batch_size=batch_size)
+        return init_particle_state(
+            energy, z, masses, rng_key, transport=transport, batch_size=batch_size, shared_step_scale=eta
+        )
 
     def step_fn(state):
         rng_key = state.rng_key
@@ -39,7 +44,9 @@ def build_kernel(energy: ParticleEnergy, step_size: float, *, transport=None, ba
         else:
             z, opt_state = optax_transport_step(transport, state.z, state.drift, state.opt_state)
         rng_key, key_batch = minibatch_key(rng_key, batch_size)
-        d = evaluate_drift(energy, z, state.masses, 0.0, rng_key=key_batch, batch_size=batch_size)
+        d = evaluate_drift(
+            energy, z, state.masses, 0.0, rng_key=key_batch, batch_size=batch_size, shared_step_scale=eta
+        )
         return guarded_update(state, z, d, step_size, rng_key=rng_key, opt_state=opt_state)
 
     return init_fn, step_fn
@@ -81,4 +88,10 @@ class WassersteinFlow(ParticleKernel):
 
     def build(self, energy, parameters=None):
         p = self.step_parameters(parameters)
-        return build_kernel(energy, p["step_size"], transport=self.transport, batch_size=self.batch_size)
+        return build_kernel(
+            energy,
+            p["step_size"],
+            transport=self.transport,
+            batch_size=self.batch_size,
+            shared_step_scale=p["shared_step_scale"],
+        )

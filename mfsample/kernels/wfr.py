@@ -41,7 +41,7 @@ from .reaction import (
     valid_log_masses,
 )
 from .state import ParticleState, all_finite, commit, state_class
-from .steps import evaluate_drift, langevin_noise, mean_field_norm, transport_step
+from .steps import evaluate_drift, langevin_noise, noise_scales, transport_step
 
 __all__ = ["WFRState", "build_kernel", "check_options", "WassersteinFisherRao"]
 
@@ -126,18 +126,23 @@ def build_kernel(
     temperature: float = 0.0,
     mode: str = "birth_death",
     birth: str = "clone",
+    shared_step_scale=1.0,
 ):
     """Functional core: ``(init_fn(z, masses, rng_key), step_fn(state))``, pure and un-jitted.
 
-    The settings are validated by :func:`check_options` (both faces).
+    The settings are validated by :func:`check_options` (both faces).  The model's shared sites
+    are transported (time scale ``shared_step_scale``) and never take part in the reaction, which
+    acts on the particles' masses only.
     """
     dt, rate, tau, mode, birth = check_options(step_size, rate, temperature, mode, birth)
     check_reaction_energy(energy)
     n, weighted = energy.width, mode == "weighted"
+    eta = validation.real("shared_step_scale", shared_step_scale, positive=True)
+    scales = noise_scales(energy, eta)
 
     def init_fn(z, masses, rng_key):
         masses, log_masses = _initial_masses(masses, n, weighted)
-        base = init_particle_state(energy, z, masses, rng_key, tau)
+        base = init_particle_state(energy, z, masses, rng_key, tau, shared_step_scale=eta)
         zero = jnp.zeros((), jnp.int32)
         ess = jnp.asarray(float(n), base.energy.dtype)
         fields = _reaction_fields(energy, z, masses, log_masses, first_variation(energy, z, masses), ess, zero, zero)
@@ -157,28 +162,28 @@ def build_kernel(
             masses = jnp.where(rate == 0, state.masses, jnp.exp(log_masses))
             return z, masses, log_masses, zero, zero
         key_bd, key_prior = jax.random.split(key)
-        prior = energy.sample_prior(key_prior) if birth == "prior" else None
-        bd = birth_death_step(key_bd, z, u, rate, dt, birth=birth, prior_sample=prior)
-        return bd.z, None, None, bd.births, bd.deaths
+        prior = energy.particle_part(energy.sample_prior(key_prior)) if birth == "prior" else None
+        bd = birth_death_step(key_bd, energy.particle_part(z), u, rate, dt, birth=birth, prior_sample=prior)
+        return {**z, **bd.z}, None, None, bd.births, bd.deaths
 
     def step_fn(state):
         rng_key, key_noise, key_react = jax.random.split(state.rng_key, 3)
         # 1. transport with the drift of mu_k (the keys are those of MeanFieldLangevin)
         z = transport_step(state.z, state.drift, dt)
         if not is_zero(tau):
-            z, _ = langevin_noise(key_noise, z, tau, dt, energy.frozen)
+            z, _ = langevin_noise(key_noise, z, tau, dt, energy.frozen, scales)
         # 2. reaction with V - Vbar of mu_k
         z, masses, log_masses, births, deaths = react(state, z, key_react)
         # 3. fields of mu_{k+1}; a non-finite V or mass is a divergence (a zero mass is not:
         #    its log-mass is -inf for good)
-        d = evaluate_drift(energy, z, masses, tau)
+        d = evaluate_drift(energy, z, masses, tau, shared_step_scale=eta)
         v = first_variation(energy, z, masses)
         proposal = state._replace(
             z=z,
             energy=d.energy,
             log_prior=d.log_prior,
             drift=d.drift,
-            grad_norm=mean_field_norm(d.drift, masses),
+            grad_norm=d.grad_norm,
             **_reaction_fields(energy, z, masses, log_masses, v, state.ess, births, deaths),
         )
         ok = all_finite(z, d.energy, d.drift, v) & (True if log_masses is None else valid_log_masses(log_masses))
@@ -240,8 +245,8 @@ class WassersteinFisherRao(ParticleKernel):
         (1, 20, 16, 3)
     """
 
-    hyperparameter_names = ("step_size", "rate", "temperature", "mode", "birth")
-    parameter_names = ("step_size", "rate", "temperature")
+    hyperparameter_names = ("step_size", "rate", "temperature", "mode", "birth", "shared_step_scale")
+    parameter_names = ("step_size", "rate", "temperature", "shared_step_scale")
 
     def __init__(self, model=None, *, step_size, rate, temperature=0.0, mode="birth_death", birth="clone", **kwargs):
         super().__init__(model, step_size=step_size, **kwargs)
@@ -269,7 +274,9 @@ class WassersteinFisherRao(ParticleKernel):
 
     def build(self, energy, parameters=None):
         p = self.step_parameters(parameters)
-        return build_kernel(energy, p["step_size"], p["rate"], p["temperature"], self.mode, self.birth)
+        return build_kernel(
+            energy, p["step_size"], p["rate"], p["temperature"], self.mode, self.birth, p["shared_step_scale"]
+        )
 
     def draw_fn(self, energy, model_args, model_kwargs, *, deterministic: bool = True):
         """Birth–death: as the other kernels.  Weighted: ``{**z, "masses": m}`` -> constrained

@@ -43,6 +43,14 @@ RUN = textwrap.dedent("""
             spec = list(sh.last_state.z["w"].sharding.spec)
             err = max(float(np.max(np.abs(ref.samples[k] - sh.samples[k]))) for k in ref.samples)
             out[f"{name}/{chains}/{shard}"] = [err, spec, len(sh.last_state.z["w"].sharding.device_set)]
+    # shared sites (the depth-three network's first layer) are replicated beside sharded particles
+    deep = lambda: mf.WassersteinFlow(mf.models.deep_network, step_size=0.5)
+    kw = dict(width=64, num_steps=20, save_every=10, progress_bar=False)
+    ref = mf.simulate(deep(), jax.random.PRNGKey(2), data.x, data.y, **kw)
+    sh = mf.simulate(deep(), jax.random.PRNGKey(2), data.x, data.y, devices=4, shard="particles", **kw)
+    err = max(float(np.max(np.abs(ref.samples[k] - sh.samples[k]))) for k in ref.samples)
+    spec = list(sh.last_state.z["w"].sharding.spec)
+    out["deep/1/particles"] = [err, spec, len(sh.last_state.z["U"].sharding.device_set)]
     # a sweep: its configurations (or each configuration's particles) over the devices
     grid = {"temperature": [1e-4, 1e-3, 1e-2, 0.1]}
     for shard in ("configs", "particles"):
@@ -74,7 +82,7 @@ def test_sharded_runs_equal_the_single_device_run():
     order of float32 sums differs (the all-reduce of f adds 4 partial sums). 20 steps of an O(1)
     system: atol 1e-4 is ~10^3 float32 ulps, far below any real difference (a wrong noise or a
     missing psum moves particles by O(dt) = 0.5)."""
-    out = _run(RUN, 4)
+    out = _run(RUN, 4, timeout=600)
     assert out["devices"] == 4
     expected = {
         "wasserstein/1/particles": ["devices"],
@@ -82,6 +90,7 @@ def test_sharded_runs_equal_the_single_device_run():
         "birth_death/1/particles": ["devices"],
         "langevin/4/particles": [None, "devices"],
         "birth_death/4/chains": ["devices"],
+        "deep/1/particles": ["devices"],
         "sweep/configs": ["devices"],
         "sweep/particles": [None, None, "devices"],
     }

@@ -221,9 +221,9 @@ def sweep(
     :param grid: ``{name: values}`` (every combination), a list of ``{name: value}`` points, or
         :func:`product` / :func:`zipped`; names among ``kernel.parameter_names``.  Every point is
         validated as the kernel's constructor validates it.
-    :param num_steps, save_every, num_chains, init_params, progress_bar, collect_deterministic,
-        chunk_size: as for :func:`~mfsample.simulate` (``init_params`` are shared by every
-        configuration).
+    :param num_steps: as for :func:`~mfsample.simulate`, and so are ``save_every``, ``num_chains``,
+        ``init_params`` (shared by every configuration), ``progress_bar``, ``collect_deterministic``
+        and ``chunk_size``.
     :param init_state: a previous ``Sweep.last_state`` (same grid size, chains and shapes) to
         continue from; not together with ``init_params``.
     :param common_keys: give every configuration the same key (same initial particles and noise).

@@ -37,7 +37,7 @@ from . import validation
 from .energy import ParticleEnergy
 from .kernels import health, programs
 from .kernels.base import initial_positions, split_static_kwargs
-from .kernels.contract import SweepableDynamics
+from .kernels.contract import SweepableDynamics, names
 from .kernels.parameters import as_arrays, common_zeros, specialise
 from .sharding import SHARD_MODES, make_mesh
 from .simulate import (
@@ -52,7 +52,7 @@ from .simulate import (
     run_chunks,
 )
 
-__all__ = ["Grid", "product", "zipped", "Sweep", "sweep", "SWEEP_SHARD_MODES"]
+__all__ = ["Grid", "product", "zipped", "as_grid", "Sweep", "sweep", "initial_draw", "SWEEP_SHARD_MODES"]
 
 #: how :func:`sweep` may lay its state over devices
 SWEEP_SHARD_MODES = SHARD_MODES + ("configs",)
@@ -234,22 +234,13 @@ def sweep(
         with a ``config`` dimension whose coordinates are the swept values.
     """
     num_steps, save_every, num_chains, chunk_size = check_counts(num_steps, save_every, num_chains, chunk_size)
-    check_kernel(kernel)
-    _check_sweepable(kernel)
-    grid = as_grid(grid)
-    kernels = [kernel.replace(**p) for p in grid.points]  # validates every point
     if init_state is None or rng_key is not None:
         validation.prng_key("rng_key", rng_key)
-    values = jax.tree.map(lambda *v: jnp.stack(v), *[as_arrays(k.parameters) for k in kernels])
-    pattern = common_zeros([k.parameters for k in kernels])
-    energy = kernel.build_energy(model_args, model_kwargs, num_replicas=num_chains)  # validates the data
-    array_kwargs, static_kwargs = split_static_kwargs(model_kwargs)
-    start = _Start(kernel, energy, grid.num_configs, num_chains, static_kwargs, pattern)
+    setup = _setup(kernel, grid, model_args, model_kwargs, num_chains)
+    grid, kernels, values, pattern, energy, start = setup
+    array_kwargs, static_kwargs = start.array_kwargs, start.static_kwargs
     if init_state is None:
-        keys = _config_keys(rng_key, grid.num_configs, num_chains, common_keys)
-        init_params = _initial_particles(energy, init_params, num_chains)
-        masses = kernel.initial_masses(energy, model_kwargs)
-        state = start.compiled(init_params)(values, keys, init_params, masses, tuple(model_args), array_kwargs)
+        state = _fresh_states(setup, rng_key, init_params, common_keys, model_args, model_kwargs)
     else:
         if init_params is not None:
             raise ValueError("give init_params (a fresh start) or init_state (a continuation), not both")
@@ -283,6 +274,63 @@ def sweep(
         model_args=tuple(model_args),
         model_kwargs=dict(model_kwargs),
     )
+
+
+class _Setup(NamedTuple):
+    grid: Grid
+    kernels: list  # kernel.replace(**point) of every configuration
+    values: dict  # {name: (num_configs, ...)} arrays
+    pattern: tuple  # the zeros shared by every configuration
+    energy: Any
+    start: _Start
+
+
+def _setup(kernel, grid, model_args, model_kwargs, num_chains) -> _Setup:
+    """Check the kernel and every point of the grid; the values, the energy and the compiled start."""
+    check_kernel(kernel)
+    _check_sweepable(kernel)
+    grid = as_grid(grid)
+    kernels = [kernel.replace(**p) for p in grid.points]  # validates every point
+    values = jax.tree.map(lambda *v: jnp.stack(v), *[as_arrays(k.parameters) for k in kernels])
+    pattern = common_zeros([k.parameters for k in kernels])
+    energy = kernel.build_energy(model_args, model_kwargs, num_replicas=num_chains)  # validates the data
+    array_kwargs, static_kwargs = split_static_kwargs(model_kwargs)
+    start = _Start(kernel, energy, grid.num_configs, num_chains, static_kwargs, pattern, array_kwargs)
+    return _Setup(grid, kernels, values, pattern, energy, start)
+
+
+def _fresh_states(setup: _Setup, rng_key, init_params, common_keys, model_args, model_kwargs):
+    """The initial state of every configuration and chain (``(config, [chain,] ...)``)."""
+    start, energy = setup.start, setup.energy
+    keys = _config_keys(rng_key, setup.grid.num_configs, start.num_chains, common_keys)
+    init_params = _initial_particles(energy, init_params, start.num_chains)
+    masses = start.kernel.initial_masses(energy, model_kwargs)
+    run = start.compiled(init_params)
+    return run(setup.values, keys, init_params, masses, tuple(model_args), start.array_kwargs)
+
+
+def initial_draw(
+    kernel, rng_key, *model_args, grid, num_chains: int = 1, common_keys: bool = False, init_params=None, **model_kwargs
+):
+    """``(states, samples, stats)`` at ``t = 0`` of every configuration of a sweep: the states that
+    :func:`sweep` starts from (same keys, same settings; continuing from them with
+    ``init_state=`` gives the sweep draw for draw) and their draw and statistics shaped like one
+    kept draw of a sweep, ``(config, chain, 1, ...)`` (what :func:`~mfsample.experiments.replicate`
+    prepends as ``t = 0``)."""
+    num_chains = validation.positive_int("num_chains", num_chains)
+    validation.prng_key("rng_key", rng_key)
+    setup = _setup(kernel, grid, model_args, model_kwargs, num_chains)
+    state = _fresh_states(setup, rng_key, init_params, common_keys, model_args, model_kwargs)
+    post = kernel.draw_fn(setup.energy, tuple(model_args), dict(model_kwargs))
+    post = jax.vmap(jax.vmap(post) if num_chains > 1 else post)
+    sample = jax.jit(post)(getattr(state, kernel.sample_field))
+
+    def draw(x):  # (config, [chain,] ...) -> (config, chain, 1, ...)
+        x = np.asarray(x)
+        return (x if num_chains > 1 else x[:, None])[:, :, None]
+
+    stats = {f: draw(getattr(state, f)) for f in names(kernel.statistics)}
+    return state, jax.tree.map(draw, sample), stats
 
 
 def _run(run: Runner, state, num_steps, save_every, chunk_size, progress_bar, name):
@@ -342,6 +390,7 @@ class _Start(NamedTuple):
     num_chains: int
     static_kwargs: tuple
     pattern: tuple
+    array_kwargs: dict
 
     def compiled(self, init_params):
         kernel, num_chains, static_kwargs, pattern = self.kernel, self.num_chains, self.static_kwargs, self.pattern

@@ -68,12 +68,6 @@ def weight_decay_network(x, y=None, *, width: int, weight_decay: float = 0.0, ma
     return f
 
 
-@functools.lru_cache(maxsize=8)
-def _flow(step_size: float) -> WassersteinFlow:
-    """One kernel per step size, so that simulate's compiled steps are reused across calls."""
-    return WassersteinFlow(weight_decay_network, step_size=step_size)
-
-
 def _as_tuple(v):
     return tuple(int(u) for u in v) if isinstance(v, (list, tuple, np.ndarray)) else None
 
@@ -125,7 +119,8 @@ def f1_vs_f2(
     dims, seeds = tuple(int(d) for d in dims), tuple(int(s) for s in seeds)
     shape = (len(methods), len(dims), len(values), len(seeds))
     out = {k: np.full(shape, np.nan) for k in ("test_error", "relative_error", "train_error", "ridge")}
-    flow = _flow(float(step_size))
+    # compiled programmes are cached by the kernel's structure: a new kernel compiles nothing
+    flow = WassersteinFlow(weight_decay_network, step_size=float(step_size))
 
     for i_d, d in enumerate(dims):
         for i_s, s in enumerate(seeds):

@@ -5,6 +5,11 @@
 prepends the initial state (``t = 0``: particles iid from ``mu0``) and converts the run with
 :func:`mfsample.diagnostics.to_inference_data`.  It returns ``{n: InferenceData}``, what
 :func:`~mfsample.diagnostics.fluctuations` and :func:`~mfsample.diagnostics.chaos` take.
+
+With ``grid=`` (numeric hyper-parameters of the kernel, e.g. ``{"temperature": [1e-3, 1e-2]}``)
+each width runs every configuration of the grid x ``R`` replicas as one :func:`mfsample.sweep`
+(the width fixes the shapes, so there is one sweep per width), and each ``InferenceData`` has a
+``config`` dimension whose coordinates are the swept values.
 """
 
 from __future__ import annotations
@@ -15,11 +20,21 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import sweeps
 from ..inference_data import to_inference_data
 from ..kernels.contract import names
 from ..simulate import Simulation, simulate
+from ..sweeps import Sweep, as_grid, sweep
 
-__all__ = ["replicate", "initial_draw"]
+__all__ = ["replicate", "initial_draw", "initial_sweep_draw"]
+
+
+def _draw_axis(x, num_chains: int, lead: int):
+    """``(*lead axes, [chain,] ...) -> (*lead axes, chain, 1, ...)``: a state field as one draw."""
+    x = np.asarray(x)
+    if num_chains == 1:
+        x = np.expand_dims(x, lead)
+    return np.expand_dims(x, lead + 1)
 
 
 def initial_draw(kernel, rng_key, model_args, model_kwargs, num_chains):
@@ -43,10 +58,54 @@ def initial_draw(kernel, rng_key, model_args, model_kwargs, num_chains):
     stats = {f: getattr(state, f) for f in names(kernel.statistics)}
 
     def chain_draw(x):  # -> (chain, 1, ...)
-        x = np.asarray(x)
-        return (x if num_chains > 1 else x[None])[:, None]
+        return _draw_axis(x, num_chains, 0)
 
     return state, jax.tree.map(chain_draw, sample), {k: chain_draw(v) for k, v in stats.items()}
+
+
+def initial_sweep_draw(kernel, rng_key, grid, model_args, model_kwargs, num_chains, *, common_keys=False):
+    """The initial states of every configuration of a sweep and their draw at ``t = 0``, shaped
+    like one :func:`mfsample.sweep` draw ``(config, chain, 1, ...)``: :func:`mfsample.sweeps.initial_draw`
+    with this module's argument order (continuing from these states with ``init_state=``
+    reproduces the sweep draw for draw)."""
+    return sweeps.initial_draw(
+        kernel,
+        rng_key,
+        *tuple(model_args),
+        grid=grid,
+        num_chains=num_chains,
+        common_keys=common_keys,
+        **dict(model_kwargs),
+    )
+
+
+def _prepend(run, sample0, stats0, axis: int):
+    """``run`` (a Simulation or a Sweep) with the draw at ``t = 0`` before its draws (``axis``: the draw axis)."""
+    samples = jax.tree.map(lambda a, b: np.concatenate([a, b], axis=axis), sample0, run.samples)
+    stats = {k: np.concatenate([stats0[k], v], axis=axis) for k, v in run.stats.items()}
+    time = np.asarray(run.time)
+    time = np.concatenate([np.zeros(time.shape[:-1] + (1,)), time], axis=-1)
+    return run._replace(samples=samples, stats=stats, time=time)
+
+
+def _simulate_width(kernel, key, model_args, kwargs, include_initial, **run) -> Simulation:
+    """One width without a grid: ``simulate``, with the draw at ``t = 0`` prepended."""
+    if not include_initial:
+        return simulate(kernel, key, *model_args, progress_bar=False, **run, **kwargs)
+    state, sample0, stats0 = initial_draw(kernel, key, model_args, kwargs, run["num_chains"])
+    sim = simulate(kernel, key, *model_args, init_state=state, progress_bar=False, **run, **kwargs)
+    return _prepend(sim, sample0, stats0, axis=1)
+
+
+def _sweep_width(kernel, key, model_args, kwargs, include_initial, grid, common_keys, **run) -> Sweep:
+    """One width with a grid: one ``sweep``, with the draw at ``t = 0`` prepended."""
+    options = dict(grid=grid, common_keys=common_keys, progress_bar=False, **run)
+    if not include_initial:
+        return sweep(kernel, key, *model_args, **options, **kwargs)
+    state, sample0, stats0 = initial_sweep_draw(
+        kernel, key, grid, model_args, kwargs, run["num_chains"], common_keys=common_keys
+    )
+    return _prepend(sweep(kernel, key, *model_args, init_state=state, **options, **kwargs), sample0, stats0, axis=2)
 
 
 def replicate(
@@ -62,6 +121,8 @@ def replicate(
     x_eval=None,
     include_initial: bool = True,
     width_kwarg: str = "width",
+    grid=None,
+    common_keys: bool = False,
     progress_bar: bool = True,
     **convert_kwargs,
 ) -> dict:
@@ -79,8 +140,16 @@ def replicate(
         so adding a width does not change the others.
     :param x_eval: evaluation inputs passed to :func:`~mfsample.diagnostics.to_inference_data`.
     :param include_initial: prepend the draw at ``t = 0`` (needed for the ``static`` comparison).
+    :param grid: numeric hyper-parameters of the kernel to sweep (a :func:`mfsample.sweep` grid:
+        ``{name: values}``, a list of points, :func:`mfsample.sweeps.product` /
+        :func:`~mfsample.sweeps.zipped`); ``None``: the factory's kernel alone.  With a grid,
+        width ``n`` runs ``sweep(kernel_factory(n), fold_in(rng_key, n), ..., grid=grid)``:
+        configuration ``c`` uses ``jax.random.split(fold_in(rng_key, n), num_configs)[c]``.
+    :param common_keys: with a grid, give every configuration the key of its width (the same
+        initial particles and noise: common random numbers).
     :param convert_kwargs: further arguments of ``to_inference_data`` (``output_fn``, ``unit_points``...).
-    :returns: ``{n: arviz.InferenceData}`` in increasing ``n``.
+    :returns: ``{n: arviz.InferenceData}`` in increasing ``n``; with a grid its groups have a
+        ``config`` dimension after ``(chain, draw)``, with one coordinate per swept hyper-parameter.
 
     Example::
 
@@ -92,12 +161,19 @@ def replicate(
         ...                  save_every=5, x_eval=data.x[:4], progress_bar=False)
         >>> sorted(runs), runs[16].posterior["time"].values.tolist()
         ([8, 16], [0.0, 0.5, 1.0])
+        >>> swept = replicate(lambda n: mf.WassersteinFlow(mf.models.shallow_network, step_size=0.1),
+        ...                   (data.x, data.y), widths=[8], num_chains=3, num_steps=10, save_every=5,
+        ...                   grid={"step_size": [0.1, 0.2]}, progress_bar=False)
+        >>> dict(swept[8].posterior["w"].sizes), swept[8].posterior["step_size"].values.tolist()
+        ({'chain': 3, 'draw': 3, 'config': 2, 'particle': 8, 'input_dim': 3}, [0.1, 0.2])
     """
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     widths = sorted({int(n) for n in widths})
     if not widths or widths[0] < 1:
         raise ValueError(f"widths must be positive integers, got {widths}")
+    grid = None if grid is None else as_grid(grid)
     base_kwargs = dict(model_kwargs or {})
+    run = dict(num_steps=num_steps, save_every=save_every, num_chains=num_chains)
     bar = tqdm(widths, desc="widths") if progress_bar else None
     iterator = widths if bar is None else bar
     runs = {}
@@ -109,40 +185,12 @@ def replicate(
         if kernel.model is not None:
             kwargs[width_kwarg] = n
         key = jax.random.fold_in(rng_key, n)
-        if include_initial:
-            state, sample0, stats0 = initial_draw(kernel, key, model_args, kwargs, num_chains)
-            sim = simulate(
-                kernel,
-                key,
-                *model_args,
-                num_steps=num_steps,
-                save_every=save_every,
-                num_chains=num_chains,
-                init_state=state,
-                progress_bar=False,
-                **kwargs,
-            )
-            samples = jax.tree.map(lambda a, b: np.concatenate([a, b], axis=1), sample0, sim.samples)
-            stats = {k: np.concatenate([stats0[k], v], axis=1) for k, v in sim.stats.items()}
-            sim = Simulation(
-                samples=samples,
-                stats=stats,
-                time=np.concatenate([[0.0], sim.time]),
-                last_state=sim.last_state,
-                first_divergence=sim.first_divergence,
+        if grid is None:
+            sim = _simulate_width(kernel, key, model_args, kwargs, include_initial, **run)
+            runs[n] = to_inference_data(
+                sim, kernel=kernel, model_args=tuple(model_args), model_kwargs=kwargs, x_eval=x_eval, **convert_kwargs
             )
         else:
-            sim = simulate(
-                kernel,
-                key,
-                *model_args,
-                num_steps=num_steps,
-                save_every=save_every,
-                num_chains=num_chains,
-                progress_bar=False,
-                **kwargs,
-            )
-        runs[n] = to_inference_data(
-            sim, kernel=kernel, model_args=tuple(model_args), model_kwargs=kwargs, x_eval=x_eval, **convert_kwargs
-        )
+            swept = _sweep_width(kernel, key, model_args, kwargs, include_initial, grid, common_keys, **run)
+            runs[n] = to_inference_data(swept, x_eval=x_eval, **convert_kwargs)
     return runs

@@ -80,6 +80,7 @@ def symmetric_generalization(
     if not test_sizes or min(test_sizes) < 1:
         raise ValueError(f"test_sizes must be positive integers, got {test_sizes!r}")
     widths = matched_widths(width, inner_width, dim) if budget == "matched" else {k: int(width) for k in KLASSES}
+    flow = WassersteinFlow(symmetric_network, step_size=step_size)  # one kernel: its programmes serve every run
     test = np.full((len(klasses), len(seeds), len(test_sizes)), np.nan)
     train = np.full((len(klasses), len(seeds)), np.nan)
     for s_i, seed in enumerate(seeds):
@@ -92,7 +93,7 @@ def symmetric_generalization(
         for c_i, klass in enumerate(klasses):
             kw = dict(width=widths[klass], inner_width=inner_width, klass=klass, frozen_key=frozen_key)
             sim = simulate(
-                WassersteinFlow(symmetric_network, step_size=step_size),
+                flow,
                 jax.random.fold_in(key, 2),
                 data.sets,
                 data.y,

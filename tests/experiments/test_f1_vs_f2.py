@@ -117,6 +117,19 @@ def test_sweeps_over_width_or_num_data():
         f1_vs_f2(dims=(2,), methods=("lasso",))
 
 
+def test_a_new_step_size_compiles_nothing(count_compilations):
+    """The mean-field runs build a new WassersteinFlow per call: compiled programmes are found by
+    the kernel's structure, so a second call at another step size (same shapes) compiles nothing,
+    and the step size does change the result."""
+    small = dict(dims=(3,), widths=8, num_data=16, seeds=(0, 1), num_steps=5, num_test=32, methods=("mean_field",))
+    first = f1_vs_f2(step_size=0.5, **small)
+    with count_compilations() as counter:
+        second = f1_vs_f2(step_size=0.25, **small)
+    assert counter.count == 0
+    assert second.attrs["step_size"] == 0.25
+    assert not np.allclose(first["test_error"].values, second["test_error"].values)
+
+
 @pytest.mark.slow
 def test_kernel_errors_degrade_with_dimension_mean_field_does_not():
     """The theory's claim over dimensions (Bach 2017; Ghorbani et al. 2019): at fixed n = 128 and

@@ -7,7 +7,7 @@ import numpyro.distributions as dist
 import pytest
 
 import mfsample as mf
-from mfsample.experiments.replicate import replicate
+from mfsample.experiments.replicate import initial_draw, initial_sweep_draw, replicate
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +80,80 @@ def test_energy_fn_kernels_take_their_width_from_the_factory():
 def test_rejects_empty_widths():
     with pytest.raises(ValueError, match="widths"):
         replicate(lambda n: None, (), widths=[], num_chains=2, num_steps=1)
+
+
+# one grid, width, chain count and schedule for the tests below, so that they share compiled programmes
+GRID = mf.sweeps.product(temperature=[1e-3, 1e-2], step_size=[0.1, 0.05])
+RUN = dict(widths=[4], num_chains=2, num_steps=6, save_every=3, grid=GRID, progress_bar=False)
+
+
+def langevin(n):
+    return mf.MeanFieldLangevin(mf.models.shallow_network, step_size=0.1, temperature=1e-3)
+
+
+def simulate_config(data, c, key):
+    """mf.simulate of configuration c of GRID at width 4, as RUN runs it."""
+    kernel = langevin(4).replace(**GRID.points[c])
+    return mf.simulate(
+        kernel, key, data.x, data.y, width=4, num_steps=6, save_every=3, num_chains=2, progress_bar=False
+    )
+
+
+def test_grid_runs_one_sweep_per_width_equal_to_simulate_per_configuration(data):
+    """With a grid, width n runs sweep(kernel, fold_in(key, n), grid=...): configuration c equals
+    simulate(kernel.replace(**point_c), split(fold_in(key, n), C)[c]) to float32 round-off, after
+    the t = 0 draw of that configuration's own initial state; the InferenceData has a `config`
+    dimension after (chain, draw) whose coordinates are the swept values, and each configuration
+    its own times t = k * save_every * dt."""
+    key = jax.random.PRNGKey(7)
+    idata = replicate(langevin, (data.x, data.y), rng_key=key, x_eval=data.x[:5], **RUN)[4]
+    w = idata.posterior["w"]
+    assert w.dims == ("chain", "draw", "config", "particle", "input_dim")
+    assert dict(w.sizes) == {"chain": 2, "draw": 3, "config": 4, "particle": 4, "input_dim": 3}
+    assert idata.predictions["f"].dims == ("chain", "draw", "config", "eval_point")
+    np.testing.assert_allclose(idata.posterior["temperature"].values, [1e-3, 1e-3, 1e-2, 1e-2])
+    np.testing.assert_allclose(idata.posterior["step_size"].values, [0.1, 0.05, 0.1, 0.05])
+    keys = jax.random.split(jax.random.fold_in(key, 4), GRID.num_configs)
+    for c, point in enumerate(GRID.points):
+        one = idata.posterior.isel(config=c)
+        np.testing.assert_allclose(one["time"].values, [0.0, 3 * point["step_size"], 6 * point["step_size"]])
+        sim = simulate_config(data, c, keys[c])
+        for site in ("a", "w", "b", "f"):
+            np.testing.assert_allclose(one[site].values[:, 1:], sim.samples[site], rtol=1e-5, atol=1e-6)
+        objective = idata.sample_stats["objective"].isel(config=c).values
+        np.testing.assert_allclose(objective[:, 1:], sim.stats["energy"], rtol=1e-5)
+    kernel = langevin(4).replace(**GRID.points[3])
+    _, sample0, _ = initial_draw(kernel, keys[3], (data.x, data.y), {"width": 4}, 2)
+    np.testing.assert_array_equal(w.isel(config=3, draw=0).values, sample0["w"][:, 0])
+
+
+def test_grid_with_common_keys_starts_every_configuration_alike(data):
+    """common_keys=True: every configuration uses the width's key, so all start from the same
+    particles (the t = 0 draws agree exactly) and configuration c is simulate(kernel_c, fold_in(key, n));
+    without the initial draw the first time is one save interval of each configuration."""
+    key = jax.random.PRNGKey(3)
+    runs = replicate(langevin, (data.x, data.y), rng_key=key, common_keys=True, **RUN)
+    w = runs[4].posterior["w"].values  # (chain, draw, config, ...)
+    for c in range(1, GRID.num_configs):
+        np.testing.assert_array_equal(w[:, 0, c], w[:, 0, 0])
+    assert not np.allclose(w[:, -1, 2], w[:, -1, 0])  # the temperatures then move them apart
+    sim = simulate_config(data, 2, jax.random.fold_in(key, 4))
+    np.testing.assert_allclose(w[:, 1:, 2], sim.samples["w"], rtol=1e-5, atol=1e-6)
+    later = replicate(langevin, (data.x, data.y), rng_key=key, common_keys=True, include_initial=False, **RUN)
+    np.testing.assert_allclose(later[4].posterior["w"].values, w[:, 1:], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(later[4].posterior["time"].values[0], [0.3, 0.15, 0.3, 0.15], rtol=1e-6)
+
+
+def test_initial_sweep_draw_is_the_sweeps_initial_state(data):
+    """initial_sweep_draw builds the states sweep builds itself: continuing from them gives the
+    sweep's draws (plain and common keys), and its t = 0 draw is (config, chain, 1, ...)."""
+    kernel = langevin(4)
+    run = dict(grid=GRID, num_steps=6, save_every=3, num_chains=2, progress_bar=False, width=4)
+    for common in (False, True):
+        state, sample0, stats0 = initial_sweep_draw(
+            kernel, jax.random.PRNGKey(1), GRID, (data.x, data.y), {"width": 4}, 2, common_keys=common
+        )
+        assert sample0["w"].shape == (4, 2, 1, 4, 3) and stats0["energy"].shape == (4, 2, 1)
+        fresh = mf.sweep(kernel, jax.random.PRNGKey(1), data.x, data.y, common_keys=common, **run)
+        cont = mf.sweep(kernel, jax.random.PRNGKey(1), data.x, data.y, init_state=state, **run)
+        np.testing.assert_allclose(cont.samples["w"], fresh.samples["w"], rtol=1e-6, atol=1e-7)

@@ -274,11 +274,6 @@ def simulate(
         pattern,
     )
     num_draws = num_steps // save_every
-    skip = num_steps - num_draws * save_every
-    if skip:  # MCMC keeps the last draw of each group of `save_every` steps, ending at num_steps
-        state = run.advance(skip, 1, state, deterministic=False)[0]
-    if chunk_size is None:
-        chunk_size = default_chunk(num_draws, progress_bar, run.draw_bytes(save_every, state))
     writer = None
     if output is not None:
         writer = DrawWriter(
@@ -291,12 +286,9 @@ def simulate(
             overwrite=overwrite,
         )
     sink = Draws(num_draws, writer)
-    bar = tqdm(total=num_steps, desc=type(kernel).__name__, leave=True, initial=skip) if progress_bar else None
     try:
-        state = run_chunks(run, state, sink, save_every, min(chunk_size, num_draws), bar)
+        state = run_steps(run, state, sink, num_steps, save_every, chunk_size, progress_bar, type(kernel).__name__)
     finally:
-        if bar is not None:
-            bar.close()
         if writer is not None:
             writer.close()
     first = _check_health(kernel, state, sink, model_args, model_kwargs)
@@ -370,6 +362,24 @@ def _initial_state(kernel, energy, rng_key, init_params, init_state, num_chains,
     if init_params is not None:
         raise ValueError("give init_params (a fresh start) or init_state (a continuation), not both")
     return _check_init_state(kernel, energy, init_state, num_chains, model_args, model_kwargs)
+
+
+def run_steps(run: Runner, state, sink, num_steps, save_every, chunk_size, progress_bar, desc):
+    """``num_steps`` steps from ``state``, the draws after steps ``k, 2k, ..., T`` into ``sink``
+    (``k = save_every``; as MCMC, the first ``T mod k`` steps are taken before the first group),
+    in compiled chunks of ``chunk_size`` draws (default: :func:`default_chunk`); the last state."""
+    num_draws = sink.num_draws
+    skip = num_steps - num_draws * save_every
+    if skip:
+        state = run.advance(skip, 1, state, deterministic=False)[0]
+    if chunk_size is None:
+        chunk_size = default_chunk(num_draws, progress_bar, run.draw_bytes(save_every, state))
+    bar = tqdm(total=num_steps, desc=desc, leave=True, initial=skip) if progress_bar else None
+    try:
+        return run_chunks(run, state, sink, save_every, min(chunk_size, num_draws), bar)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def run_chunks(run: Runner, state, sink, save_every, chunk, bar):

@@ -31,7 +31,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
-from tqdm.auto import tqdm
 
 from . import validation
 from .energy import ParticleEnergy
@@ -46,10 +45,9 @@ from .simulate import (
     Simulation,
     check_counts,
     check_kernel,
-    default_chunk,
     make_placement,
     replicate_data,
-    run_chunks,
+    run_steps,
 )
 
 __all__ = ["Grid", "product", "zipped", "as_grid", "Sweep", "sweep", "initial_draw", "SWEEP_SHARD_MODES"]
@@ -261,7 +259,10 @@ def sweep(
         pattern,
         grid.num_configs,
     )
-    state, draws = _run(run, state, num_steps, save_every, chunk_size, progress_bar, type(kernel).__name__)
+    draws = Draws(num_steps // save_every, draw_axis=2)
+    state = run_steps(
+        run, state, draws, num_steps, save_every, chunk_size, progress_bar, f"sweep {type(kernel).__name__}"
+    )
     first = _check_health(kernels, grid, state, draws, model_args, model_kwargs)
     return Sweep(
         samples=draws.samples,
@@ -331,23 +332,6 @@ def initial_draw(
 
     stats = {f: draw(getattr(state, f)) for f in names(kernel.statistics)}
     return state, jax.tree.map(draw, sample), stats
-
-
-def _run(run: Runner, state, num_steps, save_every, chunk_size, progress_bar, name):
-    """The scan in chunks (as :func:`~mfsample.simulate`): ``(last state, Draws)``."""
-    num_draws = num_steps // save_every
-    skip = num_steps - num_draws * save_every
-    if skip:  # as MCMC: the kept draws end at num_steps
-        state = run.advance(skip, 1, state, deterministic=False)[0]
-    if chunk_size is None:
-        chunk_size = default_chunk(num_draws, progress_bar, run.draw_bytes(save_every, state))
-    draws = Draws(num_draws, draw_axis=2)
-    bar = tqdm(total=num_steps, desc=f"sweep {name}", leave=True, initial=skip) if progress_bar else None
-    try:
-        return run_chunks(run, state, draws, save_every, min(chunk_size, num_draws), bar), draws
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def _check_sweepable(kernel):

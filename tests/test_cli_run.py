@@ -398,12 +398,16 @@ def test_every_packaged_config_runs_at_tiny_size(cli_env, tmp_path, name):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["figures"] and all((out / "figures" / f).is_file() for f in summary["figures"])
-    if name == "fluctuations":
-        assert np.isfinite(summary["fluctuations"]["exponent"])
+    if name == "fluctuations":  # a temperature sweep: an exponent per temperature, a row per (tau, width)
+        assert [e["temperature"] for e in summary["sweep"]["fluctuations"]] == [0.0, 1e-4, 1e-3]
+        assert all(np.isfinite(e["exponent"]) for e in summary["sweep"]["fluctuations"])
+        assert len(summary["sweep"]["rows"]) == 3 * 2 and "sweep.png" in summary["figures"]
     if name == "chaos":
         assert set(summary["chaos"]["covariance"]) >= {"a", "w_norm", "b"}
-    if name == "global_convergence":
+    if name == "global_convergence":  # a sweep of the reaction rate: the excess over P* per rate
         assert summary["f1_optimum"]["gap"] < 1e-6 * summary["f1_optimum"]["value"]
+        assert [r["rate"] for r in summary["sweep"]["rows"]] == [0.0, 0.3, 1.0, 3.0]
+        assert all(np.isfinite(r["f1_relative_excess"]) for r in summary["sweep"]["rows"])
     if name == "f1_vs_f2":
         assert set(summary["f1_vs_f2"]["relative_error"]) == {"mean_field", "random_features", "kernel"}
     report = cli(cli_env, "report", out)

@@ -8,6 +8,8 @@ fingerprint changes exactly with the values that determine the draws.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tomllib
 
 import pytest
@@ -15,6 +17,8 @@ import pytest
 from mfsample.cli.config import (
     ACTIVATIONS,
     F1_VS_F2_METHODS,
+    KERNELS,
+    SWEEP_PARAMETERS,
     ConfigError,
     apply_overrides,
     chain_fingerprint,
@@ -25,6 +29,7 @@ from mfsample.cli.config import (
     parse_overrides,
     resolve,
     schema_table,
+    sweep_points,
     to_toml,
 )
 
@@ -104,6 +109,7 @@ def test_single_errors(raw, path, fragment):
 def test_an_invalid_switch_does_not_cascade():
     """A misspelt kernel is one error: the keys of every kernel are then accepted, not flagged."""
     assert set(_errors({"dynamics": {"kernel": "wrf", "rate": 1.0, "temperature": 0.1}})) == {"dynamics.kernel"}
+    assert set(_errors({"dynamics": {"kernel": "wrf"}, "sweep": {"rate": [1.0, 2.0]}})) == {"dynamics.kernel"}
 
 
 def test_defaults_depend_on_the_kernel_and_the_run_length():
@@ -256,3 +262,71 @@ def test_switching_the_kernel_by_override_drops_the_file_keys_that_stop_applying
     path.write_text('[dynamics]\nkernel = "wasserstein"\ntemperature = 0.01\n')
     with pytest.raises(ConfigError):
         load_config(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# [sweep]
+# ---------------------------------------------------------------------------------------------
+def test_sweep_parameters_are_the_kernels_numeric_parameters():
+    """What [sweep] may list for each kernel is every numeric parameter (``parameter_names``) of
+    the kernel that [dynamics] sets, in the kernel's order; the others (the time scale of shared
+    sites, which the command line's networks do not have) are not configurable at all."""
+    from mfsample.cli.build import make_kernel
+    from mfsample.cli.config import SCHEMA
+
+    assert set(SWEEP_PARAMETERS) == set(KERNELS)
+    for kernel in KERNELS:
+        names = make_kernel(resolve({"dynamics": {"kernel": kernel}})).parameter_names
+        assert SWEEP_PARAMETERS[kernel] == tuple(n for n in names if n in SCHEMA["dynamics"]), kernel
+        assert set(names) - set(SWEEP_PARAMETERS[kernel]) <= {"shared_step_scale"}, kernel
+        assert set(SWEEP_PARAMETERS[kernel]) <= set(SCHEMA["sweep"])
+
+
+def test_sweep_points_are_the_grid_of_mf_sweep():
+    """A product grid is every combination, the kernel's first parameter slowest, whatever the
+    order of the keys in the file (same points, same fingerprint); a zipped grid takes the i-th
+    values together; both are the points of ``mf.sweeps.product`` / ``zipped`` (what the run uses)."""
+    import mfsample as mf
+    from mfsample.cli.build import sweep_grid
+
+    dyn = {"kernel": "langevin"}
+    a = resolve({"dynamics": dyn, "sweep": {"temperature": [0.0, 1e-3], "step_size": [0.1, 0.2, 0.4]}})
+    b = resolve({"dynamics": dyn, "sweep": {"step_size": [0.1, 0.2, 0.4], "temperature": [0.0, 1e-3]}})
+    assert sweep_points(a) == sweep_points(b) and fingerprint(a) == fingerprint(b)
+    product = mf.sweeps.product(step_size=[0.1, 0.2, 0.4], temperature=[0.0, 1e-3])
+    assert sweep_points(a) == list(product.points) == list(sweep_grid(a).points)
+    assert sweep_points(a)[:2] == [{"step_size": 0.1, "temperature": 0.0}, {"step_size": 0.1, "temperature": 1e-3}]
+    z = resolve({"dynamics": dyn, "sweep": {"combine": "zipped", "temperature": [0.0, 1e-3], "step_size": [0.1, 0.2]}})
+    assert sweep_points(z) == [{"step_size": 0.1, "temperature": 0.0}, {"step_size": 0.2, "temperature": 1e-3}]
+    assert sweep_points(z) == list(sweep_grid(z).points) and fingerprint(z) != fingerprint(a)
+    assert sweep_points(resolve({})) == []
+
+
+def test_sweep_defaults_round_trip_and_fingerprints():
+    """A [sweep] gets its defaults (a product, own keys) and survives the TOML round trip; a
+    configuration without one resolves without the section and keeps the fingerprint it had before
+    sweeps existed (the hash of data, model, dynamics and run less run.device), so its run
+    directories still resume; the swept values and common_keys change both fingerprints."""
+    cfg = resolve({"dynamics": {"kernel": "wfr"}, "sweep": {"rate": [0.0, 1.0]}})
+    assert cfg["sweep"] == {"rate": [0.0, 1.0], "combine": "product", "common_keys": False}
+    assert resolve(tomllib.loads(to_toml(cfg))) == cfg
+    plain = resolve({"dynamics": {"kernel": "wfr"}})
+    assert "sweep" not in plain
+    part = {k: plain[k] for k in ("data", "model", "dynamics")}
+    part["run"] = {k: v for k, v in plain["run"].items() if k != "device"}
+    assert fingerprint(plain) == hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()
+    for other in ({"rate": [0.0, 2.0]}, {"rate": [0.0, 1.0], "common_keys": True}):
+        changed = resolve({"dynamics": {"kernel": "wfr"}, "sweep": other})
+        assert fingerprint(changed) != fingerprint(cfg) and chain_fingerprint(changed) != chain_fingerprint(cfg)
+    assert fingerprint(cfg) != fingerprint(plain)
+
+
+def test_switching_the_kernel_drops_the_swept_parameters_it_lacks(tmp_path):
+    """``--set dynamics.kernel=wasserstein`` on a Langevin temperature sweep drops the file's
+    sweep.temperature with a note (it then lists no parameter: an error naming the section)."""
+    path = tmp_path / "c.toml"
+    path.write_text('[dynamics]\nkernel = "langevin"\n[sweep]\ntemperature = [0.0, 0.1]\nstep_size = [0.1, 0.2]\n')
+    notes = []
+    cfg = load_config(path, ["dynamics.kernel=wasserstein"], notes)
+    assert cfg["sweep"] == {"step_size": [0.1, 0.2], "combine": "product", "common_keys": False}
+    assert any("sweep.temperature" in n for n in notes)

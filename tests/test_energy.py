@@ -110,8 +110,9 @@ def test_constrained_sites_move_in_unconstrained_space():
     np.testing.assert_allclose(pe.log_prior(z), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_latent_site_outside_particle_plate_is_refused():
-    """A global latent site is not part of the measure: refused with an error naming it."""
+def test_latent_site_outside_particle_plate_is_shared_or_refused():
+    """A latent site outside the plate is a shared parameter (a scalar here: no particle axis,
+    its own prior in unconstrained coordinates); with shared_sites=False it is refused by name."""
 
     def model(x, y=None, *, width):
         scale = numpyro.sample("scale", dist.HalfNormal(1.0))
@@ -120,8 +121,14 @@ def test_latent_site_outside_particle_plate_is_refused():
         with numpyro.plate("data", x.shape[0]):
             numpyro.sample("y", dist.Normal(jnp.mean(c) * x, scale), obs=y)
 
-    with pytest.raises(ValueError, match="'scale'.*outside the particle plate"):
-        mf.energy_from_model(model, (jnp.ones(3), jnp.ones(3)), dict(width=4))
+    pe = mf.energy_from_model(model, (jnp.ones(3), jnp.ones(3)), dict(width=4))
+    assert pe.shared_names == ("scale",) and pe.site_names == ("c",)
+    z = {"c": jnp.zeros(4), "scale": jnp.array(0.0)}  # scale = exp(0) = 1 after the log transform
+    # log p(s) in unconstrained coordinates: HalfNormal(1) density at 1 plus the log-Jacobian log(1) = 0
+    np.testing.assert_allclose(pe.shared_log_prior(z), dist.HalfNormal(1.0).log_prob(1.0), rtol=1e-6)
+    assert pe.log_prior(z).shape == (4,)  # the particles' prior leaves the shared site out
+    with pytest.raises(ValueError, match=r"\['scale'\].*outside the particle plate.*shared_step_scale"):
+        mf.energy_from_model(model, (jnp.ones(3), jnp.ones(3)), dict(width=4), shared_sites=False)
 
 
 def test_model_without_observations_is_refused():

@@ -8,7 +8,11 @@
   ``model.weight_decay > 0``);
 * :func:`model_kwargs` – the network's keyword arguments for one width ``n``;
 * :func:`width_key` – the PRNG key of width ``n``: ``fold_in(PRNGKey(run.seed), n)``, so that each
-  width's run is independent of the others and of their order.
+  width's run is independent of the others and of their order;
+* :func:`sweep_grid`, :func:`initial_sweep_draw`, :func:`sweep_state_shapes` – ``[sweep]``: the
+  grid of :func:`mfsample.sweep`, and the state and draw at ``t = 0`` of every configuration
+  (configuration ``c`` of width ``n`` starts from ``jax.random.split(width_key, C)[c]``, or from the
+  width's key itself with ``common_keys``, as :func:`mfsample.sweep` starts it).
 """
 
 from __future__ import annotations
@@ -23,9 +27,22 @@ from ..data import teacher_student
 from ..experiments import weight_decay_network
 from ..kernels import KineticLangevin, MeanFieldLangevin, WassersteinFisherRao, WassersteinFlow
 from ..models import shallow_network
+from ..sweeps import Grid, initial_draw, product, zipped
+from .config import sweep_axes
 from .errors import InputError
 
-__all__ = ["Data", "read_data_file", "load_data", "make_kernel", "model_kwargs", "width_key", "state_shapes"]
+__all__ = [
+    "Data",
+    "read_data_file",
+    "load_data",
+    "make_kernel",
+    "model_kwargs",
+    "width_key",
+    "state_shapes",
+    "sweep_grid",
+    "initial_sweep_draw",
+    "sweep_state_shapes",
+]
 
 
 class Data(NamedTuple):
@@ -169,3 +186,30 @@ def state_shapes(kernel, key, chains: int, args, kwargs):
     computing it: what a restored checkpoint must match leaf by leaf."""
     keys = jax.random.split(key, chains) if chains > 1 else key
     return jax.eval_shape(lambda k: kernel.init(k, 0, None, args, kwargs), keys)
+
+
+# ---------------------------------------------------------------------------------------------
+# sweeps
+# ---------------------------------------------------------------------------------------------
+def sweep_grid(cfg) -> Grid:
+    """The grid of ``[sweep]``: :func:`mfsample.sweeps.product` or :func:`~mfsample.sweeps.zipped`
+    of its values (the points of :func:`~mfsample.cli.config.sweep_points`)."""
+    combine = zipped if cfg["sweep"]["combine"] == "zipped" else product
+    return combine(**sweep_axes(cfg))
+
+
+def initial_sweep_draw(kernel, grid: Grid, key, args, kwargs, chains: int, common: bool):
+    """``(state, samples, stats)`` at ``t = 0`` of every configuration (:func:`mfsample.sweeps.initial_draw`):
+    the state (leading configuration axis, then chains, on the host) and its draw shaped like one
+    draw of :func:`mfsample.sweep`, ``(config, chain, 1, ...)``.  Continuing from this state gives
+    the run of configuration ``c`` that :func:`mfsample.simulate` gives from its key."""
+    state, samples, stats = initial_draw(
+        kernel, key, *tuple(args), grid=grid, num_chains=chains, common_keys=common, **dict(kwargs)
+    )
+    return jax.tree.map(np.asarray, state), samples, stats
+
+
+def sweep_state_shapes(kernel, grid: Grid, key, chains: int, args, kwargs):
+    """Shapes and dtypes of the state of every configuration (those of a fresh start)."""
+    state = initial_sweep_draw(kernel, grid, key, args, kwargs, chains, False)[0]
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), state)

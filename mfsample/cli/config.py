@@ -10,6 +10,10 @@ A configuration is a TOML file (read with :mod:`tomllib`) with the sections
   activation, scaling, bias, likelihood noise, weight decay and ``[model.prior]`` (``mu0``);
 * ``[dynamics]`` – the kernel (``wasserstein``, ``langevin``, ``kinetic``, ``wfr``) and its
   parameters (step size ``dt``, temperature ``tau``, rate ``alpha``, mode, ...);
+* ``[sweep]`` – a study: lists of values of the dynamic's numeric parameters (``step_size``,
+  ``temperature``, ``friction``, ``rate``), every combination (``combine = "product"``) or the
+  i-th values together (``"zipped"``); each width runs every configuration x ``run.chains``
+  replicas as one compiled :func:`mfsample.sweep` (:func:`sweep_axes`, :func:`sweep_points`);
 * ``[run]`` – steps, save interval, chains (independent replicas), seed, checkpoint interval, device;
 * ``[output]`` – ``stream``: append each width's draws to its netCDF file chunk by chunk during the
   run (memory bounded by one checkpoint chunk; :class:`mfsample.io.DrawWriter`) instead of keeping
@@ -22,8 +26,8 @@ A configuration is a TOML file (read with :mod:`tomllib`) with the sections
 out-of-range values, options that do not apply to the chosen kernel or experiment, inconsistent
 combinations); otherwise it returns the *resolved* configuration: every applicable key present,
 defaults filled in, nothing else.  :func:`to_toml` writes it back (``resolve(to_toml(c)) == c``).
-:data:`SCHEMA` documents every key; :func:`schema_table` prints it.  :func:`widths_of` and
-:func:`stream_enabled` read a resolved configuration.
+:data:`SCHEMA` documents every key; :func:`schema_table` prints it.  :func:`widths_of`,
+:func:`stream_enabled`, :func:`sweep_axes` and :func:`sweep_points` read a resolved configuration.
 
 Standard library only (no JAX, NumPy, NumPyro or ArviZ): ``mfsample --help``, ``mfsample configs``
 and the validation of ``mfsample run`` import it before anything numerical, and must start fast.
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import json
 import math
 import tomllib
@@ -48,6 +53,7 @@ __all__ = [
     "SCHEMA",
     "KINDS",
     "KERNELS",
+    "SWEEP_PARAMETERS",
     "ACTIVATIONS",
     "F1_VS_F2_METHODS",
     "load_toml",
@@ -64,6 +70,8 @@ __all__ = [
     "schema_table",
     "widths_of",
     "stream_enabled",
+    "sweep_axes",
+    "sweep_points",
 ]
 
 KINDS = ("simulate", "f1_vs_f2")
@@ -72,8 +80,35 @@ KERNELS = ("wasserstein", "langevin", "kinetic", "wfr")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "gelu", "identity")
 #: the methods of mfsample.experiments.f1_vs_f2.METHODS (checked by tests/test_config.py)
 F1_VS_F2_METHODS = ("mean_field", "random_features", "kernel", "ntk")
+#: the numeric parameters of each kernel's dynamic that ``[dynamics]`` sets, those ``[sweep]`` may
+#: list (the kernels' ``parameter_names``, checked by tests/test_config.py), in the order the grid
+#: nests them
+SWEEP_PARAMETERS = {
+    "wasserstein": ("step_size",),
+    "langevin": ("step_size", "temperature"),
+    "kinetic": ("step_size", "temperature", "friction"),
+    "wfr": ("step_size", "rate", "temperature"),
+}
+#: names ``[sweep]`` refuses, with the reason and the remedy
+NOT_SWEPT = {
+    **{
+        key: f"dynamics.{key} is structural (it decides which operations a step performs, so another "
+        "value compiles another programme): run one directory per value; [sweep] lists the numeric "
+        "parameters step_size, temperature, friction, rate"
+        for key in ("kernel", "mode", "birth", "adjusted", "block_size")
+    },
+    "width": "widths change the shapes, so each runs a sweep of its own: list them in model.width",
+    "shared_step_scale": "the networks of the command line have no shared sites (latent sites outside the "
+    "particle plate) for it to scale",
+    **{
+        key: "the replicas of every configuration are run.chains (independent keys split from run.seed)"
+        for key in ("chains", "seed", "seeds")
+    },
+}
 #: sections whose values determine the draws (the checkpoint fingerprint); ``run.device`` excepted
-DRAW_SECTIONS = ("data", "model", "dynamics", "run")
+DRAW_SECTIONS = ("data", "model", "dynamics", "run", "sweep")
+#: draw sections hashed only where present, so that the fingerprints of runs without one stay put
+OPTIONAL_DRAW_SECTIONS = ("sweep",)
 
 
 class ConfigError(ValueError):
@@ -100,7 +135,8 @@ class Option:
     """One configuration key.
 
     :param type: ``"int"``, ``"float"``, ``"bool"``, ``"str"``, ``"ints"`` (an integer or, where
-        ``lists`` allows it, a list of integers) or ``"strs"`` (a list of strings).
+        ``lists`` allows it, a list of integers), ``"floats"`` (a non-empty list of numbers) or
+        ``"strs"`` (a list of strings).
     :param default: value used when the key is absent (a callable of the partly resolved
         configuration for defaults depending on other keys); ``None``: the key stays absent.
     :param low, high: inclusive bounds; ``positive``: strictly greater than zero.
@@ -138,6 +174,10 @@ def _teacher(ctx):
 
 def _kernel(*names):
     return lambda ctx: _sim(ctx) and ctx["kernel"] in names + (None,)
+
+
+def _sweeping(ctx):
+    return _sim(ctx) and ctx["sweep"]
 
 
 def _default_temperature(cfg):
@@ -290,6 +330,45 @@ SCHEMA: dict[str, dict[str, Any]] = {
             when_doc="kernel 'wfr' with mode 'birth_death'",
         ),
     },
+    "sweep": {
+        "step_size": Option(
+            "floats", None, "values of dt, one configuration each (a list)", positive=True, when=_sim, when_doc=SIM
+        ),
+        "temperature": Option(
+            "floats",
+            None,
+            "values of tau (a list)",
+            low=0.0,
+            when=_kernel("langevin", "kinetic", "wfr"),
+            when_doc="kernel 'langevin', 'kinetic' or 'wfr'",
+        ),
+        "friction": Option(
+            "floats",
+            None,
+            "values of gamma (a list)",
+            positive=True,
+            when=_kernel("kinetic"),
+            when_doc="kernel 'kinetic'",
+        ),
+        "rate": Option(
+            "floats", None, "values of alpha (a list)", low=0.0, when=_kernel("wfr"), when_doc="kernel 'wfr'"
+        ),
+        "combine": Option(
+            "str",
+            "product",
+            "'product' (every combination, the first parameter slowest) or 'zipped' (the i-th values together)",
+            choices=("product", "zipped"),
+            when=_sweeping,
+            when_doc="a [sweep] section",
+        ),
+        "common_keys": Option(
+            "bool",
+            False,
+            "every configuration starts from the same particles and noise (common random numbers)",
+            when=_sweeping,
+            when_doc="a [sweep] section",
+        ),
+    },
     "run": {
         "steps": Option("int", 1000, "steps T per run", low=1),
         "save_every": Option(
@@ -320,8 +399,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "shard": Option(
             "str",
             "auto",
-            "what the devices split: 'particles', 'chains' or 'auto'",
-            choices=("auto", "particles", "chains"),
+            "what the devices split: 'particles', 'chains', 'configs' (of a [sweep]) or 'auto'",
+            choices=("auto", "particles", "chains", "configs"),
             when=_sim,
             when_doc=SIM,
         ),
@@ -543,6 +622,24 @@ def _check_ints(value, opt: Option, ctx: dict):
     return out, None
 
 
+def _check_floats(value, opt: Option, ctx: dict):
+    """A non-empty list of numbers, each in the range of ``opt`` (a swept parameter's values)."""
+    if not isinstance(value, list):
+        return None, (
+            f"expected a list of values, e.g. [0.001, 0.01], got {_type_name(value)} {value!r} "
+            "(a single value belongs in [dynamics])"
+        )
+    if not value:
+        return None, "expected a non-empty list of numbers (one configuration each)"
+    out = []
+    for i, v in enumerate(value):
+        v2, err = _check_number(v, opt, False)
+        if err:
+            return None, f"element {i}: {err}"
+        out.append(v2)
+    return out, None
+
+
 def _check_strs(value, opt: Option, ctx: dict):
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         return None, f"expected a non-empty list of strings, got {_type_name(value)} {value!r}"
@@ -561,6 +658,7 @@ CHECKS = {
     "int": lambda value, opt, ctx: _check_number(value, opt, True),
     "float": lambda value, opt, ctx: _check_number(value, opt, False),
     "ints": _check_ints,
+    "floats": _check_floats,
     "strs": _check_strs,
 }
 
@@ -583,7 +681,30 @@ def _context(raw: dict) -> dict:
         "kernel": get("dynamics", "kernel", "wasserstein", KERNELS),
         "source": get("data", "source", "teacher_student", ("teacher_student", "file")),
         "mode": get("dynamics", "mode", "birth_death", ("birth_death", "weighted")),
+        "sweep": isinstance(raw.get("sweep"), dict) and bool(raw["sweep"]),
     }
+
+
+def _unknown_key(key: str, schema: dict, prefix: str) -> str:
+    """The message of a key the table does not have: why, where ``[sweep]`` refuses it (a
+    structural setting, the width, the replicas), else the closest known key."""
+    if prefix == "sweep." and key in NOT_SWEPT:
+        return f"cannot be swept: {NOT_SWEPT[key]}"
+    hint = difflib.get_close_matches(key, list(schema), n=1)
+    more = f" (did you mean {prefix}{hint[0]}?)" if hint else ""
+    return f"unknown key{more}; known keys here: {', '.join(schema)}"
+
+
+def _not_applying(key: str, spec: Option, ctx: dict, prefix: str) -> str:
+    """The message of a key given where it does not apply (a swept parameter the kernel lacks
+    names the kernel's parameters)."""
+    text = f"does not apply here: only used with {spec.when_doc}"
+    kernel = ctx["kernel"]
+    if prefix == "sweep." and ctx["kind"] == "simulate" and kernel is not None and key not in SWEEP_PARAMETERS[kernel]:
+        return (
+            f"kernel {kernel!r} has no parameter {key} (its parameters: {', '.join(SWEEP_PARAMETERS[kernel])}); {text}"
+        )
+    return text
 
 
 def _walk(raw: dict, schema: dict, prefix: str, ctx: dict, errors: list, out: dict):
@@ -591,10 +712,7 @@ def _walk(raw: dict, schema: dict, prefix: str, ctx: dict, errors: list, out: di
     for key, value in raw.items():
         path = f"{prefix}{key}"
         if key not in schema:
-            hint = difflib.get_close_matches(key, list(schema), n=1)
-            more = f" (did you mean {prefix}{hint[0]}?)" if hint else ""
-            known = ", ".join(k for k in schema)
-            errors.append((path, f"unknown key{more}; known keys here: {known}"))
+            errors.append((path, _unknown_key(key, schema, prefix)))
             continue
         spec = schema[key]
         if isinstance(spec, dict):
@@ -608,7 +726,7 @@ def _walk(raw: dict, schema: dict, prefix: str, ctx: dict, errors: list, out: di
             errors.append((path, "expected a value, got a table"))
             continue
         if spec.when is not None and not spec.when(ctx):
-            errors.append((path, f"does not apply here: only used with {spec.when_doc}"))
+            errors.append((path, _not_applying(key, spec, ctx, prefix)))
             continue
         v, err = _check_value(value, spec, ctx)
         if err:
@@ -682,6 +800,77 @@ def _simulate_checks(cfg: dict, errors: list):
     why = _f1_optimum_needs(model, cfg["data"]) if base.get("f1_optimum") else []
     if why:
         errors.append(("baselines.f1_optimum", "needs " + "; ".join(why)))
+    if run.get("shard") == "configs" and not cfg.get("sweep"):
+        errors.append(
+            (
+                "run.shard",
+                "'configs' splits the configurations of a [sweep], and there is none: "
+                "use 'auto', 'particles' or 'chains'",
+            )
+        )
+    if cfg.get("sweep"):
+        _sweep_checks(cfg, errors)
+
+
+def _sweep_grid_errors(sweep: dict, axes: dict) -> list:
+    """The errors of the grid itself: one length when zipped, no configuration twice."""
+    if sweep.get("combine") == "zipped":
+        lengths = {k: len(v) for k, v in axes.items()}
+        if len(set(lengths.values())) > 1:
+            return [
+                (
+                    "sweep.combine",
+                    f"'zipped' takes the i-th values together, so the lists need one length; got {lengths}",
+                )
+            ]
+        points = list(zip(*axes.values()))
+        twice = [i for i, p in enumerate(points) if p in points[:i]]
+        if twice:
+            first = points.index(points[twice[0]])
+            return [
+                ("sweep", f"configurations {first} and {twice[0]} are the same point {dict(zip(axes, points[first]))}")
+            ]
+        return []
+    return [
+        (f"sweep.{k}", f"the list has repeated values: {v} (each configuration runs once)")
+        for k, v in axes.items()
+        if len(set(v)) != len(v)
+    ]
+
+
+def _sweep_checks(cfg: dict, errors: list):
+    """A ``[sweep]`` section: at least one parameter, a grid without repeats, and none of the
+    settings a sweep does not combine with."""
+    sweep, dyn, diag = cfg["sweep"], cfg["dynamics"], cfg.get("diagnostics", {})
+    axes = sweep_axes(cfg)
+    if dyn.get("kernel") not in SWEEP_PARAMETERS or (not axes and any(p.startswith("sweep.") for p, _ in errors)):
+        return  # an invalid kernel, or the parameters, are reported already
+    if not axes:
+        names = ", ".join(SWEEP_PARAMETERS.get(dyn.get("kernel"), ("step_size",)))
+        errors.append(
+            ("sweep", f"lists no parameter: give the values of at least one of {names}, e.g. step_size = [0.05, 0.1]")
+        )
+        return
+    errors.extend(_sweep_grid_errors(sweep, axes))
+    for name in ("chaos", "marginals"):
+        if diag.get(name):
+            errors.append(
+                (
+                    f"diagnostics.{name}",
+                    "is not computed for a [sweep] (its report plots the final energy and fluctuations "
+                    f"against the swept values): set diagnostics.{name} = false, or run without [sweep]",
+                )
+            )
+    if cfg.get("output", {}).get("stream"):
+        errors.append(
+            (
+                "output.stream",
+                "a [sweep] keeps .npz draw checkpoints (a streamed draws file has no configuration axis): "
+                "set output.stream = false",
+            )
+        )
+    if dyn.get("adjusted") and 0.0 in axes.get("temperature", ()):
+        errors.append(("sweep.temperature", "dynamics.adjusted = true needs every temperature > 0"))
 
 
 def _f1_vs_f2_checks(cfg: dict, ctx: dict, errors: list, given: dict):
@@ -863,14 +1052,15 @@ def to_toml(cfg: dict, header: str = "") -> str:
 
 
 def _draw_values_hash(cfg: dict, leave_out: tuple[str, ...]) -> str:
-    part = {s: cfg.get(s, {}) for s in DRAW_SECTIONS}
+    part = {s: cfg.get(s, {}) for s in DRAW_SECTIONS if s in cfg or s not in OPTIONAL_DRAW_SECTIONS}
     part["run"] = {k: v for k, v in part["run"].items() if k not in leave_out}
     return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()
 
 
 def fingerprint(cfg: dict) -> str:
     """SHA-256 of the values that determine the draws (``data, model, dynamics, run`` without
-    ``run.device``): two configurations with the same fingerprint give the same draws."""
+    ``run.device``, and ``sweep`` where there is one): two configurations with the same
+    fingerprint give the same draws."""
     return _draw_values_hash(cfg, ("device",))
 
 
@@ -940,3 +1130,23 @@ def widths_of(cfg: dict) -> list[int]:
 def stream_enabled(cfg: dict) -> bool:
     """Whether the configuration streams its draws to netCDF during the run (``output.stream``)."""
     return bool(cfg.get("output", {}).get("stream", False))
+
+
+def sweep_axes(cfg: dict) -> dict:
+    """``{parameter: values}`` of the ``[sweep]`` section, in the order of the kernel's
+    :data:`SWEEP_PARAMETERS` (the first varies slowest); empty without a sweep."""
+    sweep = cfg.get("sweep", {})
+    names = SWEEP_PARAMETERS.get(cfg["dynamics"].get("kernel"), ())
+    return {name: list(sweep[name]) for name in names if name in sweep}
+
+
+def sweep_points(cfg: dict) -> list[dict]:
+    """The configurations of the ``[sweep]`` section, ``[{parameter: value}, ...]``: every
+    combination of the values (``combine = "product"``, the first parameter slowest, as
+    :func:`mfsample.sweeps.product`) or the i-th values together (``"zipped"``); empty without
+    a sweep."""
+    axes = sweep_axes(cfg)
+    if not axes:
+        return []
+    combos = zip(*axes.values()) if cfg["sweep"]["combine"] == "zipped" else itertools.product(*axes.values())
+    return [dict(zip(axes, combo)) for combo in combos]

@@ -10,8 +10,13 @@
   With ``--set output.stream=true`` (or ``[output] stream = true``) the draws are appended to their
   netCDF file chunk by chunk during the run, so memory holds one checkpoint chunk of draws
   (:class:`mfsample.io.DrawWriter`); a run directory keeps the setting it was started with.
+  A ``[sweep]`` section (lists of values of the dynamic's numeric parameters) runs every
+  configuration x ``run.chains`` replicas as one compiled :func:`mfsample.sweep` per width, with
+  the same checkpoints and resumption; the draws get a ``config`` dimension.
 * ``mfsample report DIR`` recomputes the diagnostics and figures from the saved draws, writes
-  ``DIR/report.html`` (self-contained, figures embedded) and prints the summary table.
+  ``DIR/report.html`` (self-contained, figures embedded) and prints the summary table (of a sweep:
+  one row per configuration and width, also written to ``DIR/sweep.csv``, and ``sweep.png``
+  against the swept values).
 * ``mfsample configs`` lists the packaged configurations, ``mfsample configs show NAME`` prints one,
   ``mfsample configs keys`` every key with its default.
 * ``mfsample demo`` is ``run`` on the packaged ``quickstart`` configuration (the README's quickstart:
@@ -91,6 +96,7 @@ examples:
   mfsample configs show global_convergence > gc.toml
   mfsample run gc.toml --out runs/gc                 # resumable: rerun the same line after a kill
   mfsample run quickstart --set 'model.width=[64, 256]' --set run.steps=500 --out runs/qs
+  mfsample run quickstart --set 'sweep.temperature=[1e-4, 1e-3]' --out runs/tau   # a study: one compiled sweep
   mfsample report runs/gc                            # runs/gc/report.html + the summary table
   mfsample demo --quick --out /tmp/mf                # the quickstart at tiny size (seconds)
 """
@@ -319,8 +325,9 @@ def _run_and_analyse(cfg, out: Path, progress: str) -> int:
 def _print_outputs(out: Path, analysis, draws: Sequence[Path]):
     """The headline table, then the files written."""
     print(analysis.table)
+    tables = "".join(f", {out}/{f}" for f in analysis.summary.get("tables", []))
     figures = "".join(f", {out}/figures/{f}" for f in analysis.summary.get("figures", []))
-    print(f"wrote {out}/summary.json, {out}/config.toml{figures}")
+    print(f"wrote {out}/summary.json, {out}/config.toml{tables}{figures}")
     if draws:
         print("draws: " + ", ".join(map(str, draws)))
 

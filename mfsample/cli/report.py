@@ -15,7 +15,11 @@
 * ``chaos.png``, ``distances.png`` – pair covariances and marginal distances
   (:func:`mfsample.diagnostics.chaos`); ``marginals.png`` – one-particle marginals;
 * ``function.png`` – for one-dimensional inputs: data, target, network functions (and ``P*``'s);
-* ``f1_vs_f2.png`` – relative test error against dimension per method.
+* ``f1_vs_f2.png`` – relative test error against dimension per method;
+* of a ``[sweep]``: ``sweep.png`` – the final ``E - c`` (and, where recorded, the fluctuations and
+  the excess over ``P*``) against the swept value, one line per width; ``energy.png`` – one line
+  per configuration; ``sweep.csv`` – one row per configuration and width (each the width's
+  headline numbers at that configuration's settings).
 
 :func:`headline_table` prints the summary's headline numbers: per width the excess energy
 ``E - c`` with ``c = log(2 pi noise^2)/2`` (half the training mean squared error for the Gaussian
@@ -31,6 +35,7 @@ resolved configuration, in one file with no external reference.
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import importlib.util
 import io
@@ -50,7 +55,7 @@ from ..diagnostics import chaos, fluctuations, plots
 from ..diagnostics import summary as diagnostic_summary
 from ..diagnostics.fluctuations import common_times
 from ..inference_data.layout import OBJECTIVE, objective
-from .config import to_toml, widths_of
+from .config import sweep_axes, sweep_points, to_toml, widths_of
 from .errors import InputError
 from .rundir import atomic_write, draws_path, read_run_record, results_path, saved_config
 
@@ -185,8 +190,8 @@ def _width_row(n, idata, cfg) -> dict:
     return row
 
 
-def _f1_baseline(runs, cfg) -> tuple[dict, object]:
-    """The certified F1 optimum ``P*`` of the data and the runs' final energies relative to it."""
+def _f1_solution(runs, cfg) -> tuple[dict, object]:
+    """The certified F1 optimum ``P*`` of the data (``None`` without cvxpy) and its summary entry."""
     if importlib.util.find_spec("cvxpy") is None:
         return {"skipped": "cvxpy is not installed: pip install 'mfsample[f1]'"}, None
     first = runs[min(runs)]
@@ -202,9 +207,16 @@ def _f1_baseline(runs, cfg) -> tuple[dict, object]:
         "atoms": int(len(sol.weights)),
         "reg": reg,
         "definition": "P* = min 1/(2N) sum (f - y)^2 + reg |mu|_TV; compared with E - log(2 pi)/2",
-        "relative_excess": {},
-        "relative_excess_best_chain": {},
     }
+    return out, sol
+
+
+def _f1_baseline(runs, cfg) -> tuple[dict, object]:
+    """The certified F1 optimum ``P*`` of the data and the runs' final energies relative to it."""
+    out, sol = _f1_solution(runs, cfg)
+    if sol is None:
+        return out, sol
+    out.update(relative_excess={}, relative_excess_best_chain={})
     for n, idata in runs.items():
         e = objective(idata.sample_stats).values[:, -1].astype(np.float64) - _energy_offset(cfg)
         out["relative_excess"][n] = float((e.mean() - sol.value) / sol.value)
@@ -357,16 +369,30 @@ def _chaos_section(runs, cfg, figdir: Path) -> tuple[dict, list]:
     return _chaos_summary(ch, float(times[-1])), figures
 
 
+def _inputs_1d(idata):
+    """The held-out inputs ``(M, 1)`` of one-dimensional data, else ``None``."""
+    x_eval = idata.predictions_constant_data["x_eval"].values if "predictions_constant_data" in idata.groups() else None
+    return x_eval if x_eval is not None and x_eval.ndim == 2 and x_eval.shape[1] == 1 else None
+
+
 def _function_figure(idata, width: int, figdir: Path, sol) -> list:
     """One-dimensional inputs: the network functions at the last draw, the data, the target."""
-    x_eval = idata.predictions_constant_data["x_eval"].values if "predictions_constant_data" in idata.groups() else None
-    if x_eval is None or x_eval.ndim != 2 or x_eval.shape[1] != 1:
+    if _inputs_1d(idata) is None:
         return []
+    fe = idata.predictions["f"].values[:, -1]
+    lines = [("C0", f"network, n = {width}" if k == 0 else None, fe[k]) for k in range(fe.shape[0])]
+    return _plot_functions(idata, lines, figdir, sol, "the network function at the last draw (one line per replica)")
+
+
+def _plot_functions(idata, lines, figdir: Path, sol, what: str) -> list:
+    """``function.png``: the network functions ``lines`` (``(colour, label, f at x_eval)``), the
+    data, the target and the F1 optimum's function (``sol``)."""
+    x_eval = _inputs_1d(idata)
     fig, ax = plt.subplots(figsize=(6, 4))
     order = np.argsort(x_eval[:, 0])
-    xs, fe = x_eval[order, 0], idata.predictions["f"].values[:, -1][:, order]
-    for k in range(fe.shape[0]):
-        ax.plot(xs, fe[k], color="C0", lw=1, alpha=0.7, label=f"network, n = {width}" if k == 0 else None)
+    xs = x_eval[order, 0]
+    for colour, label, fe in lines:
+        ax.plot(xs, np.asarray(fe)[order], color=colour, lw=1, alpha=0.7, label=label)
     if "f_target" in idata.predictions_constant_data:
         ax.plot(xs, idata.predictions_constant_data["f_target"].values[order], color="k", ls=":", label="target f*")
     if sol is not None:
@@ -378,16 +404,14 @@ def _function_figure(idata, width: int, figdir: Path, sol) -> list:
     ax.legend(fontsize="small")
     return [
         _save(
-            fig,
-            figdir,
-            "function",
-            "the network function at the last draw (one line per replica), the "
-            "data" + (" and the F1 optimum's function" if sol is not None else ""),
+            fig, figdir, "function", f"{what}, the data" + (" and the F1 optimum's function" if sol is not None else "")
         )
     ]
 
 
 def _analyse_simulate(out: Path, cfg, figdir: Path) -> tuple[dict, list]:
+    if sweep_points(cfg):
+        return _analyse_sweep(out, cfg, figdir)
     runs, diag = load_runs(out, cfg), cfg["diagnostics"]
     body, sol = {"widths": [_width_row(n, idata, cfg) for n, idata in runs.items()]}, None
     if cfg["baselines"].get("f1_optimum"):
@@ -409,6 +433,199 @@ def _analyse_simulate(out: Path, cfg, figdir: Path) -> tuple[dict, list]:
             )
         )
     figures += _function_figure(runs[max(runs)], max(runs), figdir, sol)
+    return body, figures
+
+
+# ---------------------------------------------------------------------------------------------
+# sweeps: the study against the swept values
+# ---------------------------------------------------------------------------------------------
+#: the columns of ``sweep.csv`` after the swept parameters: (row key, column name)
+SWEEP_COLUMNS = (
+    ("width", "width"),
+    ("chains", "chains"),
+    ("time_final", "t"),
+    ("excess_initial", "E(0) - c"),
+    ("excess_final", "E(t) - c"),
+    ("energy_final_sd", "sd E(t)"),
+    ("train_sq_relative_error", "train rel.err^2"),
+    ("test_sq_relative_error", "test rel.err^2"),
+    ("divergent_chains", "diverged"),
+    ("fluctuation", "n E||f_n - f||^2"),
+    ("f1_relative_excess", "(E(t) - c - P*) / P*"),
+    ("energy_ess_bulk", "ess_bulk"),
+    ("energy_r_hat", "r_hat"),
+)
+
+
+def _config_runs(runs: dict, c: int) -> dict:
+    """``{width: InferenceData}`` of configuration ``c`` of every width's sweep."""
+    return {n: idata.isel(config=c) for n, idata in runs.items()}
+
+
+def _config_cfg(cfg: dict, point: dict) -> dict:
+    """The configuration of one point of the sweep: ``[dynamics]`` with the point's values."""
+    return {**cfg, "dynamics": {**cfg["dynamics"], **point}}
+
+
+def _config_fluctuations(runs: dict, cfg) -> tuple[dict, dict]:
+    """``({width: n E||f_n - f||^2 at the last time}, its summary entry)`` of one configuration."""
+    diag = cfg["diagnostics"]
+    fl = fluctuations(runs, reference=diag["reference"], num_bootstrap=diag["num_bootstrap"], seed=0)
+    entry = _fluctuation_summary(fl, diag["reference"])
+    return entry["fluctuation"], {k: entry[k] for k in ("time", "exponent", "exponent_ci")}
+
+
+def _sweep_row(c: int, point: dict, n: int, idata, cfg, extra: dict) -> dict:
+    """One (configuration, width) row: the width's headline numbers at the point's settings."""
+    row = {"config": c, **point, **_width_row(n, idata, _config_cfg(cfg, point)), **extra}
+    row["excess_initial"] = row["energy_initial"] - row["energy_offset"]
+    row["excess_final"] = row["energy_final"] - row["energy_offset"]
+    return row
+
+
+def _sweep_rows(runs: dict, cfg, points: list, sol) -> tuple[list, list]:
+    """Every (configuration, width) row, and per configuration its fluctuation exponent entry
+    (``[sweep]`` with ``diagnostics.fluctuations``)."""
+    rows, exponents = [], []
+    for c, point in enumerate(points):
+        one = _config_runs(runs, c)
+        fluct = {}
+        if cfg["diagnostics"]["fluctuations"]:
+            fluct, entry = _config_fluctuations(one, cfg)
+            exponents.append({"config": c, **point, **entry})
+        for n, idata in one.items():
+            extra = {"fluctuation": fluct[n]} if fluct else {}
+            if sol is not None:
+                e = objective(idata.sample_stats).values[:, -1].astype(np.float64).mean() - _energy_offset(cfg)
+                extra["f1_relative_excess"] = float((e - sol.value) / sol.value)
+            rows.append(_sweep_row(c, point, n, idata, cfg, extra))
+    return rows, exponents
+
+
+def _x_scale(ax, values):
+    """A log axis for positive values over a decade or more, symlog when zero is among them."""
+    v = np.asarray(values, dtype=float)
+    pos = v[v > 0]
+    if pos.size < 2 or pos.max() < 10 * pos.min():
+        return
+    if pos.size == v.size:
+        ax.set_xscale("log")
+    else:
+        ax.set_xscale("symlog", linthresh=pos.min())
+
+
+def _sweep_groups(rows: list, names: list, combine: str) -> tuple[str, dict]:
+    """``(x parameter, {line label: rows in increasing x})``: the x axis is the first parameter that
+    varies; one line per width (and, for a product, per value of the other parameters)."""
+    x = next((k for k in names if len({r[k] for r in rows}) > 1), names[0])
+    others = [k for k in names if k != x] if combine == "product" else []
+    groups: dict = {}
+    for r in rows:
+        label = ", ".join([f"n = {r['width']}"] + [f"{k} = {r[k]:g}" for k in others])
+        groups.setdefault(label, []).append(r)
+    return x, {label: sorted(rs, key=lambda r: r[x]) for label, rs in groups.items()}
+
+
+def _sweep_panel(ax, x: str, groups: dict, key: str, sd: str | None, ylabel: str):
+    """One panel of ``sweep.png``: ``key`` (± ``sd``) against ``x``, one line per group."""
+    for i, (label, rs) in enumerate(groups.items()):
+        xs, ys = [r[x] for r in rs], [r[key] for r in rs]
+        err = [r[sd] or 0.0 for r in rs] if sd else None
+        ax.errorbar(xs, ys, yerr=err, color=f"C{i % 10}", marker="o", ms=3, capsize=2, label=label)
+    _x_scale(ax, [r[x] for rs in groups.values() for r in rs])
+    if all(r[key] is not None and r[key] > 0 for rs in groups.values() for r in rs):
+        ax.set_yscale("log")
+    ax.set(xlabel=x, ylabel=ylabel)
+    ax.legend(fontsize="small")
+
+
+def _sweep_figure(rows: list, cfg, figdir: Path, sol) -> Figure:
+    """``sweep.png``: the final excess energy (and, where recorded, the fluctuations and the excess
+    over the F1 optimum) against the swept value, one line per width."""
+    names, combine = list(sweep_axes(cfg)), cfg["sweep"]["combine"]
+    x, groups = _sweep_groups(rows, names, combine)
+    panels = [("excess_final", "energy_final_sd", "E(t) - c at the last draw")]
+    if "fluctuation" in rows[0]:
+        panels.append(("fluctuation", None, "n E||f_n - f||^2 at the last draw"))
+    if sol is not None:
+        panels.append(("f1_relative_excess", None, "(E(t) - c - P*) / P*"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(1 + 5 * len(panels), 4), squeeze=False, layout="constrained")
+    for ax, (key, sd, label) in zip(axes[0], panels):
+        _sweep_panel(ax, x, groups, key, sd, label)
+    others = [k for k in names if k != x]
+    zipped_with = f" (zipped with {', '.join(others)})" if combine == "zipped" and others else ""
+    caption = (
+        f"against {x}{zipped_with}, at the last draw: E(t) - log(2 pi noise^2)/2 (mean ± sd over replicas)"
+        + ("; n E||f_n(t) - f(t)||^2 over the held-out inputs" if "fluctuation" in rows[0] else "")
+        + ("; the excess over the certified F1 optimum P*, relative to P*" if sol is not None else "")
+        + "; one line per width"
+    )
+    return _save(fig, figdir, "sweep", caption)
+
+
+def _sweep_energy_figure(runs: dict, cfg, points: list, figdir: Path, sol) -> Figure:
+    """``energy.png`` of a sweep: ``E(t) - c`` of the widest width, one line per configuration."""
+    n, c0 = max(runs), _energy_offset(cfg)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for c, point in enumerate(points):
+        one = runs[n].isel(config=c)
+        e = objective(one.sample_stats).astype(float).mean("chain") - c0
+        label = ", ".join(f"{k} = {v:g}" for k, v in point.items())
+        ax.plot(one.posterior["time"].values, e.values, color=f"C{c % 10}", label=label)
+    if sol is not None:
+        ax.axhline(sol.value, color="k", ls="--", lw=1, label=f"F1 optimum P* = {sol.value:.4g}")
+    ax.set_yscale("log")
+    ax.set(xlabel="time t", ylabel=f"E - {c0:.4g}")
+    ax.legend(fontsize="small")
+    ax.set_title(f"{cfg['experiment']['name']}: energy of width {n} per configuration", fontsize="medium")
+    return _save(
+        fig,
+        figdir,
+        "energy",
+        f"E(t) - log(2 pi noise^2)/2 against mean-field time, width {n}, mean over replicas, one line per "
+        "configuration" + ("; dashed: the certified F1 optimum P*" if sol is not None else ""),
+    )
+
+
+def _sweep_csv(rows: list, names: list) -> bytes:
+    """The rows as CSV: the configuration, its swept values, then :data:`SWEEP_COLUMNS`."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["config", *names, *(name for _, name in SWEEP_COLUMNS)])
+    for r in rows:
+        writer.writerow(
+            [r["config"], *(r[k] for k in names), *("" if r.get(k) is None else r[k] for k, _ in SWEEP_COLUMNS)]
+        )
+    return buf.getvalue().encode()
+
+
+def _analyse_sweep(out: Path, cfg, figdir: Path) -> tuple[dict, list]:
+    """A ``[sweep]`` run: one row per (configuration, width), ``sweep.png``, ``energy.png``,
+    ``sweep.csv`` and (one-dimensional inputs) ``function.png``."""
+    runs, points, names = load_runs(out, cfg), sweep_points(cfg), list(sweep_axes(cfg))
+    body, sol = {}, None
+    if cfg["baselines"].get("f1_optimum"):
+        body["f1_optimum"], sol = _f1_solution(runs, cfg)
+    rows, exponents = _sweep_rows(runs, cfg, points, sol)
+    body["sweep"] = {
+        "parameters": names,
+        "combine": cfg["sweep"]["combine"],
+        "common_keys": cfg["sweep"]["common_keys"],
+        "points": points,
+        "definition": "per configuration and width, at the last draw: E(t) - c with c = log(2 pi noise^2)/2 "
+        "(mean and sd over replicas), squared relative errors, and where recorded n E||f_n - f||^2",
+        "rows": rows,
+        **({"fluctuations": exponents} if exponents else {}),
+    }
+    atomic_write(out / "sweep.csv", lambda f: f.write(_sweep_csv(rows, names)))
+    body["tables"] = ["sweep.csv"]
+    figures = [_sweep_figure(rows, cfg, figdir, sol), _sweep_energy_figure(runs, cfg, points, figdir, sol)]
+    widest = runs[max(runs)]
+    if _inputs_1d(widest) is not None:
+        fe = widest.predictions["f"].isel(chain=0, draw=-1).values  # (config, eval_point)
+        lines = [(f"C{c % 10}", ", ".join(f"{k} = {v:g}" for k, v in p.items()), fe[c]) for c, p in enumerate(points)]
+        what = f"the network function at the last draw (width {max(runs)}, first replica) per configuration"
+        figures += _plot_functions(widest, lines, figdir, sol, what)
     return body, figures
 
 
@@ -503,13 +720,17 @@ def _width_lines(rows) -> list[str]:
             f"{r['energy_final'] - c:>10.4g} {r['train_sq_relative_error']:>16.4g} "
             f"{_fmt(r.get('test_sq_relative_error')):>15} {r['divergent_chains']:>8}"
         )
-    lines += [
-        f"E - c: energy less c = log(2 pi noise^2)/2 = {rows[0]['energy_offset']:.4f}, i.e. mean (f - y)^2 / "
+    return lines + _energy_notes(rows[0]["energy_offset"]) + _stationary_lines(rows)
+
+
+def _energy_notes(offset: float) -> list[str]:
+    """What the columns ``E - c`` and ``rel.err^2`` are."""
+    return [
+        f"E - c: energy less c = log(2 pi noise^2)/2 = {offset:.4f}, i.e. mean (f - y)^2 / "
         "(2 noise^2) (plus the weight decay term, if any); mean over replicas",
         "rel.err^2: squared relative L2 error at the last draw, ||f - y||^2 / ||y||^2 on the training data and "
         "||f - f*||^2 / ||f*||^2 on the held-out inputs; mean over replicas",
     ]
-    return lines + _stationary_lines(rows)
 
 
 def _stationary_lines(rows) -> list[str]:
@@ -556,10 +777,57 @@ def _chaos_lines(ch) -> list[str]:
 def _f1_optimum_lines(f1) -> list[str]:
     if "skipped" in f1:
         return [f"F1 optimum: skipped ({f1['skipped']})"]
+    line = f"F1 optimum P* = {f1['value']:.6g} (certified gap {f1['gap']:.2g})"
+    if "relative_excess" not in f1:  # a sweep: a column of its table
+        return [line + "; (E(t) - c - P*) / P*: E(t) - log(2 pi)/2 relative to P*, mean over replicas"]
     return [
-        f"F1 optimum P* = {f1['value']:.6g} (certified gap {f1['gap']:.2g}); E(t) - log(2 pi)/2 relative "
-        "to P*: " + ", ".join(f"{v:+.3%} (n={n})" for n, v in f1["relative_excess"].items())
+        line
+        + "; E(t) - log(2 pi)/2 relative to P*: "
+        + ", ".join(f"{v:+.3%} (n={n})" for n, v in f1["relative_excess"].items())
     ]
+
+
+def _sweep_lines(sw) -> list[str]:
+    """One line per (configuration, width): the swept values, then the columns that have values."""
+    rows, names = sw["rows"], sw["parameters"]
+    cols = [(k, h) for k, h in SWEEP_COLUMNS if k != "chains" and any(r.get(k) is not None for r in rows)]
+    cells = [[f"{r[k]:g}" for k in names] + [_cell(r.get(k)) for k, _ in cols] for r in rows]
+    heads = names + [h for _, h in cols]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    head = " ".join(f"{h:>{w}}" for h, w in zip(heads, widths))
+    n_widths = len({r["width"] for r in rows})
+    lines = [
+        f"sweep of {', '.join(names)} ({sw['combine']}{', common keys' if sw['common_keys'] else ''}): "
+        f"{len(sw['points'])} configurations x {n_widths} width(s), {rows[0]['chains']} replicas each",
+        head,
+        "-" * len(head),
+    ]
+    lines += [" ".join(f"{c:>{w}}" for c, w in zip(row, widths)) for row in cells]
+    lines += _energy_notes(rows[0]["energy_offset"]) + ["sd E(t): standard deviation over replicas"]
+    if "fluctuations" in sw:
+        lines.append(
+            "n E||f_n - f||^2: fluctuation over the held-out inputs at the last draw (Monte-Carlo scale: O(1) "
+            "in n); exponent of E||f_n - f||^2 in n (-1): "
+            + "; ".join(_exponent_cell(e, names) for e in sw["fluctuations"])
+        )
+    if any("energy_r_hat" in r for r in rows):
+        lines.append(
+            "ess_bulk, r_hat: ArviZ's effective sample size and split R-hat of the energy after burn-in across "
+            "replicas (temperature > 0: whether they sample one stationary Gibbs law; r_hat > 1.01: not yet)"
+        )
+    return lines
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    return str(v) if isinstance(v, (int, np.integer)) else format(v, ".4g")
+
+
+def _exponent_cell(entry: dict, names: list) -> str:
+    lo, hi = entry["exponent_ci"]
+    where = ", ".join(f"{k}={entry[k]:g}" for k in names)
+    return f"{where}: {_fmt(entry['exponent'], '.3f')} [{_fmt(lo, '.3f')}, {_fmt(hi, '.3f')}]"
 
 
 def _f1_vs_f2_lines(f) -> list[str]:
@@ -576,6 +844,7 @@ def _f1_vs_f2_lines(f) -> list[str]:
 #: summary entry -> its lines of the headline table, in the table's order
 TABLE_LINES = {
     "widths": _width_lines,
+    "sweep": _sweep_lines,
     "fluctuations": _fluctuation_lines,
     "chaos": _chaos_lines,
     "f1_optimum": _f1_optimum_lines,

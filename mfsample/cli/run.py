@@ -35,6 +35,13 @@ written again when the ``M`` steps are done.
 until the caller's ``hold`` stack closes), and first removes the temporary files that dead
 processes left (:func:`~mfsample.cli.rundir.remove_temporaries`).
 
+**Sweeps** (``[sweep]``).  Each width runs every configuration of the grid x ``run.chains``
+replicas (:class:`SweepRun`): the same chunks, checkpoints, resumption and extension, each chunk
+one :func:`mfsample.sweep` call continuing the previous chunk's ``last_state``, every array with a
+leading configuration axis; ``draws/width_<n>.nc`` has a ``config`` dimension whose coordinates are
+the swept values.  Configuration ``c`` is the run :func:`mfsample.simulate` gives for
+``kernel.replace(**point_c)`` from ``jax.random.split(width key, C)[c]``.
+
 **f1_vs_f2**.  One checkpoint per (dimension, seed) cell of :func:`mfsample.experiments.f1_vs_f2`;
 the cells are gathered into ``results.nc`` when all are done.
 """
@@ -55,13 +62,24 @@ import jax
 import numpy as np
 import xarray as xr
 
+from .. import sweeps
 from ..diagnostics import to_inference_data
 from ..experiments import f1_vs_f2
 from ..experiments.replicate import initial_draw
 from ..io import DrawWriter, write_predictions
 from ..simulate import Simulation, simulate
-from .build import Data, load_data, make_kernel, model_kwargs, state_shapes, width_key
-from .config import chain_fingerprint, fingerprint, stream_enabled, widths_of
+from .build import (
+    Data,
+    initial_sweep_draw,
+    load_data,
+    make_kernel,
+    model_kwargs,
+    state_shapes,
+    sweep_grid,
+    sweep_state_shapes,
+    width_key,
+)
+from .config import chain_fingerprint, fingerprint, stream_enabled, sweep_axes, widths_of
 from .environment import check_devices, environment, select_device
 from .errors import CheckpointError, InputError, RunFailure
 from .progress import Progress, progress_mode
@@ -91,7 +109,7 @@ from .rundir import (
     write_checkpoint,
 )
 
-__all__ = ["WidthRun", "run_simulate", "run_f1_vs_f2", "run_experiment", "RUNNERS"]
+__all__ = ["WidthRun", "SweepRun", "run_simulate", "run_f1_vs_f2", "run_experiment", "RUNNERS"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,17 +135,25 @@ def _split_draws(arrays: dict) -> tuple[dict, dict]:
 
 
 def _first_divergence(stats: dict) -> np.ndarray:
-    """Per chain, the step of its first diverging draw (-1: none)."""
+    """Per chain (per configuration and chain of a sweep), the step of its first diverging draw
+    (-1: none); the draws lie along the last axis."""
     diverging = stats["diverging"].astype(bool)
-    first = stats["step"][np.arange(len(diverging)), diverging.argmax(1)]
-    return np.where(diverging.any(1), first, -1)
+    first = np.take_along_axis(stats["step"], diverging.argmax(-1)[..., None], axis=-1)[..., 0]
+    return np.where(diverging.any(-1), first, -1)
 
 
 # ---------------------------------------------------------------------------------------------
 # simulate experiments
 # ---------------------------------------------------------------------------------------------
 class WidthRun:
-    """One width's run: its kernel, model arguments, checkpoint directory and chunk plan."""
+    """One width's run: its kernel, model arguments, checkpoint directory and chunk plan.
+
+    What a run of another shape changes (:class:`SweepRun`) is in :meth:`_template`,
+    :meth:`_initial`, :meth:`_advance`, :meth:`_check_divergence` and :meth:`result`.
+    """
+
+    #: the axis of the draws in the arrays of a chunk: ``(chain, draw, ...)``
+    draw_axis = 1
 
     def __init__(self, cfg, width: int, data: Data, out: Path):
         self.cfg, self.width, self.data = cfg, int(width), data
@@ -157,7 +183,7 @@ class WidthRun:
         path = self.dir / "state.npz"
         if not path.exists():
             return None
-        template = state_shapes(self.kernel, self.key, self.chains, self.args, self.kwargs)
+        template = self._template()
         run = self.cfg["run"]
         state, meta = load_state(
             path, template, width=self.width, fingerprint=self.fingerprint, run=run, stream=self.stream
@@ -220,12 +246,53 @@ class WidthRun:
         return chunks
 
     # -- computing --------------------------------------------------------------------------------
+    def _template(self):
+        """Shapes and dtypes of the state a checkpoint must restore (nothing computed)."""
+        return state_shapes(self.kernel, self.key, self.chains, self.args, self.kwargs)
+
+    def _initial(self):
+        """``(state, samples, stats)`` at ``t = 0``: the initial state and its draw."""
+        state, sample0, stats0 = initial_draw(self.kernel, self.key, self.args, self.kwargs, self.chains)
+        return jax.tree.map(np.asarray, state), sample0, stats0
+
+    def _advance(self, state, num_steps: int):
+        """``num_steps`` steps from ``state``: one :func:`mfsample.simulate` call."""
+        return simulate(
+            self.kernel,
+            self.key,
+            *self.args,
+            num_steps=num_steps,
+            save_every=self.save_every,
+            num_chains=self.chains,
+            init_state=state,
+            progress_bar=False,
+            **self.sharding,
+            **self.kwargs,
+        )
+
+    def _time(self, step: int) -> str:
+        """`` (t = ...)``: the mean-field time of ``step``."""
+        return f" (t = {step * self.step_size:g})"
+
+    def _check_divergence(self, sim, step: int):
+        """:raises RunFailure: a chain diverged in the chunk starting at ``step`` (with the step, the
+        step size and a smaller one to try)."""
+        first = np.atleast_1d(np.asarray(sim.first_divergence))
+        if np.any(first >= 0):
+            dt = self.step_size
+            bad, at = [int(i) for i in np.nonzero(first >= 0)[0]], int(first[first >= 0].min())
+            raise RunFailure(
+                f"width {self.width}: divergence at step {at} (t = {at * dt:g}) in chain(s) {bad}: the particles "
+                f"became non-finite with dynamics.step_size = {dt:g}. Try a smaller step size, e.g. --set "
+                f"dynamics.step_size={dt / 4:g} (and more run.steps for the same time), with another --out. "
+                f"Checkpoints up to step {step} are kept in {self.dir}."
+            )
+
     def start(self, progress: Progress):
         """``(state, chunks_done, chunks)``: the saved state, or the initial draw (saved)."""
         loaded = self.load()
         if loaded is None:
-            state, sample0, stats0 = initial_draw(self.kernel, self.key, self.args, self.kwargs, self.chains)
-            state = jax.tree.map(np.asarray, state)
+            state, sample0, stats0 = self._initial()
             if self.stream:
                 self.writer = self._open_writer()
             return state, 0, self.save(state, sample0, stats0, [], 0)
@@ -255,42 +322,22 @@ class WidthRun:
             self.final_path.unlink()
 
     def simulate_chunk(self, state, c: int):
-        """Chunk ``c`` from ``state``: one :func:`mfsample.simulate` call.
+        """Chunk ``c`` from ``state`` (:meth:`_advance`).
 
-        :raises RunFailure: a numerical error, or a divergence (with the step, the step size and a
-            smaller one to try).
+        :raises RunFailure: a numerical error, or a divergence (:meth:`_check_divergence`).
         """
-        step, dt = sum(self.plan[:c]), self.step_size
+        step = sum(self.plan[:c])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # divergences are reported below
             try:
-                sim = simulate(
-                    self.kernel,
-                    self.key,
-                    *self.args,
-                    num_steps=self.plan[c],
-                    save_every=self.save_every,
-                    num_chains=self.chains,
-                    init_state=state,
-                    progress_bar=False,
-                    **self.sharding,
-                    **self.kwargs,
-                )
+                result = self._advance(state, self.plan[c])
             except (FloatingPointError, ArithmeticError, RuntimeError) as exc:
                 raise RunFailure(
-                    f"width {self.width}: failed in the chunk starting at step {step} "
-                    f"(t = {step * dt:g}): {type(exc).__name__}: {exc}"
+                    f"width {self.width}: failed in the chunk starting at step {step}{self._time(step)}: "
+                    f"{type(exc).__name__}: {exc}"
                 ) from exc
-        first = np.atleast_1d(np.asarray(sim.first_divergence))
-        if np.any(first >= 0):
-            bad, at = [int(i) for i in np.nonzero(first >= 0)[0]], int(first[first >= 0].min())
-            raise RunFailure(
-                f"width {self.width}: divergence at step {at} (t = {at * dt:g}) in chain(s) {bad}: the particles "
-                f"became non-finite with dynamics.step_size = {dt:g}. Try a smaller step size, e.g. --set "
-                f"dynamics.step_size={dt / 4:g} (and more run.steps for the same time), with another --out. "
-                f"Checkpoints up to step {step} are kept in {self.dir}."
-            )
-        return sim
+        self._check_divergence(result, step)
+        return result
 
     def run(self, progress: Progress) -> list:
         """Every chunk not done yet, each saved; returns the chunks' list of the final state."""
@@ -304,7 +351,7 @@ class WidthRun:
             progress.report(
                 f"E[n={self.width}]",
                 energy,
-                f"width {self.width}: step {step}/{sum(self.plan)} (t = {step * self.step_size:g}), "
+                f"width {self.width}: step {step}/{sum(self.plan)}{self._time(step)}, "
                 f"E = {energy:.6g}; checkpoint {c + 1}/{len(self.plan)} saved",
                 steps=self.plan[c],
             )
@@ -351,11 +398,20 @@ class WidthRun:
         if path != self.final_path:
             move_into_place(path, self.final_path)
 
+    def draws(self, chunks) -> tuple[dict, dict]:
+        """``(samples, stats)``: the draws files the state lists (each checked), joined along the draws."""
+        parts = [_split_draws(a) for a in verified_draws(self.dir, chunks, self.fingerprint)]
+        samples = {k: np.concatenate([p[0][k] for p in parts], axis=self.draw_axis) for k in parts[0][0]}
+        stats = {k: np.concatenate([p[1][k] for p in parts], axis=self.draw_axis) for k in parts[0][1]}
+        return samples, stats
+
+    def result(self, chunks) -> Simulation:
+        """All saved draws (the ``t = 0`` draw first) as the run's result (:meth:`simulation`)."""
+        return self.simulation(chunks)
+
     def simulation(self, chunks) -> Simulation:
         """All saved draws (the ``t = 0`` draw first) as one :class:`mfsample.Simulation`."""
-        parts = [_split_draws(a) for a in verified_draws(self.dir, chunks, self.fingerprint)]
-        samples = {k: np.concatenate([p[0][k] for p in parts], axis=1) for k in parts[0][0]}
-        stats = {k: np.concatenate([p[1][k] for p in parts], axis=1) for k in parts[0][1]}
+        samples, stats = self.draws(chunks)
         return Simulation(
             samples=samples,
             stats=stats,
@@ -370,7 +426,7 @@ class WidthRun:
     def assemble(self, chunks):
         """All draws as an ``InferenceData`` with ``predictions`` at the held-out inputs and, for
         teacher-student data, the target ``f_target`` there."""
-        idata = to_inference_data(self.simulation(chunks), x_eval=self.data.x_eval, unit_points=self._unit_points())
+        idata = to_inference_data(self.result(chunks), x_eval=self.data.x_eval, unit_points=self._unit_points())
         if self.data.f_eval is not None:
             idata.predictions_constant_data["f_target"] = ("eval_point", np.asarray(self.data.f_eval))
             idata.predictions_constant_data["f_target"].attrs["description"] = "teacher f*(x_eval)"
@@ -380,11 +436,88 @@ class WidthRun:
         return idata
 
 
+class SweepRun(WidthRun):
+    """One width's sweep (``[sweep]``): every configuration of the grid x ``run.chains`` replicas,
+    each chunk one :func:`mfsample.sweep` call continuing the previous chunk's state.
+
+    The checkpoints are a width run's with a leading configuration axis on every array (the draws
+    ``(config, chain, draw, ...)``); the draws file is the sweep's InferenceData, with a ``config``
+    dimension whose coordinates are the swept values.
+    """
+
+    draw_axis = 2
+
+    def __init__(self, cfg, width: int, data: Data, out: Path):
+        super().__init__(cfg, width, data, out)
+        self.grid, self.common = sweep_grid(cfg), cfg["sweep"]["common_keys"]
+        try:
+            self.kernels = [self.kernel.replace(**p) for p in self.grid.points]
+        except (ValueError, TypeError) as exc:  # a value the schema's ranges let through
+            raise InputError(f"invalid [sweep]: {exc}") from None
+
+    def _template(self):
+        return sweep_state_shapes(self.kernel, self.grid, self.key, self.chains, self.args, self.kwargs)
+
+    def _initial(self):
+        return initial_sweep_draw(self.kernel, self.grid, self.key, self.args, self.kwargs, self.chains, self.common)
+
+    def _advance(self, state, num_steps: int):
+        """``num_steps`` steps of every configuration from ``state``: one :func:`mfsample.sweep` call."""
+        return sweeps.sweep(
+            self.kernel,
+            None,
+            *self.args,
+            grid=self.grid,
+            num_steps=num_steps,
+            save_every=self.save_every,
+            num_chains=self.chains,
+            init_state=state,
+            progress_bar=False,
+            **self.sharding,
+            **self.kwargs,
+        )
+
+    def _time(self, step: int) -> str:
+        return "" if "step_size" in self.grid.names else super()._time(step)
+
+    def _check_divergence(self, result, step: int):
+        first = np.asarray(result.first_divergence)  # (config, chain)
+        bad = [int(c) for c in np.nonzero((first >= 0).any(axis=1))[0]]
+        if not bad:
+            return
+        at = int(first[first >= 0].min())
+        where = "; ".join(f"configuration {c} ({self.grid.label(c)})" for c in bad)
+        dt = min(self.kernels[c].step_size for c in bad)
+        raise RunFailure(
+            f"width {self.width}: divergence at step {at} in {where}: the particles became non-finite with "
+            f"step_size = {dt:g}. Try smaller step sizes, e.g. {dt / 4:g} (dynamics.step_size, or the values of "
+            "sweep.step_size where it is swept) and more run.steps for the same time, with another --out. "
+            f"Checkpoints up to step {step} are kept in {self.dir}."
+        )
+
+    def result(self, chunks) -> sweeps.Sweep:
+        """All saved draws (the ``t = 0`` draw first) as one :class:`mfsample.Sweep`."""
+        samples, stats = self.draws(chunks)
+        return sweeps.Sweep(
+            samples=samples,
+            stats=stats,
+            time=stats["time"][:, 0].astype(np.float64),
+            last_state=None,
+            first_divergence=_first_divergence(stats),
+            grid=self.grid,
+            kernel=self.kernel,
+            model_args=self.args,
+            model_kwargs=self.kwargs,
+        )
+
+
 def run_simulate(cfg, out: Path, mode: str, console) -> None:
-    """Every width of a ``simulate`` configuration, then its draws file each."""
+    """Every width of a ``simulate`` configuration (a sweep each, with ``[sweep]``), then its
+    draws file each."""
     data = load_data(cfg)
     widths = widths_of(cfg)
-    runs = [WidthRun(cfg, n, data, out) for n in widths]
+    kind = SweepRun if sweep_axes(cfg) else WidthRun
+    runs = [kind(cfg, n, data, out) for n in widths]
     with Progress(cfg["run"]["steps"] * len(widths), mode, console, desc=cfg["experiment"]["name"]) as bar:
         all_chunks = [r.run(bar) for r in runs]
     for r, chunks in zip(runs, all_chunks):

@@ -9,7 +9,9 @@ A run directory ``out`` holds
   array); with ``output.stream = true``, ``draws.nc`` (the draws appended chunk by chunk,
   :class:`mfsample.io.DrawWriter`) instead of the ``draws_*.npz`` files;
 * ``checkpoints/f1_vs_f2/dim<d>_seed<s>.npz`` – one cell of an ``f1_vs_f2`` experiment each;
-* ``draws/width_<n>.nc`` – all draws of a complete width as ArviZ ``InferenceData``;
+* ``draws/width_<n>.nc`` – all draws of a complete width as ArviZ ``InferenceData`` (of a
+  ``[sweep]``: with a ``config`` dimension, and every checkpoint array with a leading
+  configuration axis);
   ``results.nc`` – the dataset of a complete ``f1_vs_f2`` experiment;
 * ``run.lock`` – the lock of the run in progress (:func:`run_dir_lock`);
 * ``run.json`` – versions, device and wall times of each session; ``summary.json``,
@@ -51,7 +53,7 @@ from pathlib import Path
 import h5netcdf
 import numpy as np
 
-from .config import ConfigError, fingerprint, load_toml, resolve, stream_enabled, to_toml
+from .config import ConfigError, draw_sections, fingerprint, load_toml, resolve, stream_enabled, to_toml
 from .errors import CheckpointError, InputError, RunDirInUse
 
 __all__ = [
@@ -426,7 +428,7 @@ def _flatten(cfg, prefix=""):
 def _draw_differences(old: dict, new: dict) -> dict:
     """``{key: (old value, new value)}`` of the draw-determining keys on which two configurations
     differ (``"(absent)"`` for a missing key)."""
-    a, b = (_flatten({s: c.get(s, {}) for s in ("data", "model", "dynamics", "run")}) for c in (old, new))
+    a, b = (_flatten({s: c.get(s, {}) for s in draw_sections()}) for c in (old, new))
     return {
         k: (a.get(k, "(absent)"), b.get(k, "(absent)"))
         for k in sorted(set(a) | set(b))

@@ -22,6 +22,7 @@ sys.path.insert(0, ROOT)  # `benchmarks` is a folder of the repository, not part
 
 from benchmarks import alternatives as alt  # noqa: E402
 from benchmarks import run as bench  # noqa: E402
+from benchmarks import sweep as sweep_bench  # noqa: E402
 
 TINY = (3, 16, 64)  # (dim, width, num_data)
 
@@ -172,6 +173,8 @@ def test_quick_run_prints_every_column(tmp_path):
         sys.executable,
         "-m",
         "benchmarks",
+        "--only",
+        "suite",
         "--quick",
         "--sizes",
         "3,16,64",
@@ -236,3 +239,95 @@ def test_memory_probe_counts_the_kept_draws():
     particles = draws * width * (dim + 2) * 4
     assert particles <= m["kept_bytes"] <= particles + draws * (num_data + 32) * 8
     assert m["peak_bytes"] >= m["baseline_bytes"] > 0
+
+
+# ------------------------------------------------------------------------------------------
+# the sweep rows (benchmarks/sweep.py)
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["langevin", "wfr"])
+def test_every_sweep_alternative_follows_the_sweep(name):
+    """(a) one simulate per configuration, (b) the Python loop over a jitted step and (c) the
+    hand-written vmapped scan give the sweep's particles, configuration by configuration and
+    chain by chain (``check_paths`` asserts ``allclose`` itself); doubling the temperatures or
+    rates moves the particles far outside the tolerance, so the check tells a wrong update."""
+    study = sweep_bench.STUDIES[name]
+    out = sweep_bench.check_paths(study, TINY, 3, num_configs=3, num_chains=2)
+    for path in ("simulate_each", "python_loop", "hand"):
+        assert out[path] < sweep_bench.CHECK_ATOL
+    assert out["moved"] > 1e-2 and out["spread"] > 1e-2  # the particles moved, the grid matters
+    if name == "wfr":
+        assert out["events"] > 0
+    dim, width, num_data = TINY
+    x, y = bench.teacher_student(dim, num_data)
+    values, key = tuple(study.values[i] for i in (0, 7, 15)), jax.random.PRNGKey(bench.RUN_KEY)
+    run = sweep_bench.sweep_path(study, x, y, width, 3, 2, stats=True)  # the check's programme
+    ref, wrong = run(values, key).last_state.z, run(tuple(2 * v for v in values), key).last_state.z
+    assert sweep_bench.max_abs_diff(wrong, ref) > 10 * sweep_bench.CHECK_ATOL
+
+
+def _sweep_row(size, medians, second_compiles=0):
+    call = {"seconds": 1.0, "compiles": 2, "compile_s": 0.5}
+    return {
+        "dynamic": "langevin",
+        "size": list(size),
+        "steps": 10,
+        "load_start": 1.0,
+        "load_end": 2.0,
+        "first": {k: call for k in sweep_bench.PATHS},
+        "second_sweep": {"seconds": 0.5, "compiles": second_compiles, "compile_s": 0.0},
+        "rounds": {k: [{"seconds": medians[k], "compiles": 0, "compile_s": 0.0}] for k in sweep_bench.PATHS},
+        "median_s": medians,
+    }
+
+
+def test_sweep_table_ratios_and_targets():
+    """(a) / sweep and (b) / sweep are the alternatives' medians over the sweep's, sweep / (c) the
+    sweep's over the hand scan's; each target is judged on them and on the second call's
+    compilations."""
+    medians = {"sweep": 2.0, "simulate_each": 12.0, "python_loop": 3.0, "hand": 1.9}
+    row = _sweep_row((10, 256, 1024), medians)
+    r = sweep_bench.ratios(row)
+    assert r == pytest.approx({"simulate_each": 6.0, "python_loop": 1.5, "hand": 2.0 / 1.9})
+    assert all(sweep_bench.targets(row).values())
+    slow = _sweep_row((20, 1024, 4096), {**medians, "simulate_each": 2.4, "hand": 1.0}, second_compiles=3)
+    met = sweep_bench.targets(slow)
+    assert met == {
+        "(a) / sweep >= 1.3": False,
+        "sweep / (c) <= 1.1": False,
+        "0 compilations in a 2nd sweep call": False,
+        "0 compilations in the rounds' sweep calls": True,
+    }
+    header, _, line = sweep_bench.build_table([row]).splitlines()
+    got = dict(zip((c.strip() for c in header.strip("|").split("|")), (c.strip() for c in line.strip("|").split("|"))))
+    assert got["(a) / sweep"] == "6.00" and got["(b) / sweep"] == "1.50" and got["sweep / (c)"] == "1.05"
+    assert got["sweep ms/step"] == "200" and got["sweep 2nd call"] == "0.5 s (0)"
+
+
+def test_main_splits_the_sweep_options():
+    """``python -m benchmarks``: ``--only`` picks the parts; a combined run hands the sweep rows
+    its ``--quick``, ``--repeats`` and a ``-sweep`` JSON path, nothing else."""
+    from benchmarks.__main__ import split_only, sweep_argv
+
+    assert split_only(["--only", "sweep", "--steps", "5"]) == (("sweep",), ["--steps", "5"])
+    assert split_only(["--quick"]) == (("suite", "sweep"), ["--quick"])
+    argv = ["--quick", "--sizes", "3,16,64", "--repeats", "2", "--json", "out/b.json"]
+    assert sweep_argv(argv) == ["--quick", "--repeats", "2", "--json", "out/b-sweep.json"]
+    a = sweep_bench.parse_args(["--sizes", "3,16,64", "10,256,1024", "--steps", "7", "3"])
+    assert a.steps == [7, 3] and a.repeats == 3
+
+
+@pytest.mark.slow  # ~1-2 min: the sweep rows end to end at a tiny size
+def test_sweep_rows_run_end_to_end(tmp_path):
+    """``python -m benchmarks --only sweep`` checks every path against the sweep, prints the table
+    and writes every measurement; a second sweep call with new values compiles nothing."""
+    out = tmp_path / "sweep.json"
+    cmd = [sys.executable, "-m", "benchmarks", "--only", "sweep", "--sizes", "3,16,64", "--steps", "3"]
+    cmd += ["--repeats", "1", "--check-steps", "2", "--json", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["table"].splitlines()[0] in done.stdout
+    assert {row["dynamic"] for row in result["rows"]} == {"langevin", "wfr"}
+    for row in result["rows"]:
+        assert row["first"]["sweep"]["compiles"] > 0 and row["second_sweep"]["compiles"] == 0
+        assert max(row["final_max_abs_diff"].values()) < sweep_bench.CHECK_ATOL

@@ -86,7 +86,8 @@ ROUND_SHIFT = 0.01
 #: minimum (a) / sweep per size, and the largest sweep / (c)
 SIMULATE_TARGETS = {(10, 256, 1024): 5.0, (20, 1024, 4096): 1.3}
 HAND_TARGET = 1.1
-PATHS = ("sweep", "simulate_each", "python_loop", "hand")
+PATHS = ("sweep", "sweep_vmapped", "simulate_each", "python_loop", "hand")
+ALTERNATIVES = PATHS[2:]
 
 
 class Study(NamedTuple):
@@ -116,7 +117,7 @@ STUDIES = {
 # ------------------------------------------------------------------------------------------
 # the paths: path(values, key) -> final particles {site: (configs, chains, n, ...)}
 # ------------------------------------------------------------------------------------------
-def sweep_path(study: Study, x, y, width, num_steps, num_chains=NUM_CHAINS, *, stats=False):
+def sweep_path(study: Study, x, y, width, num_steps, num_chains=NUM_CHAINS, *, stats=False, config_batch="auto"):
     """``mf.sweep`` of a fresh kernel of ``study`` (``stats``: return the whole ``Sweep``)."""
     kernel = study.kernel()
 
@@ -133,6 +134,7 @@ def sweep_path(study: Study, x, y, width, num_steps, num_chains=NUM_CHAINS, *, s
             num_chains=num_chains,
             progress_bar=False,
             collect_deterministic=False,
+            config_batch=config_batch,
         )
         return out if stats else out.last_state.z
 
@@ -289,7 +291,18 @@ def hand_sweep(study: Study, x, y, width, num_steps, num_chains=NUM_CHAINS):
     return run
 
 
-MAKERS = {"sweep": sweep_path, "simulate_each": simulate_each, "python_loop": python_loop, "hand": hand_sweep}
+def sweep_vmapped(study: Study, x, y, width, num_steps, num_chains=NUM_CHAINS):
+    """The sweep with every configuration in one ``vmap`` (``config_batch=16``): (c)'s layout."""
+    return sweep_path(study, x, y, width, num_steps, num_chains, config_batch=NUM_CONFIGS)
+
+
+MAKERS = {
+    "sweep": sweep_path,
+    "sweep_vmapped": sweep_vmapped,
+    "simulate_each": simulate_each,
+    "python_loop": python_loop,
+    "hand": hand_sweep,
+}
 
 
 # ------------------------------------------------------------------------------------------
@@ -392,6 +405,7 @@ def ratios(row) -> dict:
         "simulate_each": m["simulate_each"] / m["sweep"],
         "python_loop": m["python_loop"] / m["sweep"],
         "hand": m["sweep"] / m["hand"],
+        "vmapped_hand": m["sweep_vmapped"] / m["hand"],
     }
 
 
@@ -403,6 +417,7 @@ def targets(row) -> dict:
     if need is not None:
         out[f"(a) / sweep >= {need:g}"] = r["simulate_each"] >= need
     out[f"sweep / (c) <= {HAND_TARGET:g}"] = r["hand"] <= HAND_TARGET
+    out[f"vmapped sweep / (c) <= {HAND_TARGET:g}"] = r["vmapped_hand"] <= HAND_TARGET
     out["0 compilations in a 2nd sweep call"] = row["second_sweep"]["compiles"] == 0
     compiled = sum(c["compiles"] for c in row["rounds"]["sweep"])
     out["0 compilations in the rounds' sweep calls"] = compiled == 0
@@ -428,6 +443,7 @@ def build_table(rows) -> str:
         "(a) / sweep",
         "(b) / sweep",
         "sweep / (c)",
+        "vmapped sweep / (c)",
         "1st call (a)",
         "1st call (b)",
         "1st call (c)",
@@ -437,7 +453,7 @@ def build_table(rows) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         r, m = ratios(row), row["median_s"]
-        later = ", ".join(str(sum(c["compiles"] for c in row["rounds"][k])) for k in PATHS[1:])
+        later = ", ".join(str(sum(c["compiles"] for c in row["rounds"][k])) for k in ALTERNATIVES)
         cells = [
             row["dynamic"],
             "(" + ", ".join(map(str, row["size"])) + ")",
@@ -448,6 +464,7 @@ def build_table(rows) -> str:
             f"{r['simulate_each']:.2f}",
             f"{r['python_loop']:.2f}",
             f"{r['hand']:.2f}",
+            f"{r['vmapped_hand']:.2f}",
             _first(row["first"]["simulate_each"]),
             _first(row["first"]["python_loop"]),
             _first(row["first"]["hand"]),
@@ -463,7 +480,9 @@ TABLE_LEGEND = (
     "compilations) after programs.clear(), fresh kernel; '2nd call': a new kernel object with new "
     "values. Ratios from the medians of {repeats} interleaved rounds of warm calls (new values "
     "every round): (a) 16 mf.simulate calls / sweep and (b) Python loop over a jitted step / sweep "
-    "(above 1: the sweep is faster); sweep / (c) hand-written vmapped scan (target <= 1.1). "
+    "(above 1: the sweep is faster); sweep / (c) hand-written vmapped scan (target <= 1.1); "
+    "'vmapped sweep': config_batch={configs}, every configuration in one vmap as (c) (the default "
+    "'auto' runs them in cache-sized batches on a CPU). "
     "'1st call (x)': wall seconds (compilations) of each alternative's first call. "
     "'load': 1-minute load average at the start and end of the row."
 )
@@ -525,7 +544,7 @@ def run_rows(studies, args, clock, save) -> list:
             r = ratios(row)
             print(
                 f"timed sweep {study.name} at {tuple(size)}, T = {steps}: (a)/sweep {r['simulate_each']:.2f}, "
-                f"(b)/sweep {r['python_loop']:.2f}, sweep/(c) {r['hand']:.2f} ({time.perf_counter() - t0:.0f} s)",
+                f"(b)/sweep {r['python_loop']:.2f}, sweep/(c) {r['hand']:.2f}, vmapped/(c) {r['vmapped_hand']:.2f} ({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
             save(rows)

@@ -87,6 +87,7 @@ def compiled_runner(
     placement=None,
     pattern=(),
     num_configs=None,
+    config_batch=None,
 ):
     """``run(values, state, args, array_kwargs) -> (state, (draws, stats))``: ``num_draws`` draws
     of ``save_every`` steps in one ``lax.scan``, compiled once per kernel structure and call
@@ -107,16 +108,22 @@ def compiled_runner(
                 _, step_fn = kernel.build(energy, specialise(v, pattern)) if pattern else kernel.build(energy)
                 return (jax.vmap(step_fn) if num_chains > 1 else step_fn)(s)
 
+            def draws(step, record, s):
+                def one_draw(s, _):
+                    s = jax.lax.fori_loop(0, save_every, lambda i, ss: constrain(step(ss)), s)
+                    return s, (record(getattr(s, field)), {f: getattr(s, f) for f in fields})
+
+                return jax.lax.scan(one_draw, constrain(s), None, length=num_draws)
+
             if num_configs is None:
-                step, record = partial(step_one, values), post
-            else:
-                step, record = partial(jax.vmap(step_one), values), jax.vmap(post)
-
-            def one_draw(s, _):
-                s = jax.lax.fori_loop(0, save_every, lambda i, ss: constrain(step(ss)), s)
-                return s, (record(getattr(s, field)), {f: getattr(s, f) for f in fields})
-
-            return jax.lax.scan(one_draw, constrain(state), None, length=num_draws)
+                return draws(partial(step_one, values), post, state)
+            if config_batch is None:
+                return draws(partial(jax.vmap(step_one), values), jax.vmap(post), state)
+            batch = None if config_batch == 1 else config_batch  # one at a time: no vmap of size one
+            state, out = jax.lax.map(
+                lambda vs: draws(partial(step_one, vs[0]), post, vs[1]), (values, state), batch_size=batch
+            )
+            return state, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), out)
 
         if placement is None:
             return jax.jit(run)
@@ -133,6 +140,7 @@ def compiled_runner(
         collect_deterministic,
         None if placement is None else placement.key,
         pattern,
+        config_batch,
     )
     return programs.cached(kernel, key, make)
 
@@ -319,6 +327,7 @@ class Runner(NamedTuple):
     values: dict
     pattern: tuple
     num_configs: int | None = None
+    config_batch: int | None = None
 
     def compiled(self, save_every, num_draws, *, deterministic=None):
         deterministic = self.collect_deterministic if deterministic is None else deterministic
@@ -332,6 +341,7 @@ class Runner(NamedTuple):
             self.placement,
             self.pattern,
             self.num_configs,
+            self.config_batch,
         )
 
     def advance(self, save_every, num_draws, state, *, deterministic=None):
@@ -457,7 +467,7 @@ def _check_init_state(kernel, energy, state, num_chains, model_args, model_kwarg
             f"init_state holds {have} chain(s) but num_chains={num_chains}; continue with num_chains={have}"
         )
     one = state if num_chains == 1 else jax.tree.map(lambda x: x[0], state)
-    n = np.shape(jax.tree.leaves(one.z)[0])[0]
+    n = np.shape(jax.tree.leaves(energy.particle_part(one.z))[0])[0]
     if energy.width is not None and n != energy.width:
         raise ValueError(
             f"init_state holds {n} particles but this call has width {energy.width}; continue "

@@ -208,6 +208,7 @@ def sweep(
     chunk_size: int | None = None,
     devices=None,
     shard: str = "auto",
+    config_batch: int | str = "auto",
     **model_kwargs,
 ) -> Sweep:
     """Run ``kernel`` at every configuration of ``grid`` x ``num_chains`` replicas in one compiled scan.
@@ -228,10 +229,16 @@ def sweep(
     :param devices: shard over devices (:mod:`mfsample.sharding`); ``shard`` is ``"configs"``,
         ``"chains"``, ``"particles"`` or ``"auto"`` (configurations when they divide evenly over
         the devices, else chains, else particles).
+    :param config_batch: how many configurations one step advances together (``vmap``): a
+        positive int (``num_configs`` or more: all at once), or ``"auto"``: all at once on an
+        accelerator or when sharded; on a CPU, as many as keep one batch's hidden activations
+        within :data:`CPU_BATCH_BYTES` (the rest run one batch after another inside the same
+        compiled programme, each batch through all its steps).  The draws do not depend on it.
     :returns: a :class:`Sweep`; :func:`mfsample.to_inference_data` turns it into InferenceData
         with a ``config`` dimension whose coordinates are the swept values.
     """
     num_steps, save_every, num_chains, chunk_size = check_counts(num_steps, save_every, num_chains, chunk_size)
+    config_batch = _check_config_batch(config_batch)
     if init_state is None or rng_key is not None:
         validation.prng_key("rng_key", rng_key)
     setup = _setup(kernel, grid, model_args, model_kwargs, num_chains)
@@ -258,6 +265,7 @@ def sweep(
         values,
         pattern,
         grid.num_configs,
+        _config_batch(config_batch, energy, grid.num_configs, num_chains, placement),
     )
     draws = Draws(num_steps // save_every, draw_axis=2)
     state = run_steps(
@@ -435,6 +443,35 @@ def _placement(state, devices, shard, num_configs, num_chains, width):
             "another shard mode or a number of devices that divides them"
         )
     return make_placement(state, mesh, shard, axis=axis, size=size)
+
+
+#: on a CPU, ``config_batch="auto"`` advances together as many configurations as keep their hidden
+#: activations (``chains x width x data`` float32 numbers each) within this many bytes: beyond the
+#: caches, a wider batch is slower per configuration than one after another (measured on 2 cores
+#: at d = 10, n = 256, N = 1024, 4 MiB a configuration: 16 configurations x 4 chains take 46 ms a
+#: step all at once, 36 ms four at a time, 32 ms one at a time; at n = 32, N = 128, 1.0 ms all at
+#: once against 1.4 ms one at a time)
+CPU_BATCH_BYTES = 2 * 2**20
+
+
+def _check_config_batch(config_batch):
+    if isinstance(config_batch, str) and config_batch == "auto":
+        return config_batch
+    try:
+        return validation.positive_int("config_batch", config_batch)
+    except ValueError:
+        raise ValueError(f'config_batch must be "auto" or an integer >= 1, got {config_batch!r}') from None
+
+
+def _config_batch(config_batch, energy, num_configs, num_chains, placement) -> int | None:
+    """Configurations per batch of the compiled sweep (``None``: all of them at once)."""
+    if config_batch != "auto":
+        return None if config_batch >= num_configs else config_batch
+    if placement is not None or jax.default_backend() != "cpu":
+        return None
+    per_config = 4 * num_chains * energy.width * max(int(energy.num_data), 1)
+    size = max(1, CPU_BATCH_BYTES // per_config)
+    return None if size >= num_configs else int(size)
 
 
 def _on_host(state):

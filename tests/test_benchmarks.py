@@ -252,7 +252,7 @@ def test_every_sweep_alternative_follows_the_sweep(name):
     rates moves the particles far outside the tolerance, so the check tells a wrong update."""
     study = sweep_bench.STUDIES[name]
     out = sweep_bench.check_paths(study, TINY, 3, num_configs=3, num_chains=2)
-    for path in ("simulate_each", "python_loop", "hand"):
+    for path in ("sweep_vmapped", "simulate_each", "python_loop", "hand"):
         assert out[path] < sweep_bench.CHECK_ATOL
     assert out["moved"] > 1e-2 and out["spread"] > 1e-2  # the particles moved, the grid matters
     if name == "wfr":
@@ -284,22 +284,24 @@ def test_sweep_table_ratios_and_targets():
     """(a) / sweep and (b) / sweep are the alternatives' medians over the sweep's, sweep / (c) the
     sweep's over the hand scan's; each target is judged on them and on the second call's
     compilations."""
-    medians = {"sweep": 2.0, "simulate_each": 12.0, "python_loop": 3.0, "hand": 1.9}
+    medians = {"sweep": 2.0, "sweep_vmapped": 2.05, "simulate_each": 12.0, "python_loop": 3.0, "hand": 1.9}
     row = _sweep_row((10, 256, 1024), medians)
     r = sweep_bench.ratios(row)
-    assert r == pytest.approx({"simulate_each": 6.0, "python_loop": 1.5, "hand": 2.0 / 1.9})
+    assert r == pytest.approx({"simulate_each": 6.0, "python_loop": 1.5, "hand": 2.0 / 1.9, "vmapped_hand": 2.05 / 1.9})
     assert all(sweep_bench.targets(row).values())
     slow = _sweep_row((20, 1024, 4096), {**medians, "simulate_each": 2.4, "hand": 1.0}, second_compiles=3)
     met = sweep_bench.targets(slow)
     assert met == {
         "(a) / sweep >= 1.3": False,
         "sweep / (c) <= 1.1": False,
+        "vmapped sweep / (c) <= 1.1": False,
         "0 compilations in a 2nd sweep call": False,
         "0 compilations in the rounds' sweep calls": True,
     }
     header, _, line = sweep_bench.build_table([row]).splitlines()
     got = dict(zip((c.strip() for c in header.strip("|").split("|")), (c.strip() for c in line.strip("|").split("|"))))
     assert got["(a) / sweep"] == "6.00" and got["(b) / sweep"] == "1.50" and got["sweep / (c)"] == "1.05"
+    assert got["vmapped sweep / (c)"] == "1.08"
     assert got["sweep ms/step"] == "200" and got["sweep 2nd call"] == "0.5 s (0)"
 
 

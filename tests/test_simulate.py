@@ -211,11 +211,11 @@ def test_init_params_override_the_prior_draw(small_data):
 
 
 def test_compiled_init_equals_eager_init(small_data, count_compilations):
-    """Large problems evaluate the first drift in a compiled function (data as arguments, cached):
-    same state as the eager path up to float32 rounding, and a second init does not recompile."""
+    """The first drift is evaluated in a compiled function (data as arguments, cached): same state
+    as the eager path up to float32 rounding, and a second init does not recompile."""
     eager = _kernel("langevin")
+    eager.COMPILE_INIT_ABOVE = 2**62  # force the op-by-op path
     compiled = _kernel("langevin")
-    compiled.COMPILE_INIT_ABOVE = 0  # force the compiled path at this small size
     args = (small_data.x, small_data.y)
     keys = jax.random.split(jax.random.PRNGKey(3), 2)
     s_e = eager.init(keys, 0, None, args, KW)

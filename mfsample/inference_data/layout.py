@@ -77,6 +77,7 @@ class Layout(NamedTuple):
     model_args: tuple
     model_kwargs: dict
     particle_sites: tuple
+    shared_sites: tuple
     width: int
     exponent: float
     accepts_masses: bool
@@ -214,6 +215,7 @@ def build_layout(
         model_args=model_args,
         model_kwargs=model_kwargs,
         particle_sites=sites,
+        shared_sites=tuple(energy.shared_names) if energy is not None else (),
         width=width,
         exponent=exponent,
         accepts_masses=bool(energy is not None and energy.accepts_masses),

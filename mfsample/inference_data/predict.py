@@ -137,7 +137,7 @@ def evaluator(pred: Predictor, item, num_items, width, exponent, batch_size=None
 
 def evaluate(pred: Predictor, layout: Layout, samples, batch_size=None):
     """``(f (chain, draw, M), phi (chain, draw, n, U) or None)`` of the draws ``samples``."""
-    params = {k: samples[k] for k in layout.particle_sites}
+    params = {k: samples[k] for k in layout.particle_sites + layout.shared_sites}
     chains, draws = jax.tree.leaves(params)[0].shape[:2]
     flat, m_flat = flatten_draws(params, samples.get("masses"))
     fn = evaluator(

@@ -598,7 +598,7 @@ def _batch_plan(path, layout, batch_draws):
     ``batch_draws=None``: about 64 MiB of particles per batch."""
     with _open_group(path, "posterior") as post:
         chains, draws = post.sizes["chain"], post.sizes["draw"]
-        names = list(layout.particle_sites) + (["masses"] if "masses" in post.data_vars else [])
+        names = list(layout.particle_sites + layout.shared_sites) + (["masses"] if "masses" in post.data_vars else [])
         per_draw = sum(post[k].dtype.itemsize * int(np.prod(post[k].shape)) // max(1, draws) for k in names)
         time = np.asarray(post["time"].values, dtype=np.float64)
     if batch_draws is None:
@@ -614,7 +614,8 @@ def prediction_batches(path, layout, pred: Predictor, batch_size=None, batch_dra
     for start in range(0, draws, size):
         stop = min(draws, start + size)
         batch = _read_batch(path, names, start, stop, size)
-        flat, m_flat = flatten_draws({k: batch[k] for k in layout.particle_sites}, batch.get("masses"))
+        sites = layout.particle_sites + layout.shared_sites
+        flat, m_flat = flatten_draws({k: batch[k] for k in sites}, batch.get("masses"))
         if fn is None:
             fn = evaluator(
                 pred,

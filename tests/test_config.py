@@ -269,8 +269,8 @@ def test_switching_the_kernel_by_override_drops_the_file_keys_that_stop_applying
 # ---------------------------------------------------------------------------------------------
 def test_sweep_parameters_are_the_kernels_numeric_parameters():
     """What [sweep] may list for each kernel is every numeric parameter (``parameter_names``) of
-    the kernel that [dynamics] sets, in the kernel's order; the others (the time scale of shared
-    sites, which the command line's networks do not have) are not configurable at all."""
+    the kernel that [dynamics] sets, in the kernel's order (the time scale of shared sites,
+    ``shared_step_scale``, only with the deep network: tests/test_cli_deep.py)."""
     from mfsample.cli.build import make_kernel
     from mfsample.cli.config import SCHEMA
 

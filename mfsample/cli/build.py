@@ -4,8 +4,9 @@
   (held-out inputs from ``fold_in(PRNGKey(data.seed), 1)``, with the teacher's values there), or
   a file of ``x, y`` (``.npz`` arrays ``x``, ``y``; ``.csv`` whose last column is ``y``; held-out
   inputs: its first ``data.num_test`` rows, without target);
-* :func:`make_kernel` – ``[dynamics]`` on the shallow network (with weight decay when
-  ``model.weight_decay > 0``);
+* :func:`make_kernel` – ``[dynamics]`` on the network of ``model.network``: the shallow network
+  (with weight decay when ``model.weight_decay > 0``) or the deep one, whose shared first layer
+  moves with the time scale ``dynamics.shared_step_scale``;
 * :func:`model_kwargs` – the network's keyword arguments for one width ``n``;
 * :func:`width_key` – the PRNG key of width ``n``: ``fold_in(PRNGKey(run.seed), n)``, so that each
   width's run is independent of the others and of their order;
@@ -26,15 +27,16 @@ import numpy as np
 from ..data import teacher_student
 from ..experiments import weight_decay_network
 from ..kernels import KineticLangevin, MeanFieldLangevin, WassersteinFisherRao, WassersteinFlow
-from ..models import shallow_network
+from ..models import deep_network, shallow_network
 from ..sweeps import Grid, initial_draw, product, zipped
-from .config import sweep_axes
+from .config import network_of, sweep_axes
 from .errors import InputError
 
 __all__ = [
     "Data",
     "read_data_file",
     "load_data",
+    "network_model",
     "make_kernel",
     "model_kwargs",
     "width_key",
@@ -134,12 +136,25 @@ def load_data(cfg) -> Data:
 # ---------------------------------------------------------------------------------------------
 # kernel and model
 # ---------------------------------------------------------------------------------------------
+def network_model(cfg):
+    """The NumPyro model of ``[model]``: :func:`~mfsample.models.deep_network`, or the shallow
+    network (:func:`~mfsample.experiments.weight_decay_network` when ``model.weight_decay > 0``)."""
+    if network_of(cfg) == "deep":
+        return deep_network
+    return weight_decay_network if cfg["model"]["weight_decay"] > 0 else shallow_network
+
+
 def make_kernel(cfg):
-    """The kernel of ``[dynamics]`` on the shallow network (with weight decay when ``model.weight_decay > 0``)."""
+    """The kernel of ``[dynamics]`` on the network of ``[model]`` (:func:`network_model`); the shared
+    sites of the deep network move with the time scale ``dynamics.shared_step_scale``."""
     dyn = cfg["dynamics"]
-    model = weight_decay_network if cfg["model"]["weight_decay"] > 0 else shallow_network
+    model = network_model(cfg)
     kind = dyn["kernel"]
-    common = {"step_size": dyn["step_size"], "block_size": dyn.get("block_size") or "auto"}
+    common = {
+        "step_size": dyn["step_size"],
+        "block_size": dyn.get("block_size") or "auto",
+        "shared_step_scale": dyn.get("shared_step_scale", 1.0),
+    }
     if kind == "wasserstein":
         return WassersteinFlow(model, **common)
     if kind == "langevin":
@@ -157,8 +172,10 @@ def make_kernel(cfg):
 
 
 def model_kwargs(cfg, width: int) -> dict:
-    """Keyword arguments of the model for one width."""
+    """Keyword arguments of the model (:func:`network_model`) for one width."""
     m = cfg["model"]
+    if network_of(cfg) == "deep":
+        return _deep_kwargs(m, width)
     prior = m.get("prior", {})
     kw = dict(
         width=int(width),
@@ -173,6 +190,21 @@ def model_kwargs(cfg, width: int) -> dict:
         kw["w_scale"] = prior["w_scale"]
     if m["weight_decay"] > 0:
         kw["weight_decay"] = m["weight_decay"]
+    return kw
+
+
+def _deep_kwargs(m: dict, width: int) -> dict:
+    """Keyword arguments of :func:`~mfsample.models.deep_network` (``hidden`` absent: ``2 d``)."""
+    kw = dict(
+        width=int(width),
+        activation=m["activation"],
+        first_activation=m["first_activation"],
+        scaling=m["scaling"],
+        bias=m["bias"],
+        noise=m["noise"],
+    )
+    if "hidden" in m:
+        kw["hidden"] = m["hidden"]
     return kw
 
 

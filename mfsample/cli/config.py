@@ -6,28 +6,39 @@ A configuration is a TOML file (read with :mod:`tomllib`) with the sections
   ``"f1_vs_f2"``: :func:`mfsample.experiments.f1_vs_f2`), ``description``;
 * ``[data]`` – a teacher–student problem (:func:`mfsample.data.teacher_student`) or a file of
   ``x``, ``y`` (``.npz`` with arrays ``x``, ``y``; ``.csv`` whose last column is ``y``);
-* ``[model]`` – the shallow network (:func:`mfsample.models.shallow_network`): width(s),
-  activation, scaling, bias, likelihood noise, weight decay and ``[model.prior]`` (``mu0``);
+* ``[model]`` – the network: ``network = "shallow"`` (the default,
+  :func:`mfsample.models.shallow_network`: width(s), activation, scaling, bias, likelihood noise,
+  weight decay and ``[model.prior]`` (``mu0``)) or ``network = "deep"``
+  (:func:`mfsample.models.deep_network`: the particles on top of a trained shared first layer
+  ``h = sigma_1(U x / sqrt(d) + c)`` of ``hidden`` units, default ``2 d``, activation
+  ``first_activation``; width(s), activation, scaling, bias and noise as above; no prior scales,
+  no weight decay);
 * ``[dynamics]`` – the kernel (``wasserstein``, ``langevin``, ``kinetic``, ``wfr``) and its
-  parameters (step size ``dt``, temperature ``tau``, rate ``alpha``, mode, ...);
+  parameters (step size ``dt``, temperature ``tau``, rate ``alpha``, mode, ...; with the deep
+  network ``shared_step_scale``, the time scale ``eta`` of the shared first layer);
 * ``[sweep]`` – a study: lists of values of the dynamic's numeric parameters (``step_size``,
-  ``temperature``, ``friction``, ``rate``), every combination (``combine = "product"``) or the
-  i-th values together (``"zipped"``); each width runs every configuration x ``run.chains``
-  replicas as one compiled :func:`mfsample.sweep` (:func:`sweep_axes`, :func:`sweep_points`);
+  ``temperature``, ``friction``, ``rate``; ``shared_step_scale`` with the deep network), every
+  combination (``combine = "product"``) or the i-th values together (``"zipped"``); each width
+  runs every configuration x ``run.chains`` replicas as one compiled :func:`mfsample.sweep`
+  (:func:`sweep_parameters`, :func:`sweep_axes`, :func:`sweep_points`);
 * ``[run]`` – steps, save interval, chains (independent replicas), seed, checkpoint interval, device;
 * ``[output]`` – ``stream``: append each width's draws to its netCDF file chunk by chunk during the
   run (memory bounded by one checkpoint chunk; :class:`mfsample.io.DrawWriter`) instead of keeping
   ``.npz`` draw checkpoints that are assembled into the netCDF file at the end;
 * ``[diagnostics]`` – which diagnostics to compute (summary, fluctuations, chaos, marginals);
-* ``[baselines]`` – baselines to fit (the F1 optimum; the methods of ``f1_vs_f2``).
+* ``[baselines]`` – baselines to fit (the F1 optimum of the shallow network; the methods of
+  ``f1_vs_f2``).
 
 :func:`resolve` checks the *whole* configuration before anything is computed and raises one
 :class:`ConfigError` listing every problem with its key path (unknown keys, wrong types,
 out-of-range values, options that do not apply to the chosen kernel or experiment, inconsistent
 combinations); otherwise it returns the *resolved* configuration: every applicable key present,
-defaults filled in, nothing else.  :func:`to_toml` writes it back (``resolve(to_toml(c)) == c``).
-:data:`SCHEMA` documents every key; :func:`schema_table` prints it.  :func:`widths_of`,
-:func:`stream_enabled`, :func:`sweep_axes` and :func:`sweep_points` read a resolved configuration.
+defaults filled in, nothing else.  ``model.network = "shallow"`` is the default and is not
+recorded, so that a shallow network's configuration resolves, and fingerprints, as it did before
+the deep network existed (its run directories resume).  :func:`to_toml` writes it back
+(``resolve(to_toml(c)) == c``).  :data:`SCHEMA` documents every key; :func:`schema_table` prints
+it.  :func:`widths_of`, :func:`network_of`, :func:`stream_enabled`, :func:`sweep_axes` and
+:func:`sweep_points` read a resolved configuration.
 
 Standard library only (no JAX, NumPy, NumPyro or ArviZ): ``mfsample --help``, ``mfsample configs``
 and the validation of ``mfsample run`` import it before anything numerical, and must start fast.
@@ -53,7 +64,9 @@ __all__ = [
     "SCHEMA",
     "KINDS",
     "KERNELS",
+    "NETWORKS",
     "SWEEP_PARAMETERS",
+    "SHARED_PARAMETERS",
     "ACTIVATIONS",
     "F1_VS_F2_METHODS",
     "load_toml",
@@ -69,37 +82,41 @@ __all__ = [
     "packaged_config_path",
     "schema_table",
     "widths_of",
+    "network_of",
     "stream_enabled",
+    "sweep_parameters",
     "sweep_axes",
     "sweep_points",
 ]
 
 KINDS = ("simulate", "f1_vs_f2")
 KERNELS = ("wasserstein", "langevin", "kinetic", "wfr")
+#: the networks of ``model.network``: mfsample.models.shallow_network, mfsample.models.deep_network
+NETWORKS = ("shallow", "deep")
 #: the activations of mfsample.activations.ACTIVATIONS (tests/test_config.py checks they agree)
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "gelu", "identity")
 #: the methods of mfsample.experiments.f1_vs_f2.METHODS (checked by tests/test_config.py)
 F1_VS_F2_METHODS = ("mean_field", "random_features", "kernel", "ntk")
 #: the numeric parameters of each kernel's dynamic that ``[dynamics]`` sets, those ``[sweep]`` may
 #: list (the kernels' ``parameter_names``, checked by tests/test_config.py), in the order the grid
-#: nests them
+#: nests them; those of :data:`SHARED_PARAMETERS` only with the deep network (:func:`sweep_parameters`)
 SWEEP_PARAMETERS = {
-    "wasserstein": ("step_size",),
-    "langevin": ("step_size", "temperature"),
-    "kinetic": ("step_size", "temperature", "friction"),
-    "wfr": ("step_size", "rate", "temperature"),
+    "wasserstein": ("step_size", "shared_step_scale"),
+    "langevin": ("step_size", "temperature", "shared_step_scale"),
+    "kinetic": ("step_size", "temperature", "friction", "shared_step_scale"),
+    "wfr": ("step_size", "rate", "temperature", "shared_step_scale"),
 }
+#: the parameters of the shared sites' dynamic (a network without shared sites has no use for them)
+SHARED_PARAMETERS = ("shared_step_scale",)
 #: names ``[sweep]`` refuses, with the reason and the remedy
 NOT_SWEPT = {
     **{
         key: f"dynamics.{key} is structural (it decides which operations a step performs, so another "
         "value compiles another programme): run one directory per value; [sweep] lists the numeric "
-        "parameters step_size, temperature, friction, rate"
+        "parameters step_size, temperature, friction, rate (and shared_step_scale with model.network = 'deep')"
         for key in ("kernel", "mode", "birth", "adjusted", "block_size")
     },
     "width": "widths change the shapes, so each runs a sweep of its own: list them in model.width",
-    "shared_step_scale": "the networks of the command line have no shared sites (latent sites outside the "
-    "particle plate) for it to scale",
     **{
         key: "the replicas of every configuration are run.chains (independent keys split from run.seed)"
         for key in ("chains", "seed", "seeds")
@@ -142,7 +159,7 @@ class Option:
     :param low, high: inclusive bounds; ``positive``: strictly greater than zero.
     :param choices: allowed values (strings, or list elements for ``"strs"``).
     :param when: ``when(ctx) -> bool``, whether the key applies (``ctx``: experiment kind, kernel,
-        data source, reaction mode); a key given where it does not apply is an error.
+        data source, reaction mode, network); a key given where it does not apply is an error.
     :param lists: ``lists(ctx) -> bool``, whether an ``"ints"`` key may be a list.
     """
 
@@ -180,6 +197,22 @@ def _sweeping(ctx):
     return _sim(ctx) and ctx["sweep"]
 
 
+def _shallow(ctx):
+    return ctx["network"] in ("shallow", None)
+
+
+def _deep(ctx):
+    return ctx["network"] in ("deep", None)
+
+
+def _shallow_sim(ctx):
+    return _sim(ctx) and _shallow(ctx)
+
+
+def _deep_sim(ctx):
+    return _sim(ctx) and _deep(ctx)
+
+
 def _default_temperature(cfg):
     return 0.0 if cfg["dynamics"].get("kernel") == "wfr" else 1e-4
 
@@ -202,6 +235,7 @@ def _default_name(cfg):
 
 SIM, F1F2 = "experiment kind 'simulate'", "experiment kind 'f1_vs_f2'"
 TEACHER = "data.source = 'teacher_student'"
+DEEP, SHALLOW_SIM = "model.network = 'deep'", f"{SIM} and model.network = 'shallow'"
 
 SCHEMA: dict[str, dict[str, Any]] = {
     "experiment": {
@@ -260,6 +294,24 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "model": {
         "width": Option("ints", 256, "particles n (a list: one run per width)", low=1, lists=lambda c: True),
         "activation": Option("str", "relu", "unit activation sigma", choices=ACTIVATIONS),
+        "network": Option(
+            "str",
+            None,
+            "'shallow' (the default; not recorded) or 'deep': the particles on a trained shared first layer "
+            "h = sigma_1(U x / sqrt(d) + c) (mfsample.models.deep_network)",
+            choices=NETWORKS,
+        ),
+        "hidden": Option(
+            "int", None, "shared first-layer units k (default 2 d)", low=1, when=_deep_sim, when_doc=f"{DEEP} and {SIM}"
+        ),
+        "first_activation": Option(
+            "str",
+            "relu",
+            "activation sigma_1 of the shared first layer",
+            choices=ACTIVATIONS,
+            when=_deep_sim,
+            when_doc=f"{DEEP} and {SIM}",
+        ),
         "scaling": Option(
             "str",
             "mean_field",
@@ -272,18 +324,37 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "noise": Option(
             "float", 1.0, "likelihood sd (E = -(1/N) sum log N(y | f, noise^2))", positive=True, when=_sim, when_doc=SIM
         ),
-        "weight_decay": Option("float", 0.0, "lambda of lambda * int (a^2 + |w|^2 + b^2)/2 dmu", low=0.0),
+        "weight_decay": Option(
+            "float", 0.0, "lambda of lambda * int (a^2 + |w|^2 + b^2)/2 dmu (must be 0 with the deep network)", low=0.0
+        ),
         "prior": {
-            "a_scale": Option("float", 1.0, "a ~ N(0, a_scale^2)", positive=True, when=_sim, when_doc=SIM),
-            "w_scale": Option(
-                "float", None, "w ~ N(0, w_scale^2 I) (default 1/sqrt(d))", positive=True, when=_sim, when_doc=SIM
+            "a_scale": Option(
+                "float", 1.0, "a ~ N(0, a_scale^2)", positive=True, when=_shallow_sim, when_doc=SHALLOW_SIM
             ),
-            "b_scale": Option("float", 1.0, "b ~ N(0, b_scale^2)", positive=True, when=_sim, when_doc=SIM),
+            "w_scale": Option(
+                "float",
+                None,
+                "w ~ N(0, w_scale^2 I) (default 1/sqrt(d))",
+                positive=True,
+                when=_shallow_sim,
+                when_doc=SHALLOW_SIM,
+            ),
+            "b_scale": Option(
+                "float", 1.0, "b ~ N(0, b_scale^2)", positive=True, when=_shallow_sim, when_doc=SHALLOW_SIM
+            ),
         },
     },
     "dynamics": {
         "kernel": Option("str", "wasserstein", "'wasserstein', 'langevin', 'kinetic' or 'wfr'", choices=KERNELS),
         "step_size": Option("float", 0.1, "dt, in mean-field time", positive=True),
+        "shared_step_scale": Option(
+            "float",
+            1.0,
+            "eta: time scale of the shared first layer, ds/dt = -eta grad_s E (1: the particles' speed)",
+            positive=True,
+            when=_deep_sim,
+            when_doc=f"{DEEP} and {SIM}",
+        ),
         "temperature": Option(
             "float",
             _default_temperature,
@@ -352,6 +423,14 @@ SCHEMA: dict[str, dict[str, Any]] = {
         ),
         "rate": Option(
             "floats", None, "values of alpha (a list)", low=0.0, when=_kernel("wfr"), when_doc="kernel 'wfr'"
+        ),
+        "shared_step_scale": Option(
+            "floats",
+            None,
+            "values of eta (a list)",
+            positive=True,
+            when=_deep_sim,
+            when_doc=f"{DEEP} and {SIM}",
         ),
         "combine": Option(
             "str",
@@ -681,6 +760,7 @@ def _context(raw: dict) -> dict:
         "kernel": get("dynamics", "kernel", "wasserstein", KERNELS),
         "source": get("data", "source", "teacher_student", ("teacher_student", "file")),
         "mode": get("dynamics", "mode", "birth_death", ("birth_death", "weighted")),
+        "network": get("model", "network", "shallow", NETWORKS),
         "sweep": isinstance(raw.get("sweep"), dict) and bool(raw["sweep"]),
     }
 
@@ -701,9 +781,8 @@ def _not_applying(key: str, spec: Option, ctx: dict, prefix: str) -> str:
     text = f"does not apply here: only used with {spec.when_doc}"
     kernel = ctx["kernel"]
     if prefix == "sweep." and ctx["kind"] == "simulate" and kernel is not None and key not in SWEEP_PARAMETERS[kernel]:
-        return (
-            f"kernel {kernel!r} has no parameter {key} (its parameters: {', '.join(SWEEP_PARAMETERS[kernel])}); {text}"
-        )
+        names = ", ".join(sweep_parameters(kernel, ctx["network"]))
+        return f"kernel {kernel!r} has no parameter {key} (its parameters: {names}); {text}"
     return text
 
 
@@ -776,6 +855,29 @@ def _f1_optimum_needs(model: dict, data: dict) -> list[str]:
     return why
 
 
+def _deep_checks(cfg: dict, errors: list):
+    """What the deep network (:func:`mfsample.models.deep_network`) does not have: weight decay,
+    and a certified F1 optimum (that of the shallow network's convex problem)."""
+    decay = cfg["model"].get("weight_decay")
+    if decay is not None and decay > 0:
+        errors.append(
+            (
+                "model.weight_decay",
+                f"the deep network has no weight-decay term, got {decay!r}: set model.weight_decay = 0, "
+                "or model.network = 'shallow'",
+            )
+        )
+    if cfg.get("baselines", {}).get("f1_optimum"):
+        errors.append(
+            (
+                "baselines.f1_optimum",
+                "is the optimum of the shallow network's convex problem (a measure over units of the inputs); "
+                "the deep network's units see a trained first layer, so it bounds nothing: set "
+                "baselines.f1_optimum = false, or model.network = 'shallow'",
+            )
+        )
+
+
 def _simulate_checks(cfg: dict, errors: list):
     run, dyn, model = cfg["run"], cfg["dynamics"], cfg["model"]
     diag, base = cfg.get("diagnostics", {}), cfg.get("baselines", {})
@@ -797,9 +899,12 @@ def _simulate_checks(cfg: dict, errors: list):
         )
     if dyn.get("kernel") == "langevin" and dyn.get("adjusted") and dyn.get("temperature") == 0:
         errors.append(("dynamics.adjusted", "needs dynamics.temperature > 0"))
-    why = _f1_optimum_needs(model, cfg["data"]) if base.get("f1_optimum") else []
-    if why:
-        errors.append(("baselines.f1_optimum", "needs " + "; ".join(why)))
+    if network_of(cfg) == "deep":
+        _deep_checks(cfg, errors)
+    else:
+        why = _f1_optimum_needs(model, cfg["data"]) if base.get("f1_optimum") else []
+        if why:
+            errors.append(("baselines.f1_optimum", "needs " + "; ".join(why)))
     if run.get("shard") == "configs" and not cfg.get("sweep"):
         errors.append(
             (
@@ -846,7 +951,7 @@ def _sweep_checks(cfg: dict, errors: list):
     if dyn.get("kernel") not in SWEEP_PARAMETERS or (not axes and any(p.startswith("sweep.") for p, _ in errors)):
         return  # an invalid kernel, or the parameters, are reported already
     if not axes:
-        names = ", ".join(SWEEP_PARAMETERS.get(dyn.get("kernel"), ("step_size",)))
+        names = ", ".join(sweep_parameters(dyn["kernel"], network_of(cfg)))
         errors.append(
             ("sweep", f"lists no parameter: give the values of at least one of {names}, e.g. step_size = [0.05, 0.1]")
         )
@@ -885,6 +990,14 @@ def _f1_vs_f2_checks(cfg: dict, ctx: dict, errors: list, given: dict):
         )
     if ctx["source"] == "file":
         errors.append(("data.source", "experiment kind 'f1_vs_f2' draws its own teacher-student data"))
+    if ctx["network"] == "deep":
+        errors.append(
+            (
+                "model.network",
+                "experiment kind 'f1_vs_f2' trains shallow networks (mean field against random features and "
+                "kernels on the inputs): remove model.network, or set experiment.kind = 'simulate'",
+            )
+        )
     if isinstance(model.get("width"), list) and isinstance(data.get("num_data"), list):
         errors.append(("model.width", "f1_vs_f2 sweeps either model.width or data.num_data, not both"))
     act_m, act_d = model.get("activation"), data.get("activation")
@@ -965,12 +1078,14 @@ def resolve(
     _cross_checks(cfg, ctx, errors, given)
     if errors:
         raise ConfigError(errors, source)
+    if cfg["model"].get("network") == "shallow":  # the default, not recorded (see the module docstring)
+        del cfg["model"]["network"]
     return {s: v for s, v in cfg.items() if v}
 
 
 def _drop_stale(raw: dict, before: dict, overridden: set, notes: list):
-    """After ``--set`` changed a switch (kernel, kind, source, mode), drop the keys *of the file*
-    that no longer apply (e.g. ``temperature`` when ``--set dynamics.kernel=wasserstein``)."""
+    """After ``--set`` changed a switch (kernel, kind, source, mode, network), drop the keys *of the
+    file* that no longer apply (e.g. ``temperature`` when ``--set dynamics.kernel=wasserstein``)."""
     ctx = _context(raw)
     changed = [k for k in ctx if ctx[k] != before[k]]
     if not changed:
@@ -998,7 +1113,7 @@ def load_config(path, overrides: Sequence[str] = (), notes: list | None = None) 
     """Read, override (``--set``) and resolve a configuration file (see :func:`resolve`).
 
     Keys of the file that stop applying because ``--set`` changed the kernel, the experiment kind,
-    the data source or the reaction mode are dropped, with a line appended to ``notes``.
+    the data source, the reaction mode or the network are dropped, with a line appended to ``notes``.
     """
     path = Path(path)
     raw = load_toml(path)
@@ -1127,16 +1242,29 @@ def widths_of(cfg: dict) -> list[int]:
     return sorted(w) if isinstance(w, list) else [w]
 
 
+def network_of(cfg: dict) -> str:
+    """The network of ``model.network``: ``"shallow"`` (not recorded, the default) or ``"deep"``."""
+    return cfg["model"].get("network", "shallow")
+
+
 def stream_enabled(cfg: dict) -> bool:
     """Whether the configuration streams its draws to netCDF during the run (``output.stream``)."""
     return bool(cfg.get("output", {}).get("stream", False))
 
 
+def sweep_parameters(kernel: str, network: str | None) -> tuple[str, ...]:
+    """The parameters ``[sweep]`` may list for ``kernel`` on ``network``: the kernel's
+    :data:`SWEEP_PARAMETERS`, those of the shared sites (:data:`SHARED_PARAMETERS`) only for the
+    deep network."""
+    names = SWEEP_PARAMETERS.get(kernel, ())
+    return names if network == "deep" else tuple(n for n in names if n not in SHARED_PARAMETERS)
+
+
 def sweep_axes(cfg: dict) -> dict:
     """``{parameter: values}`` of the ``[sweep]`` section, in the order of the kernel's
-    :data:`SWEEP_PARAMETERS` (the first varies slowest); empty without a sweep."""
+    :func:`sweep_parameters` (the first varies slowest); empty without a sweep."""
     sweep = cfg.get("sweep", {})
-    names = SWEEP_PARAMETERS.get(cfg["dynamics"].get("kernel"), ())
+    names = sweep_parameters(cfg["dynamics"].get("kernel"), network_of(cfg))
     return {name: list(sweep[name]) for name in names if name in sweep}
 
 

@@ -544,7 +544,8 @@ def run_rows(studies, args, clock, save) -> list:
             r = ratios(row)
             print(
                 f"timed sweep {study.name} at {tuple(size)}, T = {steps}: (a)/sweep {r['simulate_each']:.2f}, "
-                f"(b)/sweep {r['python_loop']:.2f}, sweep/(c) {r['hand']:.2f}, vmapped/(c) {r['vmapped_hand']:.2f} ({time.perf_counter() - t0:.0f} s)",
+                f"(b)/sweep {r['python_loop']:.2f}, sweep/(c) {r['hand']:.2f}, "
+                f"vmapped/(c) {r['vmapped_hand']:.2f} ({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
             save(rows)

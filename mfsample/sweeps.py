@@ -6,7 +6,10 @@ hyper-parameters, :meth:`~mfsample.kernels.contract.SweepableDynamics.replace`),
 ``num_chains`` replicas, as one ``lax.scan`` whose step is ``vmap``-ped over a leading
 configuration axis.  The values are arguments of the compiled programme (hyper-parameters as
 data, :mod:`mfsample.kernels.parameters`): a second sweep with other values of the same
-parameters, or a sweep of another kernel of the same structure, compiles nothing.
+parameters, or a sweep of another kernel of the same structure, compiles nothing.  On a CPU,
+``config_batch="auto"`` advances the configurations in cache-sized batches, one batch after
+another inside the same programme (a wide ``vmap`` is slower there than one configuration after
+another); the draws do not depend on the batch size.
 
 Configuration ``c`` is the run ``simulate(kernel.replace(**grid.points[c]), keys[c], ...)`` with
 ``keys = jax.random.split(key, num_configs)`` (``common_keys=True``: every configuration uses
@@ -50,7 +53,17 @@ from .simulate import (
     run_steps,
 )
 
-__all__ = ["Grid", "product", "zipped", "as_grid", "Sweep", "sweep", "initial_draw", "SWEEP_SHARD_MODES"]
+__all__ = [
+    "Grid",
+    "product",
+    "zipped",
+    "as_grid",
+    "Sweep",
+    "sweep",
+    "initial_draw",
+    "SWEEP_SHARD_MODES",
+    "CPU_BATCH_BYTES",
+]
 
 #: how :func:`sweep` may lay its state over devices
 SWEEP_SHARD_MODES = SHARD_MODES + ("configs",)

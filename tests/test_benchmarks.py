@@ -244,6 +244,7 @@ def test_memory_probe_counts_the_kept_draws():
 # ------------------------------------------------------------------------------------------
 # the sweep rows (benchmarks/sweep.py)
 # ------------------------------------------------------------------------------------------
+@pytest.mark.slow  # 30-140 s on 2 shared cores: keeps the default suite short
 @pytest.mark.parametrize("name", ["langevin", "wfr"])
 def test_every_sweep_alternative_follows_the_sweep(name):
     """(a) one simulate per configuration, (b) the Python loop over a jitted step and (c) the

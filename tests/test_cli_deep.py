@@ -261,6 +261,7 @@ def test_held_out_predictions_use_the_trained_first_layer(deep_run):
         np.testing.assert_allclose(stored, np.asarray(f), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # 30-140 s on 2 shared cores: keeps the default suite short
 def test_killed_deep_run_resumes_to_the_uninterrupted_draws(
     cli_env, tiny_deep, deep_run, tmp_path, kill_cli_after_checkpoint
 ):

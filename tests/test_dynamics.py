@@ -181,6 +181,7 @@ def _closed_form_kernel(cls, dt, **kw):
     )
 
 
+@pytest.mark.slow  # 30-140 s on 2 shared cores: keeps the default suite short
 def test_euler_maruyama_bias_is_linear_in_dt_and_mala_has_none():
     """The relative bias of Var(theta_bar) under Euler-Maruyama is (lambda dt/2)/(1 - lambda dt/2)
     (lambda = kappa + tau): the fitted log-log slope over dt in {0.025, 0.05, 0.1} is 1 (+-0.25);

@@ -145,6 +145,7 @@ def _free_port():
         return str(s.getsockname()[1])
 
 
+@pytest.mark.slow  # 30-140 s on 2 shared cores: keeps the default suite short
 def test_multi_host_path_with_two_processes():
     """Two processes of two CPU devices each, joined by jax.distributed.initialize: the particles
     (and a sweep's configurations) are sharded over the 4 devices of both processes, every process

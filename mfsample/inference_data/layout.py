@@ -215,7 +215,7 @@ def build_layout(
         model_args=model_args,
         model_kwargs=model_kwargs,
         particle_sites=sites,
-        shared_sites=tuple(energy.shared_names) if energy is not None else (),
+        shared_sites=tuple(getattr(energy, "shared_names", ())),  # a game's setup has none
         width=width,
         exponent=exponent,
         accepts_masses=bool(energy is not None and energy.accepts_masses),

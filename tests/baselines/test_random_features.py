@@ -68,6 +68,7 @@ def test_first_layer_is_drawn_from_the_network_prior():
     assert set(RandomFeatures(5, bias=False).draw(3).params) == {"a", "w"}
 
 
+@pytest.mark.slow  # 30-140 s on 2 shared cores: keeps the default suite short
 def test_predictions_converge_to_kernel_ridge_at_monte_carlo_rate():
     """``Psi Psi^T`` is a Monte-Carlo estimate of the kernel with n units, so at a fixed ridge the
     random-feature predictor tends to KernelRidge's with the closed-form kernel and the same lambda,

@@ -116,6 +116,7 @@ def test_analytic_and_widest_references(gibbs_runs, fl):
     assert abs(float(widest["fluctuation"].where(late, drop=True).mean()) / N_VAR - 1) < 0.1
 
 
+@pytest.mark.slow  # 30-140 s on 2 shared cores: keeps the default suite short
 def test_static_value_at_t0_for_the_wasserstein_flow():
     """At t = 0 (particles iid from mu0) the fluctuation equals Var_{mu0} phi(x; theta) within 10%.
 

@@ -99,6 +99,7 @@ def simulate_config(data, c, key):
     )
 
 
+@pytest.mark.slow  # 30-140 s on 2 shared cores: keeps the default suite short
 def test_grid_runs_one_sweep_per_width_equal_to_simulate_per_configuration(data):
     """With a grid, width n runs sweep(kernel, fold_in(key, n), grid=...): configuration c equals
     simulate(kernel.replace(**point_c), split(fold_in(key, n), C)[c]) to float32 round-off, after

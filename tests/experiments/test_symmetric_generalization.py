@@ -14,6 +14,7 @@ def test_matched_widths_equalise_the_trained_parameter_count():
     assert abs(w["S2"] * 5 - 8 * 21) <= 5 / 2
 
 
+@pytest.mark.slow  # 30-140 s on 2 shared cores: keeps the default suite short
 def test_s1_generalises_better_than_s3_at_matched_budget():
     """Single-neuron symmetric teacher (in S1's class), 64 training sets of 4 elements: S1's test
     error averaged over set sizes 2..8 is below half of S3's (the paper's separation; measured

@@ -119,6 +119,7 @@ def test_adjusted_langevin_with_a_shared_site_agrees_with_nuts():
         assert abs(m1.mean() - m2.mean()) < 4 * se + 1e-3, (k, m1.mean(), m2.mean(), se)
 
 
+@pytest.mark.slow  # 30-140 s on 2 shared cores: keeps the default suite short
 def test_shared_sites_in_every_driver_and_dynamic(data):
     """Chains, MCMC, the reaction (which leaves the shared sites out), InferenceData dims."""
     run = dict(width=8, num_steps=4, save_every=2, progress_bar=False)

@@ -393,6 +393,7 @@ def test_nesting_s3_is_s2_with_c_frozen_and_s2_is_s1_with_shared_inner_layer_fro
         assert float(jnp.max(jnp.abs(v1["w"]))) > 1e-3
 
 
+@pytest.mark.slow  # 30-140 s on 2 shared cores: keeps the default suite short
 def test_s1_generalises_better_than_s2_and_s3_on_a_neuron():
     """Zweig & Bruna's separation: on a single-neuron symmetric teacher relu(<mu_X, psi*>), trained on
     128 sets of 4 elements and tested on 512 sets of 2..10 elements, the mean-field-trained S1 beats

@@ -10,6 +10,7 @@
 
 import multiprocessing
 import pickle
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -219,14 +220,18 @@ def test_kernels_and_mcmc_pickle_after_a_run(name, tiny):
     np.testing.assert_array_equal(sim1.stats["energy"], sim2.stats["energy"])
 
 
-def test_mcmc_runs_again_after_pickling_into_another_process(tiny):
+def test_mcmc_runs_again_after_pickling_into_another_process(tiny, monkeypatch):
     """An MCMC pickled after a run is rebuilt in a spawned process, which runs it again and gets
     the draws this process gets from the same key."""
     mcmc = MCMC(mf.WassersteinFlow(SN, step_size=0.1), num_warmup=0, num_samples=3, progress_bar=False)
     mcmc.run(jax.random.PRNGKey(2), tiny.x, tiny.y, **KW)
     blob = pickle.dumps(mcmc)
+    # the child imports this module by name (tests.kernels...): the repository root on its path,
+    # whichever test modules this process imported before; a worker that fails to start would
+    # leave the pool waiting, hence the timeout
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        child = pool.apply(_sample_in_child, (blob,))
+        child = pool.apply_async(_sample_in_child, (blob,)).get(timeout=300)
     mcmc.run(jax.random.PRNGKey(5), tiny.x, tiny.y, **KW)
     np.testing.assert_allclose(child, mcmc.get_samples()["w"], rtol=1e-6)
 

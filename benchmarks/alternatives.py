@@ -114,25 +114,21 @@ def split_step_key(key, dyn: Dynamic):
 
 
 def noise_draws(key_noise, n, d):
-    """``xi`` for the sites ``a, b, w`` (one key each, in that order: a dict's sorted leaves)."""
-    ka, kb, kw = jax.random.split(key_noise, 3)
-    return {
-        "xi_a": jax.random.normal(ka, (n,)),
-        "xi_b": jax.random.normal(kb, (n,)),
-        "xi_w": jax.random.normal(kw, (n, d)),
-    }
+    """``xi`` for the sites ``a, b, w``: one normal vector of ``n (d + 2)`` numbers cut in that
+    order (a dict's sorted leaves), as the kernels draw it."""
+    xi = jax.random.normal(key_noise, (n * (d + 2),))
+    return {"xi_a": xi[:n], "xi_b": xi[n : 2 * n], "xi_w": xi[2 * n :].reshape(n, d)}
 
 
 def reaction_draws(key_react, n):
-    """The uniforms and indices of one birth–death step, drawn as ``birth_death_step`` draws them."""
-    key_bd, _ = jax.random.split(key_react)  # the second key is for birth="prior", unused
-    k_fire, k_src, k_perm = jax.random.split(key_bd, 3)
-    k_self, k_perm = jax.random.split(k_perm)
+    """The uniforms and indices of one birth–death step, drawn as ``birth_death_step`` draws them:
+    ``4 n`` random words, uniforms from their top 24 bits, indices modulo ``n``."""
+    bits = jax.random.bits(key_react, (4, n), jnp.uint32)
     return {
-        "u_fire": jax.random.uniform(k_fire, (n,)),
-        "src": jax.random.randint(k_src, (n,), 0, n),
-        "self": jax.random.randint(k_self, (n,), 0, n),
-        "u_perm": jax.random.uniform(k_perm, (n,)),
+        "u_fire": (bits[0] >> 8).astype(jnp.float32) / 2**24,
+        "src": (bits[1] % jnp.uint32(n)).astype(jnp.int32),
+        "self": (bits[2] % jnp.uint32(n)).astype(jnp.int32),
+        "u_perm": (bits[3] >> 8).astype(jnp.float32) / 2**24,
     }
 
 

@@ -133,10 +133,10 @@ def hand_runner(x, y, *, width, num_steps, step_size, temperature, variant):
         a, w, b = a - dt * da, w - dt * dw, b - dt * db
         if tau > 0:
             key, key_noise, _ = jax.random.split(key, 3)
-            ka, kb, kw = jax.random.split(key_noise, 3)
-            a = a + noise_scale * jax.random.normal(ka, a.shape)
-            b = b + noise_scale * jax.random.normal(kb, b.shape)
-            xi_w = jax.random.normal(kw, (width, dim))
+            xi = jax.random.normal(key_noise, (width * (dim + 2),))  # one vector, cut as the kernels cut it
+            a = a + noise_scale * xi[:width]
+            b = b + noise_scale * xi[width : 2 * width]
+            xi_w = xi[2 * width :].reshape(width, dim)
             w = w + noise_scale * (xi_w.T if transposed else xi_w)
         return (a, w, b, key), None
 

@@ -210,10 +210,12 @@ def _stack(trees):
 # (c): the update by hand, one vmapped scan
 # ------------------------------------------------------------------------------------------
 def _noise(key, z, scale):
-    """``z + scale * xi``, one key per site in ``z``'s leaf order (as the kernels draw it)."""
+    """``z + scale * xi``, ``xi`` one normal vector cut into ``z``'s leaves in order (as the kernels draw it)."""
     leaves, treedef = jax.tree.flatten(z)
-    keys = jax.random.split(key, len(leaves))
-    return jax.tree.unflatten(treedef, [x + scale * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
+    xi = jax.random.normal(key, (sum(x.size for x in leaves),))
+    cuts = np.cumsum([x.size for x in leaves])[:-1]
+    pieces = jnp.split(xi, cuts)
+    return jax.tree.unflatten(treedef, [x + scale * e.reshape(x.shape) for x, e in zip(leaves, pieces)])
 
 
 def langevin_core(pe, dt):
@@ -257,8 +259,7 @@ def birth_death_core(pe, dt):
         z, d, v, key = carry
         key, _, key_react = jax.random.split(key, 3)
         z = jax.tree.map(lambda zi, di: zi - dt * di, z, d)
-        key_bd, _ = jax.random.split(key_react)
-        z = birth_death_step(key_bd, z, v - jnp.mean(v), alpha, dt).z
+        z = birth_death_step(key_react, z, v - jnp.mean(v), alpha, dt).z
         return (z, *fields(z), key)
 
     return start, step

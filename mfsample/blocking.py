@@ -39,6 +39,7 @@ __all__ = [
     "ACTIVATION_COPIES",
     "MEMORY_FRACTION",
     "CPU_CACHE_BYTES",
+    "CPU_BLOCK_ABOVE_BYTES",
     "activation_bytes",
     "available_memory",
     "auto_block_size",
@@ -62,6 +63,13 @@ MEMORY_FRACTION = 0.25
 #: faster at (d, n, N) = (50, 4096, 8192) and (10, 65536, 1024), despite the recomputed forward
 #: pass (``benchmarks/README.md``); accelerators are not cache-blocked
 CPU_CACHE_BYTES = 8 * 2**20
+
+#: ... but only when one ``N x n`` array (all replicas) is larger than this: below it the
+#: recomputed forward pass costs more than the cache saves (measured on the same machine, the
+#: Langevin step ran 1.2-1.3x slower blocked with 16 and 32 MiB arrays, at (d, n, N) =
+#: (20, 1024, 4096) and (10, 4096, 2048), and 1.2-1.3x faster with 64 and 128 MiB arrays, at
+#: (20, 2048, 8192) and (50, 4096, 8192))
+CPU_BLOCK_ABOVE_BYTES = 48 * 2**20
 
 
 def activation_bytes(block_size: int, width: int, *, num_chains: int = 1, itemsize: int = 4) -> int:
@@ -105,9 +113,10 @@ def auto_block_size(
     memory: int | None = None,
     fraction: float = MEMORY_FRACTION,
     cache: int | None | str = "auto",
+    cache_above: int = CPU_BLOCK_ABOVE_BYTES,
 ) -> int:
     """The largest ``B <= N`` with ``activation_bytes(B) <= fraction * memory`` and, with a
-    ``cache`` size, ``C * B * n * s <= cache``.
+    ``cache`` size and ``C * N * n * s > cache_above``, ``C * B * n * s <= cache``.
 
     ``memory`` defaults to :func:`available_memory`; ``cache="auto"`` is ``CPU_CACHE_BYTES`` when
     JAX's default device is a CPU and ``None`` (no cache blocking) otherwise.  ``B = N`` (no
@@ -118,8 +127,9 @@ def auto_block_size(
         cache = CPU_CACHE_BYTES if jax.devices()[0].platform == "cpu" else None
     per_datum = activation_bytes(1, width, num_chains=num_chains, itemsize=itemsize)
     block = (fraction * memory) // per_datum
-    if cache is not None:
-        block = min(block, int(cache) // (num_chains * width * itemsize))
+    row = num_chains * width * itemsize  # bytes of one datum's row of an N x n array
+    if cache is not None and num_data * row > cache_above:
+        block = min(block, int(cache) // row)
     return int(min(num_data, max(1, block)))
 
 

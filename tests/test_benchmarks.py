@@ -54,7 +54,7 @@ def test_every_reference_follows_simulate(name):
     "name, change",
     [
         ("langevin", {"temperature": 2 * bench.CHECK_TEMPERATURE}),
-        ("wfr", {"rate": 2 * bench.CHECK_RATE}),
+        ("wfr", {"rate": 0.5 * bench.CHECK_RATE}),
         ("wasserstein", {"step_size": 0.101}),
     ],
 )

@@ -150,6 +150,10 @@ def test_auto_block_size_from_memory_and_cache():
     # cache-sized blocks: one B x n float32 array within the cache
     assert auto_block_size(8192, 4096, memory=2**40, cache=8 * 2**20) == 512
     assert auto_block_size(8192, 4096, memory=2**40, cache=8 * 2**20, num_chains=4) == 128
+    # arrays of at most CPU_BLOCK_ABOVE_BYTES are not cache-blocked (16 MiB here; 64 MiB with 4 chains)
+    assert auto_block_size(4096, 1024, memory=2**40, cache=8 * 2**20) == 4096
+    assert auto_block_size(4096, 1024, memory=2**40, cache=8 * 2**20, num_chains=4) == 512
+    assert auto_block_size(4096, 1024, memory=2**40, cache=8 * 2**20, cache_above=0) == 2048
     # 1 MiB budget at fraction 1/4 -> B = 2^18 / (ACTIVATION_COPIES * 256 * 4)
     b = auto_block_size(10**6, 256, memory=2**20, cache=None)
     assert b == 2**18 // (ACTIVATION_COPIES * 256 * 4)

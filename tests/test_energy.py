@@ -314,3 +314,19 @@ def test_subsample_is_the_energy_of_the_drawn_data():
     direct = mf.energy_from_model(mf.models.shallow_network, (x[idx], y[idx]), dict(width=5))
     assert sub.num_data == 12 and sub.block_size is None and pe.block_size == 16
     np.testing.assert_allclose(sub.energy(z), direct.energy(z), rtol=1e-6)
+
+
+def test_one_backward_pass_gives_energy_velocity_and_first_variation():
+    """``energy_velocity_and_first_variation`` equals the separate passes (uniform and weighted masses)."""
+    with jax.enable_x64(True):
+        x, y = _problem()
+        n = 6
+        pe = mf.energy_from_model(mf.models.shallow_network, (x, y), dict(width=n))
+        z = pe.sample_prior(jax.random.PRNGKey(5))
+        for m in (None, jax.random.dirichlet(jax.random.PRNGKey(6), jnp.ones(n))):
+            e, v, fv = mf.energy.energy_velocity_and_first_variation(pe, z, m)
+            e0, v0 = mf.energy.energy_and_velocity(pe, z, m)
+            np.testing.assert_allclose(e, e0, rtol=1e-12)
+            for k in z:
+                np.testing.assert_allclose(v[k], v0[k], rtol=1e-10, atol=1e-14)
+            np.testing.assert_allclose(fv, mf.first_variation(pe, z, m), rtol=1e-10, atol=1e-14)

@@ -19,13 +19,14 @@ axis is the particle axis) and the masses: a :class:`ParticleEnergy`.
 Modules: ``base`` (the :class:`ParticleEnergy` record, the prior density in unconstrained
 coordinates), ``sites`` (reading and checking a model's trace), ``model``
 (:func:`energy_from_model`), ``function`` (:func:`energy_from_fn`), ``fields``
-(:func:`first_variation`, :func:`velocity`, :func:`energy_and_velocity`, :func:`freeze`).
+(:func:`first_variation`, :func:`velocity`, :func:`energy_and_velocity`,
+:func:`energy_velocity_and_first_variation`, :func:`freeze`).
 
 Theory: ``docs/theory/energy.md``.
 """
 
 from .base import ParticleEnergy
-from .fields import energy_and_velocity, first_variation, freeze, velocity
+from .fields import energy_and_velocity, energy_velocity_and_first_variation, first_variation, freeze, velocity
 from .function import energy_from_fn
 from .model import energy_from_model
 
@@ -36,5 +37,6 @@ __all__ = [
     "first_variation",
     "velocity",
     "energy_and_velocity",
+    "energy_velocity_and_first_variation",
     "freeze",
 ]

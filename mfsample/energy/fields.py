@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from ..scaling import time_scale
 from .base import ParticleEnergy
 
-__all__ = ["first_variation", "velocity", "energy_and_velocity", "freeze"]
+__all__ = ["first_variation", "velocity", "energy_and_velocity", "energy_velocity_and_first_variation", "freeze"]
 
 
 def first_variation(pe: ParticleEnergy, z, masses=None):
@@ -27,13 +27,17 @@ def first_variation(pe: ParticleEnergy, z, masses=None):
     For the shallow network with unit noise this is ``E_nu[(f(x) - y) * n^(1-p) phi(x; theta_j)]``
     (``phi = a sigma(<w,x>+b)``).  Needs a model that takes ``masses``.
     """
+    return jax.grad(lambda mm: pe.energy(z, mm))(_mass_array(pe, masses))
+
+
+def _mass_array(pe: ParticleEnergy, masses):
+    """The masses as an array to differentiate in (uniform ``1/n`` for ``None``)."""
     if not pe.accepts_masses:
         raise TypeError(
             "the first variation dE/dm_j needs a model with a `masses` keyword; this one has none: "
             "add `masses=None` to its signature and weight each particle's term by it"
         )
-    m = jnp.full((pe.width,), 1.0 / pe.width) if masses is None else masses
-    return jax.grad(lambda mm: pe.energy(z, mm))(m)
+    return jnp.full((pe.width,), 1.0 / pe.width) if masses is None else masses
 
 
 def freeze(pe: ParticleEnergy, field):
@@ -74,6 +78,17 @@ def energy_and_velocity(pe: ParticleEnergy, z, masses=None):
     """
     e, g = jax.value_and_grad(pe.energy)(z, masses)
     return e, _velocity_from_grad(pe, g, masses)
+
+
+def energy_velocity_and_first_variation(pe: ParticleEnergy, z, masses=None):
+    """``(E, v, V)``: :func:`energy_and_velocity` and :func:`first_variation` from one backward pass
+    (``E`` differentiated in the positions and the masses at once).
+
+    With ``masses=None`` the energy is evaluated at the uniform masses ``1/n`` (the same measure;
+    equal to the unweighted evaluation up to float rounding).
+    """
+    e, (g, v) = jax.value_and_grad(pe.energy, argnums=(0, 1))(z, _mass_array(pe, masses))
+    return e, _velocity_from_grad(pe, g, masses), v
 
 
 def velocity(pe: ParticleEnergy, z, masses=None):

@@ -27,7 +27,7 @@ from ..energy import ParticleEnergy, energy_from_fn, energy_from_model
 from . import programs
 from .contract import PARTICLE_STATISTICS, Statistic, describe, names
 from .parameters import as_arrays, specialise, zero_pattern
-from .state import ParticleState, all_finite, commit
+from .state import ParticleState, commit
 from .steps import Drift, evaluate_drift
 
 __all__ = [
@@ -110,7 +110,7 @@ def guarded_update(
         grad_norm=d.grad_norm,
         **fields,
     )
-    ok = all_finite(z, d.energy, d.drift)
+    ok = d.all_finite(z)
     new, _ = commit(state, proposal, ok, step_size, rng_key=rng_key, accept=accept, accept_prob=accept_prob)
     return new
 

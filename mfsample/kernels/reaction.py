@@ -34,6 +34,8 @@ __all__ = [
     "effective_sample_size",
     "fire_probability",
     "BirthDeath",
+    "ReactionDraws",
+    "reaction_draws",
     "birth_death_step",
     "MODES",
     "BIRTHS",
@@ -99,6 +101,35 @@ class BirthDeath(NamedTuple):
     deaths: jax.Array
 
 
+class ReactionDraws(NamedTuple):
+    """The random numbers of one birth–death step, ``(n,)`` each.
+
+    - **fire** – uniforms on ``[0, 1)`` deciding which clocks ring;
+    - **source** – uniform indices in ``0..n-1``: the particle a dying slot copies;
+    - **target** – uniform indices: the particle a birth overwrites (itself: a null event);
+    - **order** – uniforms ordering the quiet slots (a random permutation by sorting).
+    """
+
+    fire: jax.Array
+    source: jax.Array
+    target: jax.Array
+    order: jax.Array
+
+
+def reaction_draws(rng_key, n: int) -> ReactionDraws:
+    """:class:`ReactionDraws` from one call of the generator (``4 n`` random 32-bit words).
+
+    Uniforms keep the top 24 bits, ``u = (bits >> 8) / 2^24`` (exact in float32, ``u < 1``);
+    indices are ``bits mod n``, uniform up to a relative bias below ``n / 2^32`` (1.5e-5 at a
+    million particles).  One call instead of one per kind matters on a CPU, where each call of
+    JAX's counter-based generator is a loop of its own.
+    """
+    bits = jax.random.bits(rng_key, (4, n), jnp.uint32)
+    unit = (bits[jnp.array([0, 3])] >> 8).astype(jnp.float32) * (1.0 / 2**24)
+    index = (bits[1:3] % jnp.uint32(n)).astype(jnp.int32)
+    return ReactionDraws(fire=unit[0], source=index[0], target=index[1], order=unit[1])
+
+
 def birth_death_step(rng_key, z, v_centered, rate, dt, *, birth="clone", prior_sample=None) -> BirthDeath:
     """Birth–death reaction step for ``n`` equally weighted particles (``n`` stays constant).
 
@@ -143,20 +174,19 @@ def birth_death_step(rng_key, z, v_centered, rate, dt, *, birth="clone", prior_s
     if birth == "prior" and prior_sample is None:
         raise ValueError("birth='prior' needs prior_sample (particles drawn from mu0)")
     n = v_centered.shape[0]
-    k_fire, k_src, k_perm = jax.random.split(rng_key, 3)
+    draws = reaction_draws(rng_key, n)
     idx = jnp.arange(n)
-    fire = jax.random.uniform(k_fire, (n,)) < fire_probability(v_centered, rate, dt)
+    fire = draws.fire < fire_probability(v_centered, rate, dt)
     killed = fire & (v_centered > 0)
     dup = fire & (v_centered < 0)
     # deaths: a uniformly chosen particle (among all n; itself = a null event) is cloned into the slot
-    source = jnp.where(killed, jax.random.randint(k_src, (n,), 0, n), idx)
+    source = jnp.where(killed, draws.source, idx)
     # births: overwrite a uniformly chosen particle; itself (probability 1/n) is a null event, the
     # others are drawn without replacement among the quiet slots: the r-th moving birth takes the
     # r-th slot of a random permutation of the quiet slots (firing slots get key 2 > any uniform
     # key, so they sort last)
-    k_self, k_perm = jax.random.split(k_perm)
-    moving = dup & (jax.random.randint(k_self, (n,), 0, n) != idx)
-    keys = jnp.where(fire, 2.0, jax.random.uniform(k_perm, (n,)))
+    moving = dup & (draws.target != idx)
+    keys = jnp.where(fire, 2.0, draws.order)
     quiet_perm = jnp.argsort(keys)
     rank = jnp.cumsum(moving) - 1
     num_quiet = n - jnp.sum(fire)

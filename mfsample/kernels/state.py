@@ -105,12 +105,17 @@ class ParticleState(State):
 
 
 def all_finite(*trees):
-    """True when every leaf of every tree is finite."""
-    out = jnp.array(True)
-    for t in trees:
-        for x in jax.tree.leaves(t):
-            out = out & jnp.all(jnp.isfinite(x))
-    return out
+    """True when every entry of every floating leaf of the trees is finite (other leaves always are).
+
+    One reduction per leaf and no boolean array: ``x * 0`` is ``0`` for a finite ``x`` and NaN
+    for ``+-inf`` and NaN, so the sum of the products is ``0`` exactly when every entry is finite
+    (a sum of zeros cannot overflow, as a sum of the entries could).
+    """
+    total = jnp.zeros((), jnp.float32)
+    for x in jax.tree.leaves(trees):
+        if jnp.issubdtype(jnp.result_type(x), jnp.floating):
+            total = total + jnp.sum(x * 0).astype(jnp.float32)
+    return total == 0
 
 
 def tree_select(pred, on_true, on_false):

@@ -40,7 +40,7 @@ from .reaction import (
     fisher_rao_reweight,
     valid_log_masses,
 )
-from .state import ParticleState, all_finite, commit, state_class
+from .state import ParticleState, commit, state_class
 from .steps import evaluate_drift, langevin_noise, noise_scales, transport_step
 
 __all__ = ["WFRState", "build_kernel", "check_options", "WassersteinFisherRao"]
@@ -161,9 +161,11 @@ def build_kernel(
             log_masses = jnp.where(rate == 0, state.log_masses, log_masses)
             masses = jnp.where(rate == 0, state.masses, jnp.exp(log_masses))
             return z, masses, log_masses, zero, zero
-        key_bd, key_prior = jax.random.split(key)
-        prior = energy.particle_part(energy.sample_prior(key_prior)) if birth == "prior" else None
-        bd = birth_death_step(key_bd, energy.particle_part(z), u, rate, dt, birth=birth, prior_sample=prior)
+        prior = None
+        if birth == "prior":  # fresh particles from mu0, from a key of their own
+            key, key_prior = jax.random.split(key)
+            prior = energy.particle_part(energy.sample_prior(key_prior))
+        bd = birth_death_step(key, energy.particle_part(z), u, rate, dt, birth=birth, prior_sample=prior)
         return {**z, **bd.z}, None, None, bd.births, bd.deaths
 
     def step_fn(state):
@@ -176,8 +178,8 @@ def build_kernel(
         z, masses, log_masses, births, deaths = react(state, z, key_react)
         # 3. fields of mu_{k+1}; a non-finite V or mass is a divergence (a zero mass is not:
         #    its log-mass is -inf for good)
-        d = evaluate_drift(energy, z, masses, tau, shared_step_scale=eta)
-        v = first_variation(energy, z, masses)
+        d = evaluate_drift(energy, z, masses, tau, shared_step_scale=eta, with_first_variation=True)
+        v = d.first_variation
         proposal = state._replace(
             z=z,
             energy=d.energy,
@@ -186,7 +188,7 @@ def build_kernel(
             grad_norm=d.grad_norm,
             **_reaction_fields(energy, z, masses, log_masses, v, state.ess, births, deaths),
         )
-        ok = all_finite(z, d.energy, d.drift, v) & (True if log_masses is None else valid_log_masses(log_masses))
+        ok = d.all_finite(z, v) & (True if log_masses is None else valid_log_masses(log_masses))
         new, moved = commit(state, proposal, ok, dt, rng_key=rng_key)
         return new._replace(births=jnp.where(moved, births, 0), deaths=jnp.where(moved, deaths, 0))
 

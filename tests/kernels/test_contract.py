@@ -272,3 +272,21 @@ def test_commit_refuses_a_non_finite_proposal_for_good():
     s2, moved = commit(s1, good, all_finite(good.z), 0.5, rng_key=s0.rng_key)
     assert not bool(moved) and int(s2.divergence_step) == 0 and float(s2.time) == 1.0
     np.testing.assert_array_equal(s2.z["t"], 1.0)
+
+
+def test_finite_check_is_one_sum_per_leaf_and_catches_every_bad_value():
+    """``all_finite`` is False for one inf, -inf or NaN anywhere and True for huge finite values
+    (a sum of zeros cannot overflow), inside ``jit`` too; ``Drift.all_finite`` adds the shared
+    sites' drift, which the drift's norm leaves out."""
+    from mfsample.kernels.steps import Drift
+
+    z = {"a": jnp.ones(5), "w": jnp.full((5, 3), 3e38)}
+    check = jax.jit(all_finite)
+    assert bool(check(z, jnp.float32(1.0)))
+    for bad in (jnp.inf, -jnp.inf, jnp.nan):
+        assert not bool(check({**z, "w": z["w"].at[4, 2].set(bad)}, jnp.float32(1.0)))
+        assert not bool(check(z, jnp.float32(bad)))
+    assert bool(all_finite({"i": jnp.arange(3)}))  # integer leaves are always finite
+    d = Drift(jnp.float32(1.0), jnp.float32(0.0), {"s": jnp.array([jnp.nan])}, jnp.float32(1.0), jnp.array(True))
+    assert bool(d.all_finite(z))  # `finite` is the evaluator's word for the energy and the drift
+    assert not bool(d._replace(finite=None).all_finite(z))  # without it the drift is checked here

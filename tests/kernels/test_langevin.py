@@ -210,3 +210,22 @@ def test_adjusted_kernel_refuses_weighted_particles(small_data):
         kernel.init(
             jax.random.PRNGKey(0), 0, None, (small_data.x, small_data.y), dict(width=2, masses=jnp.array([0.5, 0.5]))
         )
+
+
+def test_noise_is_one_vector_cut_into_the_sites():
+    """``standard_normal_like`` draws N(0, 1) for every site but the skipped ones (zeros), with no
+    correlation between sites, and ``langevin_noise`` scales it by ``sqrt(2 tau dt)``."""
+    from mfsample.kernels.steps import langevin_noise, standard_normal_like
+
+    z = {"a": jnp.zeros(4000), "b": jnp.ones((2000, 3)), "w": jnp.zeros((1000, 5))}
+    xi = standard_normal_like(jax.random.PRNGKey(3), z, skip=("b",))
+    assert {k: v.shape for k, v in xi.items()} == {k: v.shape for k, v in z.items()}
+    np.testing.assert_array_equal(xi["b"], 0.0)
+    for k in ("a", "w"):
+        v = np.asarray(xi[k]).ravel()
+        assert abs(v.mean()) < 5 / np.sqrt(v.size) and abs(v.var() - 1) < 5 * np.sqrt(2 / v.size)
+    # the sites are different pieces of the vector: uncorrelated
+    assert abs(np.corrcoef(np.asarray(xi["a"]), np.asarray(xi["w"]).ravel()[:4000])[0, 1]) < 5 / np.sqrt(4000)
+    noised, xi2 = langevin_noise(jax.random.PRNGKey(3), z, 2.0, 0.5, frozen=("b",))
+    np.testing.assert_allclose(noised["w"], np.sqrt(2 * 2.0 * 0.5) * xi["w"], rtol=1e-6)
+    np.testing.assert_array_equal(noised["b"], z["b"])

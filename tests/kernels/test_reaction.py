@@ -177,3 +177,23 @@ def test_birth_death_rejects_bad_options():
         birth_death_step(jax.random.PRNGKey(0), z, jnp.zeros(3), 1.0, 0.1, birth="mutate")
     with pytest.raises(ValueError, match="prior_sample"):
         birth_death_step(jax.random.PRNGKey(0), z, jnp.zeros(3), 1.0, 0.1, birth="prior")
+
+
+def test_reaction_draws_are_uniform():
+    """One call gives uniforms on [0, 1) and indices on 0..n-1 with the right laws: means,
+    variances and every index's frequency within 5 standard errors (n = 7 draws 7 x 20000 times)."""
+    from mfsample.kernels.reaction import reaction_draws
+
+    n, reps = 7, 20_000
+    d = jax.jit(jax.vmap(lambda k: reaction_draws(k, n)))(jax.random.split(jax.random.PRNGKey(11), reps))
+    for u in (np.asarray(d.fire).ravel(), np.asarray(d.order).ravel()):
+        assert u.min() >= 0.0 and u.max() < 1.0
+        assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / u.size)
+        assert abs(u.var() - 1 / 12) < 5 * np.sqrt(1 / 180 / u.size)  # Var of (U - 1/2)^2 is 1/180
+    for idx in (np.asarray(d.source).ravel(), np.asarray(d.target).ravel()):
+        freq = np.bincount(idx, minlength=n) / idx.size
+        assert idx.min() >= 0 and idx.max() < n
+        np.testing.assert_array_less(np.abs(freq - 1 / n), _binomial_tol(1 / n, idx.size))
+    # the four kinds are independent of each other: no correlation beyond 5 standard errors
+    fire, order = np.asarray(d.fire).ravel(), np.asarray(d.order).ravel()
+    assert abs(np.corrcoef(fire, order)[0, 1]) < 5 / np.sqrt(fire.size)

@@ -313,6 +313,10 @@ def simulate(
     )
 
 
+#: bytes of one kept draw, by compiled programme and argument shapes (:meth:`Runner.draw_bytes`)
+_DRAW_BYTES: dict = {}
+
+
 class Runner(NamedTuple):
     """What fixes the compiled programme of a call (besides the draws per chunk), and its data and
     hyper-parameter values (with a leading configuration axis when ``num_configs`` is set)."""
@@ -350,10 +354,21 @@ class Runner(NamedTuple):
         return run(self.values, state, self.args, self.array_kwargs)
 
     def draw_bytes(self, save_every, state) -> int:
-        """Bytes of one kept draw (particles, deterministic sites, stats), from shapes alone."""
+        """Bytes of one kept draw (particles, deterministic sites, stats), from shapes alone (traced
+        once per programme and argument shapes: :data:`_DRAW_BYTES`)."""
         run = self.compiled(save_every, 1)
-        out = jax.eval_shape(run, self.values, state, self.args, self.array_kwargs)[1]
-        return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(out))
+        inputs = (self.values, state, self.args, self.array_kwargs)
+        key = (
+            run,
+            jax.tree.structure(inputs),
+            tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in jax.tree.leaves(inputs)),
+        )
+        if key not in _DRAW_BYTES:
+            if len(_DRAW_BYTES) >= programs.MAX_PROGRAMMES:
+                _DRAW_BYTES.clear()
+            out = jax.eval_shape(run, *inputs)[1]
+            _DRAW_BYTES[key] = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(out))
+        return _DRAW_BYTES[key]
 
     def host_layout(self, x):
         """A chunk's ``(draw, [config,] [chain,] ...)`` device array as a ``([config,] chain, draw, ...)``

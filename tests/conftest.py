@@ -55,16 +55,20 @@ def kill_cli_after_checkpoint():
 
 
 class _CompileCounter:
-    """Counts XLA backend compilations (JAX's monitoring event) while active."""
+    """Counts XLA backend compilations (``count``) and traces of Python functions to jaxprs
+    (``traces``: ``jit``, ``eval_shape``, ...) while active (JAX's monitoring events)."""
 
     EVENT = "/jax/core/compile/backend_compile_duration"
+    TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
 
     def __init__(self):
-        self.count = 0
+        self.count = self.traces = 0
 
     def _listen(self, event, duration, **kwargs):
         if event == self.EVENT:
             self.count += 1
+        elif event == self.TRACE_EVENT:
+            self.traces += 1
 
     def __enter__(self):
         jax.monitoring.register_event_duration_secs_listener(self._listen)

@@ -118,6 +118,7 @@ def test_simulate_does_not_recompile_for_new_data_of_the_same_shape(small_data, 
     with count_compilations() as second:
         sim2 = mf.simulate(kernel, jax.random.PRNGKey(1), x2, y2, num_steps=20, save_every=5, progress_bar=False, **KW)
     assert second.count == 0
+    assert first.traces > 0 and second.traces == 0  # nor traces anything (model, init, step, draw size)
     # and the new data were really used: same key + new data = same draws as a fresh kernel
     ref = mf.simulate(
         _kernel("langevin"), jax.random.PRNGKey(1), x2, y2, num_steps=20, save_every=5, progress_bar=False, **KW

@@ -482,7 +482,10 @@ def _config_batch(config_batch, energy, num_configs, num_chains, placement) -> i
         return None if config_batch >= num_configs else config_batch
     if placement is not None or jax.default_backend() != "cpu":
         return None
-    per_config = 4 * num_chains * energy.width * max(int(energy.num_data), 1)
+    # a game started from init_params states no width (its sizes come from the particles): its
+    # activations are small, so it counts as one particle per datum here
+    width = energy.width if energy.width is not None else 1
+    per_config = 4 * num_chains * width * max(int(energy.num_data or 0), 1)
     size = max(1, CPU_BATCH_BYTES // per_config)
     return None if size >= num_configs else int(size)
 

@@ -234,3 +234,23 @@ def test_validation():
     assert weighted.temperatures == (0.0, 0.1) and weighted.rates == (1.0, 0.0)
     with pytest.raises(ValueError, match="masses_x"):
         weighted.init(jax.random.PRNGKey(0), 0, None, (), {"width": 4, "masses_x": jnp.full(4, 0.5)})
+
+
+def test_sweep_of_a_game_started_from_init_params():
+    """A game whose sizes come from its initial particles (no ``width``) sweeps on a CPU's default
+    ``config_batch="auto"`` and gives, configuration by configuration, the simulate runs."""
+    ex = games.examples.circle(kappa=2.0)
+    kx, ky = jax.random.split(jax.random.PRNGKey(5))
+    init = {
+        "x": games.examples.von_mises_points(kx, 12, 0.0, 2.0),
+        "y": games.examples.von_mises_points(ky, 10, 1.0, 2.0),
+    }
+    kernel = games.DescentAscent(ex.game, step_size=0.1, temperature=0.02, mode="weighted", rate=1.0)
+    grid = {"rate": [0.0, 2.0]}
+    run = dict(init_params=init, num_steps=4, save_every=2, progress_bar=False)
+    sw = mf.sweep(kernel, jax.random.PRNGKey(6), grid=grid, common_keys=True, **run)
+    for c, rate in enumerate(grid["rate"]):
+        sim = mf.simulate(kernel.replace(rate=rate), jax.random.PRNGKey(6), **run)
+        for site in sim.samples:
+            np.testing.assert_allclose(sw.samples[site][c], sim.samples[site], atol=1e-5)
+    assert np.max(np.abs(sw.samples["x"][1] - sw.samples["x"][0])) > 1e-4  # the rates matter

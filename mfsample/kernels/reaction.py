@@ -125,7 +125,7 @@ def reaction_draws(rng_key, n: int) -> ReactionDraws:
     JAX's counter-based generator is a loop of its own.
     """
     bits = jax.random.bits(rng_key, (4, n), jnp.uint32)
-    unit = (bits[jnp.array([0, 3])] >> 8).astype(jnp.float32) * (1.0 / 2**24)
+    unit = (bits[0::3] >> 8).astype(jnp.float32) * (1.0 / 2**24)  # rows 0 and 3
     index = (bits[1:3] % jnp.uint32(n)).astype(jnp.int32)
     return ReactionDraws(fire=unit[0], source=index[0], target=index[1], order=unit[1])
 

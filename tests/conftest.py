@@ -29,6 +29,20 @@ def cli_env(tmp_path_factory):
     return env
 
 
+def run_cli(env, *args, timeout=300):
+    """Run ``mfsample <args>`` in a subprocess with environment ``env``; returns the completed
+    process (stdout and stderr captured as text)."""
+    cmd = [sys.executable, "-m", "mfsample.cli", *map(str, args)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """:func:`run_cli`, ``cli(env, *args, timeout=300)``, for the CLI tests (conftest helpers are not
+    importable under ``--import-mode=importlib``)."""
+    return run_cli
+
+
 def kill_after_checkpoint(env, *args, checkpoint=2, total=10):
     """Start ``mfsample <args>`` and SIGKILL it once it reports checkpoint ``checkpoint/total``
     saved; returns the stderr lines read (asserting the process did die of the kill)."""

@@ -18,8 +18,6 @@ packaged study, another 25 s, is marked slow).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tomllib
 
 import numpy as np
@@ -198,16 +196,6 @@ def test_sweep_of_the_shared_time_scale_is_deep_only():
 # ---------------------------------------------------------------------------------------------
 # end to end
 # ---------------------------------------------------------------------------------------------
-def cli(env, *args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "mfsample.cli", *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def netcdf_arrays(path) -> dict:
     """Every variable of every group of an InferenceData file, as numpy arrays."""
     import arviz
@@ -224,7 +212,7 @@ def tiny_deep(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def deep_run(cli_env, tiny_deep, tmp_path_factory):
+def deep_run(cli, cli_env, tiny_deep, tmp_path_factory):
     """An uninterrupted run of the tiny deep configuration."""
     out = tmp_path_factory.mktemp("runs") / "reference"
     proc = cli(cli_env, "run", tiny_deep, "--out", out)
@@ -263,7 +251,7 @@ def test_held_out_predictions_use_the_trained_first_layer(deep_run):
 
 @pytest.mark.slow  # 30-140 s on 2 shared cores: keeps the default suite short
 def test_killed_deep_run_resumes_to_the_uninterrupted_draws(
-    cli_env, tiny_deep, deep_run, tmp_path, kill_cli_after_checkpoint
+    cli, cli_env, tiny_deep, deep_run, tmp_path, kill_cli_after_checkpoint
 ):
     """SIGKILL after the second of ten checkpoints, the same command again: the draws (shared sites,
     particles, statistics, predictions) equal the uninterrupted run's bit for bit."""
@@ -280,7 +268,7 @@ def test_killed_deep_run_resumes_to_the_uninterrupted_draws(
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-def test_report_of_a_deep_run(cli_env, deep_run):
+def test_report_of_a_deep_run(cli, cli_env, deep_run):
     """``report`` recomputes fluctuations, chaos and marginals over the particle sites."""
     proc = cli(cli_env, "report", deep_run)
     assert proc.returncode == 0, proc.stderr
@@ -294,7 +282,7 @@ def test_report_of_a_deep_run(cli_env, deep_run):
 
 
 @pytest.mark.slow  # ~25 s: another compilation (the sweep's)
-def test_packaged_depth_study_runs_at_tiny_size(cli_env, tmp_path):
+def test_packaged_depth_study_runs_at_tiny_size(cli, cli_env, tmp_path):
     """The packaged ``depth`` configuration (a sweep of the first layer's time scale) runs end to end
     at tiny size, one row per time scale, and the report is written."""
     sets = ["model.width=8", "data.num_data=64", "data.dim=3", "data.num_test=16", "run.steps=20"]

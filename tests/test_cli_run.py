@@ -89,16 +89,6 @@ PACKAGED_TINY = {
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def cli(env, *args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "mfsample.cli", *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def netcdf_arrays(path):
     """Every variable of every group of an InferenceData file, as numpy arrays."""
     import arviz
@@ -108,7 +98,7 @@ def netcdf_arrays(path):
 
 
 @pytest.fixture(scope="module")
-def reference_run(cli_env, tmp_path_factory):
+def reference_run(cli, cli_env, tmp_path_factory):
     """An uninterrupted run of the quickstart at TINY size."""
     out = tmp_path_factory.mktemp("runs") / "reference"
     proc = cli(cli_env, "run", "quickstart", "--out", out, *TINY)
@@ -119,7 +109,7 @@ def reference_run(cli_env, tmp_path_factory):
 # ---------------------------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------------------------
-def test_invalid_config_reports_every_error_and_computes_nothing(cli_env, tmp_path):
+def test_invalid_config_reports_every_error_and_computes_nothing(cli, cli_env, tmp_path):
     """Five mistakes in the file plus one in --set: exit status 2, each key path on stderr, and no
     output directory (validation precedes any compute)."""
     config = tmp_path / "bad.toml"
@@ -147,7 +137,9 @@ def test_invalid_config_reports_every_error_and_computes_nothing(cli_env, tmp_pa
 # ---------------------------------------------------------------------------------------------
 # resumption
 # ---------------------------------------------------------------------------------------------
-def test_sigkill_then_resume_gives_the_uninterrupted_draws(cli_env, reference_run, tmp_path, kill_cli_after_checkpoint):
+def test_sigkill_then_resume_gives_the_uninterrupted_draws(
+    cli, cli_env, reference_run, tmp_path, kill_cli_after_checkpoint
+):
     """Kill -9 after the second checkpoint, run the same command again: the run resumes from the
     last checkpoint and its draws equal the uninterrupted run's bit for bit (every variable of
     every group of the netCDF file)."""
@@ -248,7 +240,7 @@ def test_chunk_plan_continues_the_chunks_done():
             chunk_plan(400, 10, 40, done=done)
 
 
-def test_damaged_checkpoints_are_refused(cli_env, reference_run, tmp_path):
+def test_damaged_checkpoints_are_refused(cli, cli_env, reference_run, tmp_path):
     """A truncated draws file and a state file whose numbers were changed (and re-zipped, so that
     the zip itself is valid) are both refused before any compute: exit status 2 and one message
     naming each file with its cause (unreadable / content hash)."""
@@ -289,7 +281,7 @@ def test_rerun_with_another_configuration_is_refused(reference_run, capsys):
 # ---------------------------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------------------------
-def test_report_embeds_decodable_png_figures(cli_env, reference_run):
+def test_report_embeds_decodable_png_figures(cli, cli_env, reference_run):
     """``report`` prints the summary table and writes one self-contained HTML file whose images are
     base64 PNGs that matplotlib decodes to RGBA arrays; summary.json records versions and device."""
     import matplotlib.image as mpimg
@@ -387,7 +379,7 @@ def test_configs_list_and_show(capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PACKAGED_TINY))
-def test_every_packaged_config_runs_at_tiny_size(cli_env, tmp_path, name):
+def test_every_packaged_config_runs_at_tiny_size(cli, cli_env, tmp_path, name):
     """Each packaged configuration runs end to end at tiny size (exit 0, summary, figures, report)."""
     if name == "global_convergence":
         pytest.importorskip("cvxpy")
@@ -415,7 +407,7 @@ def test_every_packaged_config_runs_at_tiny_size(cli_env, tmp_path, name):
     print(f"{name}: {time.perf_counter() - start:.1f} s")
 
 
-def test_sharded_blocked_run_equals_the_reference(cli_env, reference_run, tmp_path):
+def test_sharded_blocked_run_equals_the_reference(cli, cli_env, reference_run, tmp_path):
     """``run.devices=2`` (particles split over 2 host devices) with ``dynamics.block_size=48``
     (256 data in 5 full blocks and a remainder) gives the reference run's draws up to float32
     summation order: 400 steps of an O(1) system, atol 1e-3 (a wrong block sum or a missing
@@ -492,7 +484,7 @@ def test_run_devices_beyond_those_of_jax_exits_2(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_second_run_on_a_directory_in_use_exits_2(cli_env, reference_run, tmp_path):
+def test_second_run_on_a_directory_in_use_exits_2(cli, cli_env, reference_run, tmp_path):
     """Start a run; once it saved its first checkpoint, stop it (SIGSTOP: it keeps its lock) and
     start a second run on the same --out: exit status 2, "in use by process <pid of the first>",
     nothing written by it.  Then let the first one go on: it ends normally with the reference
@@ -523,7 +515,7 @@ def test_second_run_on_a_directory_in_use_exits_2(cli_env, reference_run, tmp_pa
     assert_same_draws(ref_out / "draws" / "width_64.nc", out / "draws" / "width_64.nc")
 
 
-def test_stale_temporary_files_are_removed_when_a_run_starts(cli_env, reference_run, tmp_path):
+def test_stale_temporary_files_are_removed_when_a_run_starts(cli, cli_env, reference_run, tmp_path):
     """Temporary files of dead processes (a killed final write of the draws, of a checkpoint, of
     run.json) are removed when a run resumes in the directory; one of a live process is kept."""
     ref_out, _ = reference_run
@@ -548,7 +540,7 @@ def test_stale_temporary_files_are_removed_when_a_run_starts(cli_env, reference_
 # ---------------------------------------------------------------------------------------------
 # extension to more steps
 # ---------------------------------------------------------------------------------------------
-def test_extending_a_run_to_more_steps_gives_the_straight_run(cli_env, reference_run, tmp_path, capsys):
+def test_extending_a_run_to_more_steps_gives_the_straight_run(cli, cli_env, reference_run, tmp_path, capsys):
     """Run 2 checkpoints' worth (80 steps), then ``run --resume DIR --set run.steps=400``: the draws
     equal those of the straight 400-step run bit for bit.  Added steps off the save grid, fewer
     steps, or another changed key are refused (exit 2), naming the key."""

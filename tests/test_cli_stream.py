@@ -14,8 +14,6 @@ Cost: XLA compilation dominates; the subprocesses share a persistent JAX compila
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import h5netcdf
 import h5py
@@ -54,16 +52,6 @@ def env(cli_env):
     return cli_env
 
 
-def cli(env, *args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "mfsample.cli", *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def contents(path):
     """Every variable (values) and every group's attributes of an InferenceData file."""
     import arviz
@@ -88,7 +76,7 @@ def assert_same_contents(a, b):
 
 
 @pytest.fixture(scope="module")
-def reference(env, tmp_path_factory):
+def reference(cli, env, tmp_path_factory):
     """An uninterrupted streamed run."""
     out = tmp_path_factory.mktemp("runs") / "reference"
     proc = cli(env, "run", "quickstart", "--out", out, "--progress", "off", *STREAM)
@@ -96,13 +84,21 @@ def reference(env, tmp_path_factory):
     return out
 
 
-def test_killed_streamed_run_resumes_to_the_uninterrupted_file(env, reference, tmp_path, kill_cli_after_checkpoint):
+@pytest.fixture(scope="module")
+def killed(env, tmp_path_factory, kill_cli_after_checkpoint):
+    """A streamed run killed with SIGKILL after its second checkpoint; the tests resume copies."""
+    out = tmp_path_factory.mktemp("runs") / "killed"
+    kill_cli_after_checkpoint(env, "run", "quickstart", "--out", out, "--progress", "lines", *STREAM)
+    return out
+
+
+def test_killed_streamed_run_resumes_to_the_uninterrupted_file(cli, env, reference, killed, tmp_path):
     """Kill -9 after the second checkpoint; append 4 junk draws to the streamed file (as if killed
     after an append, before its state file); run the same command: the run resumes from the state,
     drops the junk, and its draws/width_32.nc equals the uninterrupted run's bit for bit (every
     variable, every group's attributes)."""
     out = tmp_path / "killed"
-    kill_cli_after_checkpoint(env, "run", "quickstart", "--out", out, "--progress", "lines", *STREAM)
+    shutil.copytree(killed, out)
     ckpt = out / "checkpoints" / "width_32"
     _, meta = read_checkpoint(ckpt / "state.npz")
     assert meta["stream"] and 80 <= meta["step"] < 400
@@ -126,7 +122,7 @@ def test_killed_streamed_run_resumes_to_the_uninterrupted_file(env, reference, t
     assert_same_contents(a, b)
 
 
-def test_modified_streamed_draws_are_refused(env, reference, tmp_path):
+def test_modified_streamed_draws_are_refused(cli, env, reference, tmp_path):
     """One number of a recorded draw changed in the streamed file: resuming refuses with exit 2,
     naming the file and the draws, and leaves the file as it is."""
     out = tmp_path / "modified"
@@ -156,12 +152,12 @@ def flip_bytes(path, group: str, name: str, index: tuple, count: int = 4):
     return before
 
 
-def test_modified_constant_data_of_a_streamed_checkpoint_is_refused(env, tmp_path, kill_cli_after_checkpoint):
+def test_modified_constant_data_of_a_streamed_checkpoint_is_refused(cli, env, killed, tmp_path):
     """Kill -9 a streamed run after its second checkpoint, flip 4 bytes of one value of
     constant_data/x in checkpoints/width_32/draws.nc: resuming refuses with exit 2, naming the file
     and the group, and leaves the file as it is."""
     out = tmp_path / "flipped"
-    kill_cli_after_checkpoint(env, "run", "quickstart", "--out", out, "--progress", "lines", *STREAM)
+    shutil.copytree(killed, out)
     path = out / "checkpoints" / "width_32" / "draws.nc"
     before = flip_bytes(path, "constant_data", "x", (100, 2))
     with h5py.File(path, "r") as f:
@@ -173,7 +169,7 @@ def test_modified_constant_data_of_a_streamed_checkpoint_is_refused(env, tmp_pat
     assert path.read_bytes() == data
 
 
-def test_extending_a_finished_streamed_run_gives_the_straight_run(env, reference, tmp_path):
+def test_extending_a_finished_streamed_run_gives_the_straight_run(cli, env, reference, tmp_path):
     """A finished streamed run of 60 steps (chunks of 40 and 20) extended with ``run --resume DIR
     --set run.steps=400`` (chunks of 20, then 40 up to 400) gives the file of the straight 400-step
     streamed run bit for bit (every variable, every group's attributes)."""
@@ -189,7 +185,7 @@ def test_extending_a_finished_streamed_run_gives_the_straight_run(env, reference
     assert_same_contents(contents(reference / "draws" / "width_32.nc"), contents(out / "draws" / "width_32.nc"))
 
 
-def test_a_run_keeps_its_stream_setting(env, reference, tmp_path):
+def test_a_run_keeps_its_stream_setting(cli, env, reference, tmp_path):
     """Resuming a streamed run with output.stream = false is refused (exit 2) before any compute:
     its checkpoints hold no .npz draws."""
     out = tmp_path / "switched"
@@ -200,7 +196,7 @@ def test_a_run_keeps_its_stream_setting(env, reference, tmp_path):
 
 
 @pytest.mark.slow  # a third run (~15 s)
-def test_streamed_file_equals_the_default_run(env, reference, tmp_path):
+def test_streamed_file_equals_the_default_run(cli, env, reference, tmp_path):
     """The default run (.npz checkpoints assembled at the end) and the streamed run write the same
     draws and predictions bit for bit; only the stored configuration (output.stream) differs."""
     out = tmp_path / "default"

@@ -19,8 +19,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -68,16 +66,6 @@ num_bootstrap = 20
 TINY_QUICKSTART = ["model.width=4", "data.num_data=8", "data.dim=2", "data.num_test=4", "run.steps=4", "run.chains=1"]
 
 
-def cli(env, *args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "mfsample.cli", *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def netcdf_arrays(path):
     """Every variable and coordinate of every group of an InferenceData file, as numpy arrays."""
     import arviz
@@ -101,7 +89,7 @@ def config_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def sweep_run(cli_env, config_file, tmp_path_factory):
+def sweep_run(cli, cli_env, config_file, tmp_path_factory):
     """An uninterrupted run of the tiny sweep: (run directory, the completed process)."""
     out = tmp_path_factory.mktemp("runs") / "reference"
     proc = cli(cli_env, "run", config_file, "--out", out, "--progress", "off")
@@ -191,7 +179,7 @@ def test_common_keys_start_every_configuration_from_the_same_particles(sweep_run
 # resumption
 # ---------------------------------------------------------------------------------------------
 def test_killed_sweep_resumes_to_the_uninterrupted_draws(
-    cli_env, sweep_run, config_file, tmp_path, kill_cli_after_checkpoint
+    cli, cli_env, sweep_run, config_file, tmp_path, kill_cli_after_checkpoint
 ):
     """Kill -9 after the second checkpoint of the first width, run the same command again: it
     resumes from the checkpoint, and every variable of every group of both widths' draws equals
@@ -210,7 +198,7 @@ def test_killed_sweep_resumes_to_the_uninterrupted_draws(
 
 
 @pytest.mark.slow  # two more runs of the sweep
-def test_sweep_extended_to_more_steps_gives_the_straight_run(cli_env, sweep_run, config_file, tmp_path):
+def test_sweep_extended_to_more_steps_gives_the_straight_run(cli, cli_env, sweep_run, config_file, tmp_path):
     """A sweep of 20 steps extended with ``--resume DIR --set run.steps=40`` has the draws of the
     straight 40-step sweep, bit for bit."""
     ref, _ = sweep_run

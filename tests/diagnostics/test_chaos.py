@@ -10,22 +10,18 @@ and the one-particle marginal is N(s c/(1+s), 1 - s/(n(1+s))).
 """
 
 import arviz as az
-import jax
-import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as dist
 import pytest
 import xarray as xr
 
-import mfsample as mf
 from mfsample.diagnostics.chaos import chaos, mmd2, pair_covariance, sliced_wasserstein
-from mfsample.experiments.replicate import replicate
 
 KAPPA, TAU, C = 2.0, 1.0, 1.5
 S = KAPPA / TAU
 N_COV = -S / (1 + S)
-WIDTHS, CHAINS = (4, 16, 64), 128
 BURN = 5.0
+# the runs: the session fixture ``gibbs_runs`` of tests/diagnostics/conftest.py (R = 128 replicas at
+# n = 4, 16, 64 with these constants, draws every 5 time units, t = 0, ..., 50)
 
 
 def one_particle_variance(n):
@@ -40,32 +36,6 @@ def gaussian_mmd2(var1, var2, h):
         return h / np.sqrt(h**2 + a + b)
 
     return ek(var1, var1) + ek(var2, var2) - 2 * ek(var1, var2)
-
-
-@pytest.fixture(scope="module")
-def gibbs_runs():
-    """R = 128 replicas at n = 4, 16, 64, draws every 5 time units (t = 0, ..., 50)."""
-
-    def kernel(n):
-        return mf.MeanFieldLangevin(
-            energy_fn=lambda theta, masses, c: 0.5 * KAPPA * (jnp.sum(masses * theta) - c) ** 2,
-            prior=dist.Normal(0.0, 1.0),
-            width=n,
-            step_size=0.25,
-            temperature=TAU,
-            adjusted=True,
-        )
-
-    return replicate(
-        kernel,
-        (C,),
-        widths=WIDTHS,
-        num_chains=CHAINS,
-        num_steps=200,
-        save_every=20,
-        rng_key=jax.random.PRNGKey(3),
-        progress_bar=False,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,7 @@ so the fluctuation n E|f_n - f|^2 is the constant 1/(1+s) and its exponent in n 
 
 import arviz as az
 import jax
-import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as dist
 import pytest
 import xarray as xr
 
@@ -30,37 +28,10 @@ KAPPA, TAU, C = 2.0, 1.0, 1.5
 S = KAPPA / TAU
 N_VAR = 1.0 / (1.0 + S)  # n Var(particle mean)
 MEAN = S * C / (1.0 + S)
-WIDTHS, CHAINS = (4, 16, 64), 128
+WIDTHS = (4, 16, 64)
 BURN = 5.0  # the particle mean relaxes at rate kappa + tau = 3, the spread at rate tau = 1
-
-
-def _kernel(n):
-    return mf.MeanFieldLangevin(
-        energy_fn=lambda theta, masses, c: 0.5 * KAPPA * (jnp.sum(masses * theta) - c) ** 2,
-        prior=dist.Normal(0.0, 1.0),
-        width=n,
-        step_size=0.25,
-        temperature=TAU,
-        adjusted=True,
-    )
-
-
-@pytest.fixture(scope="module")
-def gibbs_runs():
-    """R = 128 replicas at n = 4, 16, 64; draws every 5 time units (t = 0, 5, ..., 50), far apart
-    compared with the relaxation times 1/3 and 1, so the late draws are nearly independent."""
-    return replicate(
-        _kernel,
-        (C,),
-        widths=WIDTHS,
-        num_chains=CHAINS,
-        num_steps=200,
-        save_every=20,
-        rng_key=jax.random.PRNGKey(0),
-        output_fn=lambda theta, m, x: jnp.sum(m * theta),
-        unit_points=1,
-        progress_bar=False,
-    )
+# the runs: the session fixture ``gibbs_runs`` of tests/diagnostics/conftest.py (R = 128 replicas at
+# n = 4, 16, 64 with these constants, draws every 5 time units, f_n = mean_j theta_j as the output)
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,13 @@ def gibbs_kernel(n):
 
 
 @pytest.fixture(scope="session")
+def gibbs_kernel_of_width():
+    """:func:`gibbs_kernel` (``n -> kernel``), for the test modules (conftest helpers are not
+    importable under ``--import-mode=importlib``)."""
+    return gibbs_kernel
+
+
+@pytest.fixture(scope="session")
 def gibbs_runs():
     """R = 128 replicas at n = 4, 16, 64; draws every 5 time units (t = 0, 5, ..., 50), far apart
     compared with the relaxation times 1/3 (particle mean) and 1 (spread), so the late draws are

@@ -12,7 +12,6 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-import numpyro.distributions as dist
 import pytest
 import xarray as xr
 
@@ -22,7 +21,7 @@ from mfsample.diagnostics import chaos, configs, fluctuations, plots, summary, u
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-KAPPA, C = 2.0, 1.5
+C = 1.5  # the energy of the Gibbs case of conftest.py (kappa = 2)
 WIDTHS = (4, 8)
 GRID = {"temperature": [0.5, 1.0], "step_size": [0.1, 0.2]}
 LABELS = [
@@ -36,22 +35,12 @@ FAST = dict(num_bootstrap=40, seed=3)
 CHAOS = dict(max_points=40, num_projections=10, **FAST)
 
 
-def _kernel(n):
-    return mf.MeanFieldLangevin(
-        energy_fn=lambda theta, masses, c: 0.5 * KAPPA * (jnp.sum(masses * theta) - c) ** 2,
-        prior=dist.Normal(0.0, 1.0),
-        width=n,
-        step_size=0.25,
-        temperature=1.0,
-        adjusted=True,
-    )
-
-
 @pytest.fixture(scope="module")
-def sweeps():
+def sweeps(gibbs_kernel_of_width):
+    """The Gibbs case of conftest.py swept over GRID (temperature, step size) at each width."""
     return {
         n: mf.sweep(
-            _kernel(n),
+            gibbs_kernel_of_width(n),
             jax.random.PRNGKey(n),
             C,
             grid=GRID,

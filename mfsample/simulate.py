@@ -20,11 +20,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import validation
+from .energy import ParticleEnergy
 from .inference_data.stream import DrawWriter
 from .kernels import health, programs
-from .kernels.base import split_static_kwargs
+from .kernels.base import initial_positions, split_static_kwargs
 from .kernels.contract import PARTICLE_STATISTICS, ParticleDynamics, SweepableDynamics, names
 from .kernels.parameters import as_arrays, specialise, zero_pattern
+from .kernels.start import Fresh, start_states
 from .sharding import SHARD_MODES, make_mesh, place, replicated, state_shardings
 
 __all__ = ["Simulation", "simulate"]
@@ -88,11 +90,16 @@ def compiled_runner(
     pattern=(),
     num_configs=None,
     config_batch=None,
+    fresh=False,
 ):
     """``run(values, state, args, array_kwargs) -> (state, (draws, stats))``: ``num_draws`` draws
     of ``save_every`` steps in one ``lax.scan``, compiled once per kernel structure and call
     shape (:mod:`~mfsample.kernels.programs`).  With ``num_configs`` the state and ``values`` have
-    a leading configuration axis and the step is ``vmap``-ped over it (:func:`mfsample.sweep`)."""
+    a leading configuration axis and the step is ``vmap``-ped over it (:func:`mfsample.sweep`).
+    With ``fresh`` the ``state`` argument is a :class:`~mfsample.kernels.start.Fresh` run, started
+    in the programme (:func:`~mfsample.kernels.start.start_states`) before its steps."""
+    if fresh and num_configs is not None:
+        raise ValueError("a sweep starts its configurations before its runner (fresh=True is for one run)")
 
     def make():
         constrain = (lambda s: s) if placement is None else placement.constrain  # noqa: E731
@@ -100,6 +107,8 @@ def compiled_runner(
         def run(values, state, args, array_kwargs):
             kwargs = {**dict(static_kwargs), **array_kwargs}
             energy = kernel.build_energy(args, kwargs, num_replicas=num_chains)
+            if fresh:
+                state = start_states(kernel, energy, state, specialise(values, pattern), batched=num_chains > 1)
             field, fields = kernel.sample_field, names(kernel.statistics)
             post = kernel.draw_fn(energy, args, kwargs, deterministic=collect_deterministic)
             post = jax.vmap(post) if num_chains > 1 else post
@@ -141,6 +150,7 @@ def compiled_runner(
         None if placement is None else placement.key,
         pattern,
         config_batch,
+        fresh,
     )
     return programs.cached(kernel, key, make)
 
@@ -263,7 +273,9 @@ def simulate(
     if init_state is None or rng_key is not None:  # a continuation carries its own keys
         validation.prng_key("rng_key", rng_key)
     energy = kernel.build_energy(model_args, model_kwargs, num_replicas=num_chains)  # validates the data
-    state = _initial_state(kernel, energy, rng_key, init_params, init_state, num_chains, model_args, model_kwargs)
+    state = _initial_state(
+        kernel, energy, rng_key, init_params, init_state, num_chains, model_args, model_kwargs, defer=devices is None
+    )
     array_kwargs, static_kwargs = split_static_kwargs(model_kwargs)
     placement = None
     if devices is not None:
@@ -333,7 +345,7 @@ class Runner(NamedTuple):
     num_configs: int | None = None
     config_batch: int | None = None
 
-    def compiled(self, save_every, num_draws, *, deterministic=None):
+    def compiled(self, save_every, num_draws, *, deterministic=None, fresh=False):
         deterministic = self.collect_deterministic if deterministic is None else deterministic
         return compiled_runner(
             self.kernel,
@@ -346,17 +358,19 @@ class Runner(NamedTuple):
             self.pattern,
             self.num_configs,
             self.config_batch,
+            fresh,
         )
 
     def advance(self, save_every, num_draws, state, *, deterministic=None):
-        """``(state, (draws, stats))`` after ``num_draws`` draws of ``save_every`` steps."""
-        run = self.compiled(save_every, num_draws, deterministic=deterministic)
+        """``(state, (draws, stats))`` after ``num_draws`` draws of ``save_every`` steps from
+        ``state``, or from the start of a :class:`~mfsample.kernels.start.Fresh` run."""
+        run = self.compiled(save_every, num_draws, deterministic=deterministic, fresh=isinstance(state, Fresh))
         return run(self.values, state, self.args, self.array_kwargs)
 
     def draw_bytes(self, save_every, state) -> int:
         """Bytes of one kept draw (particles, deterministic sites, stats), from shapes alone (traced
         once per programme and argument shapes: :data:`_DRAW_BYTES`)."""
-        run = self.compiled(save_every, 1)
+        run = self.compiled(save_every, 1, fresh=isinstance(state, Fresh))
         inputs = (self.values, state, self.args, self.array_kwargs)
         key = (
             run,
@@ -379,14 +393,34 @@ class Runner(NamedTuple):
         return np.moveaxis(x, 0, 2 if self.num_configs is not None else 1)
 
 
-def _initial_state(kernel, energy, rng_key, init_params, init_state, num_chains, model_args, model_kwargs):
-    """A fresh start (``kernel.init`` on the chains' keys), or a continuation checked against the call."""
+def _initial_state(kernel, energy, rng_key, init_params, init_state, num_chains, model_args, model_kwargs, *, defer):
+    """A fresh start, or a continuation checked against the call.
+
+    A fresh start of a :class:`~mfsample.kernels.contract.SweepableDynamics` is a
+    :class:`~mfsample.kernels.start.Fresh` run when ``defer``: the first compiled chunk starts it
+    with the kernel's ``initializer`` (what ``kernel.init`` compiles), saving a programme call and
+    its buffers; otherwise ``kernel.init`` on the chains' keys."""
     if init_state is None:
         keys = jax.random.split(rng_key, num_chains) if num_chains > 1 else rng_key
+        if defer and isinstance(kernel, SweepableDynamics):
+            masses = kernel.initial_masses(energy, model_kwargs)
+            return Fresh(keys, initial_particles(energy, init_params, num_chains), masses)
         return kernel.init(keys, 0, init_params, model_args, model_kwargs)
     if init_params is not None:
         raise ValueError("give init_params (a fresh start) or init_state (a continuation), not both")
     return _check_init_state(kernel, energy, init_state, num_chains, model_args, model_kwargs)
+
+
+def initial_particles(energy, init_params, num_chains: int):
+    """``init_params`` checked and shaped for ``num_chains`` chains (``None`` stays ``None``):
+    particle energies check the sites and the width (:func:`~mfsample.kernels.base.initial_positions`);
+    other setups (games) take their arrays as given."""
+    if init_params is None:
+        return None
+    batch = (num_chains,) if num_chains > 1 else ()
+    if isinstance(energy, ParticleEnergy):
+        return initial_positions(energy, init_params, batch)
+    return jax.tree.map(jnp.asarray, init_params)
 
 
 def run_steps(run: Runner, state, sink, num_steps, save_every, chunk_size, progress_bar, desc):

@@ -36,11 +36,11 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from . import validation
-from .energy import ParticleEnergy
 from .kernels import health, programs
-from .kernels.base import initial_positions, split_static_kwargs
+from .kernels.base import split_static_kwargs
 from .kernels.contract import SweepableDynamics, names
 from .kernels.parameters import as_arrays, common_zeros, specialise
+from .kernels.start import Fresh, start_states
 from .sharding import SHARD_MODES, make_mesh
 from .simulate import (
     Draws,
@@ -48,6 +48,7 @@ from .simulate import (
     Simulation,
     check_counts,
     check_kernel,
+    initial_particles,
     make_placement,
     replicate_data,
     run_steps,
@@ -325,7 +326,7 @@ def _fresh_states(setup: _Setup, rng_key, init_params, common_keys, model_args, 
     """The initial state of every configuration and chain (``(config, [chain,] ...)``)."""
     start, energy = setup.start, setup.energy
     keys = _config_keys(rng_key, setup.grid.num_configs, start.num_chains, common_keys)
-    init_params = _initial_particles(energy, init_params, start.num_chains)
+    init_params = initial_particles(energy, init_params, start.num_chains)
     masses = start.kernel.initial_masses(energy, model_kwargs)
     run = start.compiled(init_params)
     return run(setup.values, keys, init_params, masses, tuple(model_args), start.array_kwargs)
@@ -377,15 +378,6 @@ def _config_keys(rng_key, num_configs, num_chains, common_keys):
     return keys
 
 
-def _initial_particles(energy, init_params, num_chains):
-    if init_params is None:
-        return None
-    batch = (num_chains,) if num_chains > 1 else ()
-    if isinstance(energy, ParticleEnergy):
-        return initial_positions(energy, init_params, batch)
-    return jax.tree.map(jnp.asarray, init_params)
-
-
 class _Start(NamedTuple):
     """The compiled initialisation of every configuration and chain (settings and data as arguments)."""
 
@@ -403,12 +395,10 @@ class _Start(NamedTuple):
         def make():
             def run(values, keys, z0, masses, args, array_kwargs):
                 energy = kernel.build_energy(args, {**dict(static_kwargs), **array_kwargs}, num_replicas=num_chains)
-                start = kernel.initializer(energy)
 
                 def one(v, k):
-                    if num_chains > 1:
-                        return jax.vmap(start, (0, 0, None, None))(k, z0, masses, specialise(v, pattern))
-                    return start(k, z0, masses, specialise(v, pattern))
+                    fresh = Fresh(k, z0, masses)
+                    return start_states(kernel, energy, fresh, specialise(v, pattern), batched=num_chains > 1)
 
                 return jax.vmap(one)(values, keys)
 

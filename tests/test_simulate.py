@@ -126,6 +126,40 @@ def test_simulate_does_not_recompile_for_new_data_of_the_same_shape(small_data, 
     np.testing.assert_array_equal(sim2.samples["w"], ref.samples["w"])
 
 
+@pytest.mark.filterwarnings("ignore:birth-death events replaced")  # a fast reaction, on purpose
+@pytest.mark.parametrize("num_chains", [1, 2])
+def test_a_fresh_run_starts_inside_its_first_compiled_chunk(small_data, count_compilations, num_chains):
+    """A fresh start is evaluated in the programme of the first chunk (one programme, not an init
+    programme and a run programme), and its states are those of ``kernel.init``: the draws equal
+    MCMC's, which starts with ``kernel.init``."""
+
+    def wfr():  # birth-death with noise: the start draws particles, the steps draw noise and events
+        return mf.WassersteinFisherRao(mf.models.shallow_network, step_size=0.1, rate=5.0, temperature=1e-3)
+
+    kernel = wfr()
+    run = dict(num_steps=6, save_every=1, num_chains=num_chains, progress_bar=False, **KW)
+    args = (small_data.x, small_data.y)
+    mf.simulate(kernel, jax.random.PRNGKey(0), *args, **run)  # JAX's own eager caches warmed
+    programs.clear()
+    with count_compilations() as fresh:
+        sim = mf.simulate(kernel, jax.random.PRNGKey(1), *args, **run)
+    assert fresh.count == 1
+    mcmc = MCMC(
+        wfr(),
+        num_warmup=0,
+        num_samples=6,
+        num_chains=num_chains,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.PRNGKey(1), *args, **KW)
+    np.testing.assert_array_equal(sim.samples["w"], np.asarray(mcmc.get_samples(group_by_chain=True)["w"]))
+    events = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    for k in ("births", "deaths"):
+        np.testing.assert_array_equal(sim.stats[k], events[k])
+    assert events["births"].sum() + events["deaths"].sum() > 0  # the reaction ran
+
+
 def test_warmup_then_post_warmup_state_continues_the_trajectory(small_data):
     """MCMC.warmup + post_warmup_state continuation equals one uninterrupted run."""
     args = (small_data.x, small_data.y)

@@ -49,6 +49,7 @@ from ..kernels.reaction import (
     effective_sample_size,
     fisher_rao_reweight,
 )
+from ..kernels.start import Fresh, start_states
 from ..kernels.state import State, all_finite, commit, state_class
 from ..kernels.steps import langevin_noise, mean_field_norm, transport_step
 from .game import Game
@@ -479,11 +480,7 @@ class DescentAscent(DynamicsKernel):
 
         def make():  # compiled once per structure and sizes rather than dispatched op by op
             def run(values, keys, z0, masses):
-                start = self.initializer(setup)
-                parameters = specialise(values, pattern)
-                if batched:
-                    return jax.vmap(start, (0, 0, None, None))(keys, z0, masses, parameters)
-                return start(keys, z0, masses, parameters)
+                return start_states(self, setup, Fresh(keys, z0, masses), specialise(values, pattern), batched=batched)
 
             return jax.jit(run)
 

@@ -27,6 +27,7 @@ from ..energy import ParticleEnergy, energy_from_fn, energy_from_model
 from . import programs
 from .contract import PARTICLE_STATISTICS, Statistic, describe, names
 from .parameters import as_arrays, specialise, zero_pattern
+from .start import Fresh, start_states
 from .state import ParticleState, commit
 from .steps import Drift, evaluate_drift
 
@@ -496,10 +497,7 @@ class ParticleKernel(DynamicsKernel):
         return energy.num_data * energy.width > self.COMPILE_INIT_ABOVE
 
     def _init_state(self, energy, batched, rng_key, init_params, masses, parameters=None):
-        start = self.initializer(energy)
-        if batched:
-            return jax.vmap(start, (0, 0, None, None))(rng_key, init_params, masses, parameters)
-        return start(rng_key, init_params, masses, parameters)
+        return start_states(self, energy, Fresh(rng_key, init_params, masses), parameters, batched=batched)
 
     def _compiled_init(self, batched, num_replicas, static_kwargs, pattern):
         """The initialisation compiled once per structure (settings and data are arguments)."""

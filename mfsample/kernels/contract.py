@@ -64,7 +64,9 @@ programme per *structure* and run batches of settings (:func:`mfsample.sweep`):
 ``initial_masses(energy, model_kwargs)``, ``initializer(energy)``
     The validated initial masses of a run, and a pure
     ``start(rng_key, z0, masses, parameters=None) -> state`` of one replica (particles drawn from
-    ``mu0`` when ``z0`` is ``None``), traceable in ``parameters``.
+    ``mu0`` when ``z0`` is ``None``), traceable in ``parameters``.  The drivers start fresh runs
+    with it (:mod:`~mfsample.kernels.start`: ``simulate`` inside its first compiled chunk,
+    ``sweep`` for every configuration), so ``init`` must give the state that ``start`` gives.
 
 What a state provides
 ---------------------

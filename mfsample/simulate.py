@@ -396,19 +396,27 @@ class Runner(NamedTuple):
 def _initial_state(kernel, energy, rng_key, init_params, init_state, num_chains, model_args, model_kwargs, *, defer):
     """A fresh start, or a continuation checked against the call.
 
-    A fresh start of a :class:`~mfsample.kernels.contract.SweepableDynamics` is a
-    :class:`~mfsample.kernels.start.Fresh` run when ``defer``: the first compiled chunk starts it
-    with the kernel's ``initializer`` (what ``kernel.init`` compiles), saving a programme call and
-    its buffers; otherwise ``kernel.init`` on the chains' keys."""
+    A fresh start of a :class:`~mfsample.kernels.contract.SweepableDynamics` that can ``bind`` a
+    run is a :class:`~mfsample.kernels.start.Fresh` run when ``defer``: the kernel records the run's
+    arguments (``kernel.bind``, what ``init`` records) and the first compiled chunk starts it with
+    the kernel's ``initializer`` (what ``kernel.init`` compiles), saving a programme call and its
+    buffers; otherwise ``kernel.init`` on the chains' keys."""
     if init_state is None:
         keys = jax.random.split(rng_key, num_chains) if num_chains > 1 else rng_key
-        if defer and isinstance(kernel, SweepableDynamics):
+        if defer and _starts_in_driver(kernel):
+            batch = num_chains if num_chains > 1 else None
+            energy = kernel.bind(model_args, model_kwargs, num_replicas=batch, init_params=init_params)
             masses = kernel.initial_masses(energy, model_kwargs)
             return Fresh(keys, initial_particles(energy, init_params, num_chains), masses)
         return kernel.init(keys, 0, init_params, model_args, model_kwargs)
     if init_params is not None:
         raise ValueError("give init_params (a fresh start) or init_state (a continuation), not both")
     return _check_init_state(kernel, energy, init_state, num_chains, model_args, model_kwargs)
+
+
+def _starts_in_driver(kernel) -> bool:
+    """Whether ``simulate`` may start the kernel's runs itself: settings as data and ``bind``."""
+    return isinstance(kernel, SweepableDynamics) and callable(getattr(kernel, "bind", None))
 
 
 def initial_particles(energy, init_params, num_chains: int):

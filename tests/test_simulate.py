@@ -144,6 +144,9 @@ def test_a_fresh_run_starts_inside_its_first_compiled_chunk(small_data, count_co
     with count_compilations() as fresh:
         sim = mf.simulate(kernel, jax.random.PRNGKey(1), *args, **run)
     assert fresh.count == 1
+    # the kernel still reports the run it made (what init records: arguments, energy, step)
+    assert kernel.energy.width == 16 and kernel.model_kwargs == KW and len(kernel.model_args) == 2
+    np.testing.assert_array_equal(kernel.sample(sim.last_state, (), KW).step, sim.last_state.step + 1)
     mcmc = MCMC(
         wfr(),
         num_warmup=0,

@@ -469,12 +469,9 @@ class DescentAscent(DynamicsKernel):
         batched = not is_prng_key(rng_key)
         if init_params is not None:
             init_params = {k: jnp.asarray(init_params[k]) for k in ("x", "y")}
-        setup = _with_sizes(self.build_energy(model_args, model_kwargs), init_params, batched)
+        num_replicas = int(rng_key.shape[0]) if batched else None
+        setup = self.bind(model_args, model_kwargs, num_replicas=num_replicas, init_params=init_params)
         masses = self.initial_masses(setup)
-        self._model_args, self._model_kwargs = tuple(model_args), dict(model_kwargs or {})
-        self._setup = setup
-        _, step_fn = self.build(setup)
-        self._sample_fn = jax.vmap(step_fn) if batched else step_fn
         values = self.parameters
         pattern = zero_pattern(values)
 
@@ -486,6 +483,19 @@ class DescentAscent(DynamicsKernel):
 
         run = programs.cached(self, ("init", batched, setup.num_x, setup.num_y, pattern), make)
         return run(as_arrays(values), rng_key, init_params, masses)
+
+    def bind(self, model_args, model_kwargs, *, num_replicas: int | None = None, init_params=None) -> GameSetup:
+        """Record a run's arguments as ``init`` does, without computing a state; returns its setup
+        (the players' sizes from ``init_params`` when the call gives no ``width``)."""
+        batched = num_replicas is not None
+        if init_params is not None:
+            init_params = {k: jnp.asarray(init_params[k]) for k in ("x", "y")}
+        setup = _with_sizes(self.build_energy(model_args, model_kwargs), init_params, batched)
+        self._model_args, self._model_kwargs = tuple(model_args), dict(model_kwargs or {})
+        self._setup = setup
+        _, step_fn = self.build(setup)
+        self._sample_fn = jax.vmap(step_fn) if batched else step_fn
+        return setup
 
     def initial_masses(self, setup: GameSetup, model_kwargs=None):
         """``{"x": m_x or None, "y": m_y or None}`` from the setup (``masses_x``, ``masses_y``), validated."""

@@ -4,7 +4,7 @@
 :mod:`~mfsample.kernels.state` the state design shared by all dynamics.
 """
 
-from . import contract, kinetic, langevin, reaction, state, steps, wasserstein, wfr
+from . import contract, kinetic, langevin, reaction, start, state, steps, wasserstein, wfr
 from .base import ParticleKernel
 from .contract import ParticleDynamics, Statistic
 from .kinetic import KineticLangevin, KineticState
@@ -27,6 +27,7 @@ __all__ = [
     "WassersteinFisherRao",
     "contract",
     "state",
+    "start",
     "steps",
     "reaction",
     "wfr",

@@ -448,14 +448,10 @@ class ParticleKernel(DynamicsKernel):
         model_kwargs = dict(model_kwargs or {})
         batched = not is_prng_key(rng_key)
         num_replicas = int(rng_key.shape[0]) if batched else 1
-        energy = self.build_energy(model_args, model_kwargs, num_replicas=num_replicas)
+        energy = self.bind(model_args, model_kwargs, num_replicas=num_replicas if batched else None)
         masses = self.initial_masses(energy, model_kwargs)
-        self._energy = energy
-        self._model_args, self._model_kwargs = tuple(model_args), model_kwargs
-        _, step_fn = self.build(energy)
         if init_params is not None:
             init_params = initial_positions(energy, init_params, (num_replicas,) if batched else ())
-        self._sample_fn = jax.vmap(step_fn) if batched else step_fn
         if self._compile_init(energy) and not isinstance(rng_key, jax.core.Tracer):
             array_kwargs, static_kwargs = split_static_kwargs(_data_kwargs(model_kwargs))
             values = self.parameters
@@ -463,6 +459,23 @@ class ParticleKernel(DynamicsKernel):
             run = self._compiled_init(batched, num_replicas, static_kwargs, pattern)
             return run(as_arrays(values), rng_key, init_params, masses, tuple(model_args), array_kwargs)
         return self._init_state(energy, batched, rng_key, init_params, masses)
+
+    def bind(self, model_args, model_kwargs, *, num_replicas: int | None = None, init_params=None) -> ParticleEnergy:
+        """Record a run's arguments as ``init`` does, without computing a state; returns its energy.
+
+        After it, :attr:`model_args`, :attr:`model_kwargs` and :attr:`energy` describe the run and
+        ``sample`` takes its steps (``vmap``-ped over a leading chain axis of ``num_replicas``
+        replicas; ``None``: one unbatched replica).  Drivers that start runs inside their own
+        compiled programmes (:func:`mfsample.simulate`) call it in place of ``init``.
+        ``init_params`` is not needed by particle kernels (a game's sizes may come from it).
+        """
+        model_kwargs = dict(model_kwargs or {})
+        energy = self.build_energy(model_args, model_kwargs, num_replicas=num_replicas or 1)
+        self._energy = energy
+        self._model_args, self._model_kwargs = tuple(model_args), model_kwargs
+        _, step_fn = self.build(energy)
+        self._sample_fn = step_fn if num_replicas is None else jax.vmap(step_fn)
+        return energy
 
     def initial_masses(self, energy, model_kwargs=None):
         """The initial masses of a run (``model_kwargs["masses"]``, validated; ``None``: uniform)."""

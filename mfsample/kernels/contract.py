@@ -67,6 +67,10 @@ programme per *structure* and run batches of settings (:func:`mfsample.sweep`):
     ``mu0`` when ``z0`` is ``None``), traceable in ``parameters``.  The drivers start fresh runs
     with it (:mod:`~mfsample.kernels.start`: ``simulate`` inside its first compiled chunk,
     ``sweep`` for every configuration), so ``init`` must give the state that ``start`` gives.
+``bind(model_args, model_kwargs, *, num_replicas=None, init_params=None)`` (optional)
+    What ``init`` records of a run (``model_args``, ``model_kwargs``, the step ``sample`` takes),
+    without computing a state; returns the energy.  ``simulate`` starts a fresh run of a kernel
+    that has it inside its first compiled chunk (and calls ``init`` on one that has not).
 
 What a state provides
 ---------------------

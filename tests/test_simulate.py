@@ -127,11 +127,11 @@ def test_simulate_does_not_recompile_for_new_data_of_the_same_shape(small_data, 
 
 
 @pytest.mark.filterwarnings("ignore:birth-death events replaced")  # a fast reaction, on purpose
-@pytest.mark.parametrize("num_chains", [1, 2])
-def test_a_fresh_run_starts_inside_its_first_compiled_chunk(small_data, count_compilations, num_chains):
+def test_a_fresh_run_starts_inside_its_first_compiled_chunk(small_data, count_compilations):
     """A fresh start is evaluated in the programme of the first chunk (one programme, not an init
     programme and a run programme), and its states are those of ``kernel.init``: the draws equal
-    MCMC's, which starts with ``kernel.init``."""
+    MCMC's, which starts with ``kernel.init`` (two chains: the start is vmapped as init's is)."""
+    num_chains = 2
 
     def wfr():  # birth-death with noise: the start draws particles, the steps draw noise and events
         return mf.WassersteinFisherRao(mf.models.shallow_network, step_size=0.1, rate=5.0, temperature=1e-3)

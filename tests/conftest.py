@@ -1,12 +1,56 @@
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 import jax
 import pytest
 
 import mfsample as mf
+
+#: set in the environment by the process that created its compilation cache
+_OWN_CACHE = "MFSAMPLE_TEST_JAX_CACHE_OWNER"
+
+
+def pytest_configure(config):
+    """A persistent JAX compilation cache for each test process (each xdist worker, or the one
+    process of ``-n 0``), shared with the subprocesses its tests start (CLI runs, several host
+    devices).
+
+    Many tests compile the same programmes (same kernels on the same small data) with fresh
+    closures or in subprocesses; the cache turns the repeats into reads of the compiled
+    executable (identical code, so identical results).  One cache per worker: a worker runs one
+    test at a time and waits for its subprocesses, so no entry is read while it is being written
+    (JAX locks its cache only when a size limit is set, which costs more than it saves here).
+    The directory is new for every run, so a clean checkout and a rerun test the same thing, and
+    is removed at the end.  Settings already in the environment win (a cache directory given
+    there is used and kept).
+    """
+    if _runs_no_tests(config):
+        return
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mfsample-jax-cache-")
+        os.environ[_OWN_CACHE] = str(os.getpid())
+    settings = {
+        "jax_compilation_cache_dir": os.environ["JAX_COMPILATION_CACHE_DIR"],
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+        "jax_persistent_cache_min_entry_size_bytes": 0,
+    }
+    for name, value in settings.items():
+        chosen = os.environ.setdefault(name.upper(), str(value))  # the tests' subprocesses read it
+        jax.config.update(name, type(value)(chosen))
+
+
+def _runs_no_tests(config) -> bool:
+    """The xdist controller: its workers (which inherit its environment) run the tests."""
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
+
+
+def pytest_unconfigure(config):
+    if os.environ.get(_OWN_CACHE) == str(os.getpid()):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -16,17 +60,10 @@ def small_data():
 
 
 @pytest.fixture(scope="session")
-def cli_env(tmp_path_factory):
-    """Environment of the CLI subprocesses: CPU, and a persistent JAX compilation cache shared by
-    them (created per test session), so only the first run of a configuration compiles."""
-    env = dict(os.environ)
-    env.update(
-        JAX_PLATFORMS="cpu",
-        JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax-cache")),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
-    )
-    return env
+def cli_env():
+    """Environment of the CLI subprocesses: CPU, and the test process's persistent JAX compilation
+    cache (:func:`pytest_configure`), so only the first run of a configuration compiles."""
+    return {**os.environ, "JAX_PLATFORMS": "cpu"}
 
 
 def run_cli(env, *args, timeout=300):
@@ -70,7 +107,11 @@ def kill_cli_after_checkpoint():
 
 class _CompileCounter:
     """Counts XLA backend compilations (``count``) and traces of Python functions to jaxprs
-    (``traces``: ``jit``, ``eval_shape``, ...) while active (JAX's monitoring events)."""
+    (``traces``: ``jit``, ``eval_shape``, ...) while active (JAX's monitoring events).
+
+    JAX times a read from the persistent compilation cache (:func:`pytest_configure`) under the
+    same event as a compilation, so an executable taken from the cache counts as one.
+    """
 
     EVENT = "/jax/core/compile/backend_compile_duration"
     TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"

@@ -26,7 +26,7 @@ def pytest_configure(config):
     (JAX locks its cache only when a size limit is set, which costs more than it saves here).
     The directory is new for every run, so a clean checkout and a rerun test the same thing, and
     is removed at the end.  Settings already in the environment win (a cache directory given
-    there is used and kept).
+    there is used and kept; ``JAX_COMPILATION_CACHE_DIR=`` (empty) turns the cache off).
     """
     if _runs_no_tests(config):
         return

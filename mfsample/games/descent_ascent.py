@@ -491,10 +491,8 @@ class DescentAscent(DynamicsKernel):
         if init_params is not None:
             init_params = {k: jnp.asarray(init_params[k]) for k in ("x", "y")}
         setup = _with_sizes(self.build_energy(model_args, model_kwargs), init_params, batched)
-        self._model_args, self._model_kwargs = tuple(model_args), dict(model_kwargs or {})
         self._setup = setup
-        _, step_fn = self.build(setup)
-        self._sample_fn = jax.vmap(step_fn) if batched else step_fn
+        self._record_run(model_args, model_kwargs, setup, batched)
         return setup
 
     def initial_masses(self, setup: GameSetup, model_kwargs=None):

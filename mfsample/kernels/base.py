@@ -177,9 +177,8 @@ def _data_kwargs(model_kwargs):
 class DynamicsKernel(MCMCKernel):
     """The parts of the contract (:mod:`~mfsample.kernels.contract`) that every kernel states alike.
 
-    A subclass sets ``hyperparameter_names``, ``sample_field`` and :attr:`statistics`, stores the
-    arguments of its last ``init`` in ``_model_args`` / ``_model_kwargs`` and its (vectorised)
-    step in ``_sample_fn``.
+    A subclass sets ``hyperparameter_names``, ``sample_field`` and :attr:`statistics`, and records
+    the arguments of its last ``init`` / ``bind`` and its (vectorised) step with :meth:`_record_run`.
     """
 
     #: attributes of the kernel that define the dynamic (recorded with every run)
@@ -270,6 +269,13 @@ class DynamicsKernel(MCMCKernel):
 
     def sample(self, state, model_args, model_kwargs):
         return self._sample_fn(state)
+
+    def _record_run(self, model_args, model_kwargs, energy, batched: bool) -> None:
+        """What ``bind`` records of a run: its arguments and the step ``sample`` takes (built for
+        ``energy``, ``vmap``-ped over a leading chain axis when ``batched``)."""
+        self._model_args, self._model_kwargs = tuple(model_args), dict(model_kwargs or {})
+        _, step_fn = self.build(energy)
+        self._sample_fn = jax.vmap(step_fn) if batched else step_fn
 
     def __getstate__(self):
         """Drop what was compiled (rebuilt by the next ``init``), as NumPyro's ``HMC`` does, so that
@@ -469,12 +475,9 @@ class ParticleKernel(DynamicsKernel):
         compiled programmes (:func:`mfsample.simulate`) call it in place of ``init``.
         ``init_params`` is not needed by particle kernels (a game's sizes may come from it).
         """
-        model_kwargs = dict(model_kwargs or {})
         energy = self.build_energy(model_args, model_kwargs, num_replicas=num_replicas or 1)
         self._energy = energy
-        self._model_args, self._model_kwargs = tuple(model_args), model_kwargs
-        _, step_fn = self.build(energy)
-        self._sample_fn = step_fn if num_replicas is None else jax.vmap(step_fn)
+        self._record_run(model_args, model_kwargs, energy, batched=num_replicas is not None)
         return energy
 
     def initial_masses(self, energy, model_kwargs=None):

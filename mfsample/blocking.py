@@ -7,9 +7,17 @@ Split into blocks,
 
     sum_{i=1}^N g_i  =  sum_{b=1}^{ceil(N/B)}  sum_{i in block b} g_i,
 
-and evaluated block after block in a ``lax.scan`` whose body is ``jax.checkpoint``-ed (its
-activations are recomputed in the backward pass instead of being stored for every block), the
-step needs the activations of one block only.  Peak memory of one step of the shallow network
+and evaluated block after block in a ``lax.scan``, the step needs the activations of one block
+only.  The gradient of a blocked sum is the sum of the blocks' gradients,
+
+    grad sum_b E_b(theta)  =  sum_b grad E_b(theta),
+
+so :func:`blocked_value_and_grad` takes each block's value and gradient together (one forward
+and one backward pass over the block while its activations are in cache) and accumulates them
+in the scan's carry.  :func:`blocked_sum` is the value alone; differentiated by JAX, its body is
+``jax.checkpoint``-ed (the activations are recomputed in the backward pass instead of being
+stored for every block), which costs a second forward pass: the kernels' drifts use
+:func:`blocked_value_and_grad`.  Peak memory of one step of the shallow network
 (``C`` replicas, ``s`` bytes per float):
 
     state   ~ k * C * n * (d + 2) * s                 (particles, drift, proposal, ...: k ~ 4-6)
@@ -45,6 +53,7 @@ __all__ = [
     "auto_block_size",
     "resolve_block_size",
     "blocked_sum",
+    "blocked_value_and_grad",
     "blocked_map",
     "blocked_deterministic",
 ]
@@ -208,6 +217,45 @@ def blocked_sum(fn: Callable, args: tuple, kwargs: dict, block_size: int | None,
     total = jnp.sum(jax.lax.map(body, blocks.head)) if blocks.num_blocks else 0.0
     if blocks.tail is not None:
         total = total + body(blocks.tail)
+    return total
+
+
+def blocked_value_and_grad(
+    fn: Callable, params, args: tuple, kwargs: dict, block_size: int | None, is_per_datum: Callable
+):
+    """``(sum_b fn(params, args_b, kwargs_b), sum_b grad_params fn(params, args_b, kwargs_b))``
+    in one pass over the blocks of ``block_size`` rows of the per-datum arrays.
+
+    ``fn(params, args, kwargs)`` returns a scalar sum over the data it is given, differentiable in
+    the pytree ``params`` (``None`` leaves allowed: their gradient is ``None``).  Each block's value
+    and gradient come from one forward and one backward pass (``jax.value_and_grad`` of the
+    block), added to the running totals carried by a ``lax.scan``; the remainder ``N mod B`` is one
+    more call.  Against ``jax.value_and_grad`` of :func:`blocked_sum` this saves the recomputed
+    forward pass of every block; the totals agree up to float summation order.  Peak memory: one
+    block's activations and cotangents, and one gradient (the shape of ``params``) besides the
+    running total.  ``block_size=None``: ``jax.value_and_grad(fn)`` on all the data at once.
+    """
+    value_and_grad = jax.value_and_grad(fn)
+    if block_size is None:
+        return value_and_grad(params, tuple(args), dict(kwargs))
+    blocks = _Blocks(lambda a, kw: (a, kw), args, kwargs, block_size, is_per_datum)
+    if not blocks.any:
+        return value_and_grad(params, tuple(args), dict(kwargs))
+
+    def on_block(block_leaves):
+        return value_and_grad(params, *blocks.call(block_leaves))
+
+    def add(total, block_leaves):
+        return jax.tree.map(jnp.add, total, on_block(block_leaves)), None
+
+    total = None
+    if blocks.num_blocks:
+        shapes = jax.eval_shape(on_block, [v[0] for v in blocks.head])
+        zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        total, _ = jax.lax.scan(add, zero, blocks.head)
+    if blocks.tail is not None:
+        tail = on_block(blocks.tail)
+        total = tail if total is None else jax.tree.map(jnp.add, total, tail)
     return total
 
 

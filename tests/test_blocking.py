@@ -7,6 +7,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from jax.extend.core import ClosedJaxpr, Jaxpr
 from numpyro.infer.util import constrain_fn
 
 import mfsample as mf
@@ -16,6 +17,7 @@ from mfsample.blocking import (
     auto_block_size,
     blocked_deterministic,
     blocked_sum,
+    blocked_value_and_grad,
     resolve_block_size,
 )
 from mfsample.energy import energy_and_velocity, energy_from_model, first_variation
@@ -76,6 +78,97 @@ def test_blocked_sum_covers_every_datum_once():
     x = jnp.arange(103.0)
     total = blocked_sum(lambda a, kw: jnp.sum(a[0]), (x,), {}, 10, lambda v: jnp.ndim(v) >= 1)
     assert float(total) == 103 * 102 / 2
+
+
+@pytest.mark.parametrize("block_size", [None, 10, 103, 200])
+def test_blocked_value_and_grad_is_autodiff_of_the_whole_sum(block_size):
+    """One pass over blocks of 10 rows (N = 103: ten blocks and a remainder of 3; one block; a
+    block larger than N) gives the value and gradient of the whole sum; a ``None`` leaf of the
+    parameters gets a ``None`` gradient."""
+    kx, kw = jax.random.split(jax.random.PRNGKey(4))
+    x, y = jax.random.normal(kx, (103, 3)), jnp.arange(103.0) / 103
+    params = {"w": jax.random.normal(kw, (3, 5)), "c": jnp.linspace(-1.0, 1.0, 5), "none": None}
+
+    def fn(p, args, kwargs):
+        xb, yb = args
+        return jnp.sum((jnp.tanh(xb @ p["w"]) @ p["c"] - yb) ** 2) + kwargs["scale"] * jnp.sum(p["c"] ** 2)
+
+    per_datum = lambda v: jnp.ndim(v) >= 1 and jnp.shape(v)[0] == 103  # noqa: E731
+    kwargs = {"scale": 0.5}
+    value, grad = blocked_value_and_grad(fn, params, (x, y), kwargs, block_size, per_datum)
+    blocks = 1 if block_size is None else -(-103 // block_size)  # the data-free term is summed once per block
+    expected_value, expected_grad = jax.value_and_grad(lambda p: fn(p, (x, y), {"scale": 0.5 * blocks}))(params)
+    np.testing.assert_allclose(value, expected_value, rtol=RTOL)
+    assert grad["none"] is None
+    for k in ("w", "c"):
+        np.testing.assert_allclose(grad[k], expected_grad[k], rtol=RTOL, atol=1e-6)
+
+
+def _positive_scale_model(x, y=None, *, width, masses=None):
+    """f(x) = sum_j m_j a_j tanh(s_j <w_j, x>) with a positive site ``s`` (moved in log s)."""
+    with numpyro.plate("particle", width):
+        a = numpyro.sample("a", dist.Normal(0.0, 1.0))
+        s = numpyro.sample("s", dist.LogNormal(0.0, 0.5))
+        w = numpyro.sample("w", dist.Normal(0.0, 1.0).expand([x.shape[1]]).to_event(1))
+    m = jnp.full((width,), 1.0 / width) if masses is None else masses
+    f = jnp.tanh(s * (x @ w.T)) @ (m * a)
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Normal(f, 1.0), obs=y)
+
+
+@pytest.mark.parametrize(
+    "model,kwargs",
+    [(_positive_scale_model, {"width": 16}), (mf.models.deep_network, {"width": 16, "hidden": 6})],
+    ids=["constrained-site", "shared-sites"],
+)
+def test_blocked_energy_value_and_grad_is_autodiff_of_its_energy(data, model, kwargs):
+    """The blocked energy's one-pass ``value_and_grad`` (blocks' gradients in the model's
+    coordinates, pulled back through ``theta = T(z)`` once; shared first-layer sites included)
+    equals JAX's gradient of the same energy and of the unblocked one, in the particles and the
+    masses."""
+    args = (data.x, data.y)
+    plain = energy_from_model(model, args, {**kwargs, "masses": None})
+    blocked = energy_from_model(model, args, {**kwargs, "masses": None}, block_size=64)
+    assert plain.value_and_grad is None and blocked.value_and_grad is not None
+    z = plain.sample_prior(jax.random.PRNGKey(5))
+    m = jax.random.dirichlet(jax.random.PRNGKey(6), jnp.ones(16))
+    e, (gz, gm) = blocked.value_and_grad(z, m)
+    for pe in (plain, blocked):
+        e0, (gz0, gm0) = jax.value_and_grad(pe.energy, argnums=(0, 1))(z, m)
+        np.testing.assert_allclose(e, e0, rtol=RTOL)
+        np.testing.assert_allclose(gm, gm0, rtol=RTOL, atol=1e-6)
+        for k in z:
+            np.testing.assert_allclose(gz[k], gz0[k], rtol=RTOL, atol=1e-6)
+    assert blocked.value_and_grad(z)[1][1] is None
+
+
+def _count_matmuls(jaxpr) -> int:
+    """``dot_general`` equations in a jaxpr and every jaxpr nested in it (scan, remat, ...)."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        total += eqn.primitive.name == "dot_general"
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (list, tuple)) else [param]:
+                if isinstance(sub, ClosedJaxpr):
+                    total += _count_matmuls(sub.jaxpr)
+                elif isinstance(sub, Jaxpr):
+                    total += _count_matmuls(sub)
+    return total
+
+
+def test_blocked_drift_runs_each_block_forward_once(data):
+    """The drift of a blocked energy (N = 300 in blocks of 100) has the unblocked drift's matmuls:
+    one forward and one backward pass per block.  JAX's gradient of the rematerialised blocked
+    sum, which recomputes every block's forward pass, has more: the count tells them apart."""
+    plain, blocked = _energy(data, None), _energy(data, 100)
+    z = plain.sample_prior(jax.random.PRNGKey(1))
+
+    def matmuls(fn):
+        return _count_matmuls(jax.make_jaxpr(fn)(z).jaxpr)
+
+    one_pass = matmuls(lambda zz: energy_and_velocity(blocked, zz))
+    assert one_pass == matmuls(lambda zz: energy_and_velocity(plain, zz))
+    assert matmuls(lambda zz: jax.value_and_grad(blocked.energy)(zz)) > one_pass
 
 
 def _constrain(model):

@@ -44,6 +44,13 @@ class ParticleEnergy(NamedTuple):
     ``frozen`` the sites that do not move and ``block_size`` the ``B`` of a blocked energy
     (``None``: one block).
 
+    ``value_and_grad(z, masses=None) -> (E, (dE/dz, dE/dm))``, when given, is ``energy``'s value
+    and gradient in the particles and the masses (``None`` for ``masses=None``) from one pass
+    over the data: a blocked energy's (:func:`mfsample.blocking.blocked_value_and_grad`), which
+    differentiates each block while its activations are in cache instead of recomputing them in
+    a second pass.  ``None``: ``jax.value_and_grad(energy)``.  An energy replaced in a copy of the
+    record must have its ``value_and_grad`` replaced (or set to ``None``) with it.
+
     ``shared_names`` are the model's *shared* sites (latent sites outside the particle plate,
     e.g. a first layer): they are entries of ``z`` without a particle axis, drawn by
     ``sample_prior`` and moved by the kernels' shared gradient flow; ``shared_log_prior(z)`` is
@@ -66,6 +73,7 @@ class ParticleEnergy(NamedTuple):
     block_size: int | None = None
     shared_names: tuple = ()
     shared_log_prior: Callable | None = None
+    value_and_grad: Callable | None = None
 
     def particle_part(self, tree: dict) -> dict:
         """The particle sites of a dict over all latent sites (the shared ones left out)."""

@@ -27,7 +27,21 @@ def first_variation(pe: ParticleEnergy, z, masses=None):
     For the shallow network with unit noise this is ``E_nu[(f(x) - y) * n^(1-p) phi(x; theta_j)]``
     (``phi = a sigma(<w,x>+b)``).  Needs a model that takes ``masses``.
     """
-    return jax.grad(lambda mm: pe.energy(z, mm))(_mass_array(pe, masses))
+    return _energy_and_gradients(pe, z, _mass_array(pe, masses), wrt_masses=True)[2]
+
+
+def _energy_and_gradients(pe: ParticleEnergy, z, masses, *, wrt_masses: bool):
+    """``(E, dE/dz, dE/dm)`` (``dE/dm`` is ``None`` unless ``wrt_masses``) from one backward pass:
+    the energy's own ``value_and_grad`` where it has one (a blocked energy's one pass over its
+    blocks), else autodiff of ``energy``."""
+    if pe.value_and_grad is not None:
+        e, (g, v) = pe.value_and_grad(z, masses)
+        return e, g, (v if wrt_masses else None)
+    if wrt_masses:
+        e, (g, v) = jax.value_and_grad(pe.energy, argnums=(0, 1))(z, masses)
+        return e, g, v
+    e, g = jax.value_and_grad(pe.energy)(z, masses)
+    return e, g, None
 
 
 def _mass_array(pe: ParticleEnergy, masses):
@@ -76,7 +90,7 @@ def energy_and_velocity(pe: ParticleEnergy, z, masses=None):
     Uniform masses (``None``): ``v_j = n^(2p-1) grad_{theta_j} E``.  Particles of zero mass get
     zero velocity.
     """
-    e, g = jax.value_and_grad(pe.energy)(z, masses)
+    e, g, _ = _energy_and_gradients(pe, z, masses, wrt_masses=False)
     return e, _velocity_from_grad(pe, g, masses)
 
 
@@ -87,7 +101,7 @@ def energy_velocity_and_first_variation(pe: ParticleEnergy, z, masses=None):
     With ``masses=None`` the energy is evaluated at the uniform masses ``1/n`` (the same measure;
     equal to the unweighted evaluation up to float rounding).
     """
-    e, (g, v) = jax.value_and_grad(pe.energy, argnums=(0, 1))(z, _mass_array(pe, masses))
+    e, g, v = _energy_and_gradients(pe, z, _mass_array(pe, masses), wrt_masses=True)
     return e, _velocity_from_grad(pe, g, masses), v
 
 

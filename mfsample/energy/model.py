@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from numpyro import handlers
 
 from .. import validation
-from ..blocking import blocked_sum, resolve_block_size
+from ..blocking import blocked_sum, blocked_value_and_grad, resolve_block_size
 from ..scaling import scaling_exponent
 from .base import (
     ParticleEnergy,
@@ -126,6 +126,30 @@ def _energy_fn(bound: _BoundModel, num_data: float, block_size: int | None) -> C
     return energy
 
 
+def _value_and_grad_fn(bound: _BoundModel, num_data: float, block_size: int | None) -> Callable | None:
+    """``(E, (dE/dz, dE/dm))`` of a blocked energy in one pass over its blocks (``None`` unblocked).
+
+    The particles are mapped to the model's coordinates once, ``theta = T(z)``; the blocks'
+    gradients in ``theta`` (and the masses) are summed (:func:`mfsample.blocking.blocked_value_and_grad`)
+    and pulled back through ``T`` once."""
+    if block_size is None:
+        return None
+    is_per_datum = functools.partial(validation.is_per_datum, num_data=num_data)
+
+    def log_likelihood(params_and_masses, args, kwargs):
+        return _log_likelihood_sum(bound, *params_and_masses, args, kwargs)
+
+    def value_and_grad(z, masses=None):
+        params, pullback = jax.vjp(functools.partial(constrain_sites, bound.transforms), z)
+        total, (g_params, g_masses) = blocked_value_and_grad(
+            log_likelihood, (params, masses), bound.args, bound.kwargs, block_size, is_per_datum
+        )
+        (g_z,) = pullback(g_params)
+        return -total / num_data, jax.tree.map(lambda g: -g / num_data, (g_z, g_masses))
+
+    return value_and_grad
+
+
 def _log_prior_fn(bound: _BoundModel, width: int) -> Callable:
     """``log mu0(z_j)`` per particle; the priors are read from a trace at ``theta = T(z)`` (they
     may depend on other particle sites)."""
@@ -216,6 +240,7 @@ def _build(
         block_size=block_size,
         shared_names=bound.shared,
         shared_log_prior=_shared_log_prior_fn(bound),
+        value_and_grad=_value_and_grad_fn(bound, num_data, block_size),
     )
     return _with_subsample(pe, bound)
 
@@ -253,14 +278,14 @@ def energy_from_model(
 
         E = -(1/N) sum_b sum_{i in block b} log p(y_i | particles),
 
-    one block at a time (``lax.scan``, each block rematerialised in the backward pass), so that
-    the ``N x n`` activations are never held at once: the peak is about ``B x n`` activations
-    (see :func:`mfsample.blocking.activation_bytes`).  Every per-datum argument (an array whose
-    leading axis has the data size ``N``) is split along that axis (the likelihood must factorise
-    over it, as for ``batch_size``).  ``None`` (or ``B >= N``): one block, the plain energy;
-    ``"auto"``: the largest ``B`` whose activations, for ``num_replicas`` replicas evaluated at
-    once (vectorised chains), fit in a fraction of the free memory
-    (:func:`mfsample.blocking.auto_block_size`).  Results agree with the unblocked energy to
+    one block at a time (``lax.scan``; the drift takes each block's value and gradient in one
+    pass, ``ParticleEnergy.value_and_grad``), so that the ``N x n`` activations are never held at
+    once: the peak is about ``B x n`` activations (see :func:`mfsample.blocking.activation_bytes`).
+    Every per-datum argument (an array whose leading axis has the data size ``N``) is split along
+    that axis (the likelihood must factorise over it, as for ``batch_size``).  ``None`` (or
+    ``B >= N``): one block, the plain energy; ``"auto"``: the largest ``B`` whose activations, for
+    ``num_replicas`` replicas evaluated at once (vectorised chains), fit in a fraction of the free
+    memory (:func:`mfsample.blocking.auto_block_size`).  Results agree with the unblocked energy to
     float32 summation order.
     """
     model_kwargs = dict(model_kwargs or {})

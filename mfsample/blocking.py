@@ -67,18 +67,18 @@ ACTIVATION_COPIES = 4
 MEMORY_FRACTION = 0.25
 
 #: on the CPU, ``block_size="auto"`` also keeps one ``B x n`` float array within this many bytes,
-#: so that a block's activations stay in the last-level cache between the forward and backward
-#: passes: measured on a 2-core EPYC (32 MiB L3), blocks of 2–8 MiB ran the step 1.4–1.55x
-#: faster at (d, n, N) = (50, 4096, 8192) and (10, 65536, 1024), despite the recomputed forward
-#: pass (``benchmarks/README.md``); accelerators are not cache-blocked
+#: so that a block's activations stay in the last-level cache between its forward and backward
+#: passes (:func:`blocked_value_and_grad`): measured on a 2-core EPYC (32 MiB L3), blocks of
+#: 8 MiB ran the Langevin step 1.3x faster than unblocked at (d, n, N) = (10, 4096, 2048) and
+#: (20, 2048, 4096) (32 MiB arrays) and 1.5x at (50, 4096, 8192) (``benchmarks/README.md``);
+#: accelerators are not cache-blocked
 CPU_CACHE_BYTES = 8 * 2**20
 
-#: ... but only when one ``N x n`` array (all replicas) is larger than this: below it the
-#: recomputed forward pass costs more than the cache saves (measured on the same machine, the
-#: Langevin step ran 1.2-1.3x slower blocked with 16 and 32 MiB arrays, at (d, n, N) =
-#: (20, 1024, 4096) and (10, 4096, 2048), and 1.2-1.3x faster with 64 and 128 MiB arrays, at
-#: (20, 2048, 8192) and (50, 4096, 8192))
-CPU_BLOCK_ABOVE_BYTES = 48 * 2**20
+#: ... but only when one ``N x n`` array (all replicas) is larger than this: at 12 MiB and below
+#: blocks of 8 MiB ran 1.0-1.1x slower than one block (one long pass over a small array costs
+#: less than a loop of shorter ones), at 16 MiB 1.0-1.25x faster (same machine, three dynamics,
+#: (d, n, N) = (10, 1536, 2048), (10, 1024, 4096), (20, 1024, 4096), (10, 2048, 2048))
+CPU_BLOCK_ABOVE_BYTES = 12 * 2**20
 
 
 def activation_bytes(block_size: int, width: int, *, num_chains: int = 1, itemsize: int = 4) -> int:

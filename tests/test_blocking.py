@@ -13,6 +13,7 @@ from numpyro.infer.util import constrain_fn
 import mfsample as mf
 from mfsample.blocking import (
     ACTIVATION_COPIES,
+    CPU_BLOCK_ABOVE_BYTES,
     activation_bytes,
     auto_block_size,
     blocked_deterministic,
@@ -243,10 +244,12 @@ def test_auto_block_size_from_memory_and_cache():
     # cache-sized blocks: one B x n float32 array within the cache
     assert auto_block_size(8192, 4096, memory=2**40, cache=8 * 2**20) == 512
     assert auto_block_size(8192, 4096, memory=2**40, cache=8 * 2**20, num_chains=4) == 128
-    # arrays of at most CPU_BLOCK_ABOVE_BYTES are not cache-blocked (16 MiB here; 64 MiB with 4 chains)
-    assert auto_block_size(4096, 1024, memory=2**40, cache=8 * 2**20) == 4096
-    assert auto_block_size(4096, 1024, memory=2**40, cache=8 * 2**20, num_chains=4) == 512
-    assert auto_block_size(4096, 1024, memory=2**40, cache=8 * 2**20, cache_above=0) == 2048
+    # arrays of at most CPU_BLOCK_ABOVE_BYTES are not cache-blocked (8 MiB here; 32 MiB with 4 chains)
+    assert CPU_BLOCK_ABOVE_BYTES == 12 * 2**20
+    assert auto_block_size(2048, 1024, memory=2**40, cache=8 * 2**20) == 2048
+    assert auto_block_size(2048, 1024, memory=2**40, cache=8 * 2**20, num_chains=4) == 512
+    assert auto_block_size(2048, 1024, memory=2**40, cache=2 * 2**20, cache_above=0) == 512
+    assert auto_block_size(4096, 1024, memory=2**40, cache=8 * 2**20) == 2048  # 16 MiB: two blocks
     # 1 MiB budget at fraction 1/4 -> B = 2^18 / (ACTIVATION_COPIES * 256 * 4)
     b = auto_block_size(10**6, 256, memory=2**20, cache=None)
     assert b == 2**18 // (ACTIVATION_COPIES * 256 * 4)

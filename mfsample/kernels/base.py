@@ -64,19 +64,29 @@ def init_particle_state(
     transport=None,
     batch_size=None,
     shared_step_scale=1.0,
+    drift: Drift | None = None,
 ) -> ParticleState:
     """Evaluate the drift at ``z`` and wrap everything in a :class:`ParticleState` at ``t = 0``.
 
     With ``batch_size`` the first drift is evaluated on a minibatch drawn from ``rng_key``
     (itself left unchanged in the state); ``transport`` (an optax transformation) gets its
-    state initialised on ``z``.
+    state initialised on ``z``.  ``drift``: the :class:`Drift` at ``z`` when the caller has
+    evaluated it already (with the first variation, say), used as it is.
     """
     if masses is not None:
         masses = validation.masses(masses, energy.width)
-    key_batch = jax.random.fold_in(rng_key, 1) if batch_size else None
-    d = evaluate_drift(
-        energy, z, masses, temperature, rng_key=key_batch, batch_size=batch_size, shared_step_scale=shared_step_scale
-    )
+    d = drift
+    if d is None:
+        key_batch = jax.random.fold_in(rng_key, 1) if batch_size else None
+        d = evaluate_drift(
+            energy,
+            z,
+            masses,
+            temperature,
+            rng_key=key_batch,
+            batch_size=batch_size,
+            shared_step_scale=shared_step_scale,
+        )
     return ParticleState(
         z=z,
         masses=masses,

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from numpyro.infer.util import constrain_fn
 
 from .. import validation
-from ..energy import ParticleEnergy, first_variation
+from ..energy import ParticleEnergy
 from .base import ParticleKernel, init_particle_state
 from .contract import PARTICLE_STATISTICS, Statistic
 from .parameters import is_zero
@@ -142,10 +142,11 @@ def build_kernel(
 
     def init_fn(z, masses, rng_key):
         masses, log_masses = _initial_masses(masses, n, weighted)
-        base = init_particle_state(energy, z, masses, rng_key, tau, shared_step_scale=eta)
+        d = evaluate_drift(energy, z, masses, tau, shared_step_scale=eta, with_first_variation=True)
+        base = init_particle_state(energy, z, masses, rng_key, tau, shared_step_scale=eta, drift=d)
         zero = jnp.zeros((), jnp.int32)
         ess = jnp.asarray(float(n), base.energy.dtype)
-        fields = _reaction_fields(energy, z, masses, log_masses, first_variation(energy, z, masses), ess, zero, zero)
+        fields = _reaction_fields(energy, z, masses, log_masses, d.first_variation, ess, zero, zero)
         fields["ess"] = fields["ess"].astype(base.energy.dtype)
         return WFRState(**{**base._asdict(), **fields})
 

@@ -16,6 +16,7 @@ from mfsample.blocking import (
     CPU_BLOCK_ABOVE_BYTES,
     activation_bytes,
     auto_block_size,
+    auto_particle_block_size,
     blocked_deterministic,
     blocked_sum,
     blocked_value_and_grad,
@@ -336,3 +337,51 @@ def test_vectorised_chains_with_blocks_follow_the_plain_trajectory(data):
     for k in ("a", "w", "b"):
         assert draws[64][k].shape[:2] == (3, 10)
         np.testing.assert_allclose(draws[64][k], draws[None][k], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"bias": False}, {"scaling": "ntk"}, {"masses": "dirichlet"}], ids=["mf", "no-bias", "ntk", "masses"]
+)
+def test_particle_blocks_give_the_network_output_and_its_gradient(data, kwargs):
+    """``shallow_network(particle_block_size=P)``: f summed over blocks of 12 of 40 particles (three
+    blocks and a remainder of 4), and the energy's gradient, equal the one-block evaluation."""
+    if kwargs.get("masses") == "dirichlet":
+        kwargs = {"masses": jax.random.dirichlet(jax.random.PRNGKey(7), jnp.ones(40))}
+    plain = energy_from_model(mf.models.shallow_network, (data.x, data.y), {"width": 40, **kwargs})
+    blocked = energy_from_model(
+        mf.models.shallow_network, (data.x, data.y), {"width": 40, "particle_block_size": 12, **kwargs}
+    )
+    z = plain.sample_prior(jax.random.PRNGKey(8))
+    (e0, g0), (e1, g1) = (jax.value_and_grad(pe.energy)(z) for pe in (plain, blocked))
+    np.testing.assert_allclose(e1, e0, rtol=RTOL)
+    for k in g0:
+        np.testing.assert_allclose(g1[k], g0[k], rtol=RTOL, atol=1e-7)
+    post = [
+        _constrain(mf.models.shallow_network)(z, (data.x, data.y), {"width": 40, **kw})
+        for kw in (kwargs, {**kwargs, "particle_block_size": 12})
+    ]
+    np.testing.assert_allclose(post[1]["f"], post[0]["f"], rtol=RTOL, atol=1e-6)
+    with pytest.raises(ValueError, match="particle_block_size"):
+        energy_from_model(mf.models.shallow_network, (data.x, data.y), {"width": 40, "particle_block_size": 0})
+
+
+def test_auto_blocks_wide_problems_over_particles():
+    """``block_size="auto"`` on a CPU: a wide problem (n = 65536 > N = 64, one N x n array 16 MiB)
+    is blocked over particles (no data blocks; a loop in the energy) and gives the plain energy
+    and gradient; a deep one (n < N) over data; an explicit particle block is kept."""
+    assert auto_particle_block_size(64, 65536, cache=8 * 2**20) == 2**15
+    assert auto_particle_block_size(64, 65536, cache=None) is None  # accelerators: no cache blocks
+    assert auto_particle_block_size(8192, 4096, cache=8 * 2**20) is None  # n < N
+    assert auto_particle_block_size(64, 4096, cache=8 * 2**20) is None  # 1 MiB: one block
+    x = jax.random.normal(jax.random.PRNGKey(9), (64, 3))
+    y = jnp.sin(x[:, 0])
+    plain = energy_from_model(mf.models.shallow_network, (x, y), {"width": 65536}, block_size=None)
+    auto = energy_from_model(mf.models.shallow_network, (x, y), {"width": 65536}, block_size="auto")
+    assert auto.block_size is None and auto.value_and_grad is None
+    z = plain.sample_prior(jax.random.PRNGKey(10))
+    loops = [e.primitive.name for e in jax.make_jaxpr(auto.energy)(z).jaxpr.eqns if e.primitive.name == "scan"]
+    assert loops and not [e for e in jax.make_jaxpr(plain.energy)(z).jaxpr.eqns if e.primitive.name == "scan"]
+    (e0, g0), (e1, g1) = (jax.value_and_grad(pe.energy)(z) for pe in (plain, auto))
+    np.testing.assert_allclose(e1, e0, rtol=RTOL)
+    for k in g0:
+        np.testing.assert_allclose(g1[k], g0[k], rtol=RTOL, atol=1e-9)

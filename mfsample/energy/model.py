@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from numpyro import handlers
 
 from .. import validation
-from ..blocking import blocked_sum, blocked_value_and_grad, resolve_block_size
+from ..blocking import auto_particle_block_size, blocked_sum, blocked_value_and_grad, resolve_block_size
 from ..scaling import scaling_exponent
 from .base import (
     ParticleEnergy,
@@ -64,6 +64,13 @@ def _accepts_kwarg(fn: Callable, name: str) -> bool:
     except (TypeError, ValueError):
         return False
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _names_parameter(fn: Callable, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _resolve_exponent(declared: frozenset, scaling: str | float | None) -> float:
@@ -245,6 +252,21 @@ def _build(
     return _with_subsample(pe, bound)
 
 
+def _particle_blocks(model, data_kwargs: dict, block_size, num_data: float, width: int, num_replicas: int):
+    """``(data_kwargs, block_size)``: with ``block_size="auto"``, a model that takes a
+    ``particle_block_size`` keyword (left unset) and a wide problem
+    (:func:`mfsample.blocking.auto_particle_block_size`), blocks over particles instead of data."""
+    if validation.block_size(block_size) != "auto" or data_kwargs.get("particle_block_size") is not None:
+        return data_kwargs, block_size
+    if not _names_parameter(model, "particle_block_size"):  # not through **kwargs: it must mean this
+        return data_kwargs, block_size
+    num_chains = validation.positive_int("num_replicas", num_replicas)
+    block = auto_particle_block_size(int(round(num_data)), width, num_chains=num_chains)
+    if block is None:
+        return data_kwargs, block_size
+    return {**data_kwargs, "particle_block_size": block}, None
+
+
 def energy_from_model(
     model: Callable,
     model_args: tuple = (),
@@ -300,6 +322,7 @@ def energy_from_model(
         )
     frozen = check_frozen(frozen, sites.latent, sites.shared)
     data_kwargs = {k: v for k, v in model_kwargs.items() if k != "masses"}
+    data_kwargs, block_size = _particle_blocks(model, data_kwargs, block_size, num_data, sites.width, num_replicas)
     block_size = resolve_block_size(
         block_size, model_args, data_kwargs, num_data=num_data, width=sites.width, num_replicas=num_replicas
     )

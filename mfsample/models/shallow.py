@@ -33,6 +33,25 @@ def check_masses(masses, width: int, *, atol: float = 1e-4):
     return validation.masses(masses, width, atol=atol)
 
 
+def _output_of(x, w, b, coef, sigma):
+    """``sum_j coef_j sigma(<w_j, x_i> + b_j)`` for every datum ``i``."""
+    return sigma(x @ jax.lax.optimization_barrier(w.T) + b) @ coef
+
+
+def _output(x, w, b, coef, sigma, block):
+    """The network output, over particle blocks of ``block`` when given (rematerialised)."""
+    n = w.shape[0]
+    if block is None or block >= n:
+        return _output_of(x, w, b, coef, sigma)
+    full = (n // block) * block
+    part = jax.checkpoint(lambda q: _output_of(x, *q, sigma))
+    heads = tuple(v[:full].reshape((n // block, block) + v.shape[1:]) for v in (w, b, coef))
+    f = jnp.sum(jax.lax.map(part, heads), axis=0)
+    if full < n:
+        f = f + part(tuple(v[full:] for v in (w, b, coef)))
+    return f
+
+
 def shallow_network(
     x,
     y=None,
@@ -46,6 +65,7 @@ def shallow_network(
     a_scale: float = 1.0,
     w_scale: float | None = None,
     b_scale: float = 1.0,
+    particle_block_size: int | None = None,
 ):
     """Two-layer network ``f(x) = n^(1-p) sum_j m_j a_j sigma(<w_j, x> + b_j)`` as a NumPyro model.
 
@@ -66,6 +86,11 @@ def shallow_network(
     bias : include the particle coordinate ``b``.
     noise : standard deviation of the Gaussian likelihood.
     masses : optional particle weights ``m_j >= 0``, ``sum_j m_j = 1`` (``None``: ``1/n``).
+    particle_block_size : evaluate ``f`` as a sum over blocks of this many particles, each
+        block's ``N x P`` activations recomputed in the backward pass (``jax.checkpoint``), so
+        that the ``N x n`` activations are never held at once; ``None``: one block.  Same values
+        up to float summation order.  Kernels with ``block_size="auto"`` set it on a CPU for wide
+        problems (``n > N``, :func:`mfsample.blocking.auto_particle_block_size`).
 
     Example
     -------
@@ -99,6 +124,7 @@ def shallow_network(
         raise ValueError("y contains non-finite values")
     if masses is not None:
         masses = check_masses(masses, width)
+    particle_block_size = validation.optional_positive_int("particle_block_size", particle_block_size)
     w_scale = 1.0 / np.sqrt(dim) if w_scale is None else w_scale
 
     infer = {SCALING_INFER_KEY: p}
@@ -114,12 +140,12 @@ def shallow_network(
     # (n, d) result, ~4x slower on XLA:CPU than x.T @ G with a (d, n) one (benchmarks/step.py).
     # The barrier keeps w.T a (d, n) array, so the gradient is formed as x.T @ G and then
     # transposed (an n x d copy); the particle axis stays leading in the state.
-    features = sigma(x @ jax.lax.optimization_barrier(w.T) + b)
     if masses is None:
         coef = a * width ** (-p)
     else:
         coef = a * masses * width ** (1.0 - p)
+    bias_term = jnp.broadcast_to(b, (width,)) if bias else jnp.zeros((width,), x.dtype)
     with numpyro.plate("data", num_data):
-        f = numpyro.deterministic("f", features @ coef)
+        f = numpyro.deterministic("f", _output(x, w, bias_term, coef, sigma, particle_block_size))
         numpyro.sample("y", dist.Normal(f, noise), obs=y)
     return f

@@ -385,3 +385,9 @@ def test_auto_blocks_wide_problems_over_particles():
     np.testing.assert_allclose(e1, e0, rtol=RTOL)
     for k in g0:
         np.testing.assert_allclose(g1[k], g0[k], rtol=RTOL, atol=1e-9)
+    # a particle block passed by the caller, None (one block) included, is kept: "auto" then
+    # blocks over data as for any model (8 MiB rows of n floats: B = 32)
+    kept = energy_from_model(
+        mf.models.shallow_network, (x, y), {"width": 65536, "particle_block_size": None}, block_size="auto"
+    )
+    assert kept.block_size == 2**23 // (65536 * 4) and kept.value_and_grad is not None

@@ -254,9 +254,10 @@ def _build(
 
 def _particle_blocks(model, data_kwargs: dict, block_size, num_data: float, width: int, num_replicas: int):
     """``(data_kwargs, block_size)``: with ``block_size="auto"``, a model that takes a
-    ``particle_block_size`` keyword (left unset) and a wide problem
-    (:func:`mfsample.blocking.auto_particle_block_size`), blocks over particles instead of data."""
-    if validation.block_size(block_size) != "auto" or data_kwargs.get("particle_block_size") is not None:
+    ``particle_block_size`` keyword (not passed: a given value, ``None`` included, is kept) and a
+    wide problem (:func:`mfsample.blocking.auto_particle_block_size`), blocks over particles
+    instead of data."""
+    if validation.block_size(block_size) != "auto" or "particle_block_size" in data_kwargs:
         return data_kwargs, block_size
     if not _names_parameter(model, "particle_block_size"):  # not through **kwargs: it must mean this
         return data_kwargs, block_size

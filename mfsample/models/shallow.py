@@ -89,8 +89,8 @@ def shallow_network(
     particle_block_size : evaluate ``f`` as a sum over blocks of this many particles, each
         block's ``N x P`` activations recomputed in the backward pass (``jax.checkpoint``), so
         that the ``N x n`` activations are never held at once; ``None``: one block.  Same values
-        up to float summation order.  Kernels with ``block_size="auto"`` set it on a CPU for wide
-        problems (``n > N``, :func:`mfsample.blocking.auto_particle_block_size`).
+        up to float summation order.  Kernels with ``block_size="auto"`` set it, when it is not
+        passed, on a CPU for wide problems (``n > N``, :func:`mfsample.blocking.auto_particle_block_size`).
 
     Example
     -------

@@ -55,6 +55,7 @@ __all__ = [
     "resolve_block_size",
     "blocked_sum",
     "blocked_value_and_grad",
+    "particle_blocked_sum",
     "blocked_map",
     "blocked_deterministic",
 ]
@@ -285,6 +286,28 @@ def blocked_value_and_grad(
     if blocks.tail is not None:
         tail = on_block(blocks.tail)
         total = tail if total is None else jax.tree.map(jnp.add, total, tail)
+    return total
+
+
+def particle_blocked_sum(fn: Callable, arrays: tuple, block_size: int | None):
+    """``sum_b fn(arrays_b)``, the arrays split along their leading (particle) axis into blocks of
+    ``block_size`` (full blocks in a ``lax.map``, the remainder in one more call).
+
+    ``fn`` returns a particle block's contribution to an output that is a sum over particles (the
+    mean-field network's ``f(x_i)`` for every datum); it is ``jax.checkpoint``-ed, so that the
+    backward pass recomputes one block's ``N x P`` activations at a time and each block's
+    gradient stays with its own particles.  ``None`` or ``block_size >= n``: ``fn(arrays)``.
+    """
+    n = jnp.shape(arrays[0])[0]
+    if block_size is None or block_size >= n:
+        return fn(arrays)
+    num_blocks, rest = divmod(n, block_size)
+    cut = num_blocks * block_size
+    part = jax.checkpoint(fn)
+    heads = tuple(v[:cut].reshape((num_blocks, block_size) + v.shape[1:]) for v in arrays)
+    total = jnp.sum(jax.lax.map(part, heads), axis=0)
+    if rest:
+        total = total + part(tuple(v[cut:] for v in arrays))
     return total
 
 

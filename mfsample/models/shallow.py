@@ -19,6 +19,7 @@ import numpyro.distributions as dist
 
 from .. import validation
 from ..activations import get_activation
+from ..blocking import particle_blocked_sum
 from ..scaling import SCALING_INFER_KEY, scaling_exponent
 
 __all__ = ["shallow_network", "check_masses"]
@@ -36,20 +37,6 @@ def check_masses(masses, width: int, *, atol: float = 1e-4):
 def _output_of(x, w, b, coef, sigma):
     """``sum_j coef_j sigma(<w_j, x_i> + b_j)`` for every datum ``i``."""
     return sigma(x @ jax.lax.optimization_barrier(w.T) + b) @ coef
-
-
-def _output(x, w, b, coef, sigma, block):
-    """The network output, over particle blocks of ``block`` when given (rematerialised)."""
-    n = w.shape[0]
-    if block is None or block >= n:
-        return _output_of(x, w, b, coef, sigma)
-    full = (n // block) * block
-    part = jax.checkpoint(lambda q: _output_of(x, *q, sigma))
-    heads = tuple(v[:full].reshape((n // block, block) + v.shape[1:]) for v in (w, b, coef))
-    f = jnp.sum(jax.lax.map(part, heads), axis=0)
-    if full < n:
-        f = f + part(tuple(v[full:] for v in (w, b, coef)))
-    return f
 
 
 def shallow_network(
@@ -146,6 +133,8 @@ def shallow_network(
         coef = a * masses * width ** (1.0 - p)
     bias_term = jnp.broadcast_to(b, (width,)) if bias else jnp.zeros((width,), x.dtype)
     with numpyro.plate("data", num_data):
-        f = numpyro.deterministic("f", _output(x, w, bias_term, coef, sigma, particle_block_size))
+        f = numpyro.deterministic(
+            "f", particle_blocked_sum(lambda q: _output_of(x, *q, sigma), (w, bias_term, coef), particle_block_size)
+        )
         numpyro.sample("y", dist.Normal(f, noise), obs=y)
     return f

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 from numpyro.util import is_prng_key
 
 from .. import validation
-from ..kernels import programs
+from ..kernels import programs, threefry
 from ..kernels.base import DynamicsKernel
 from ..kernels.contract import ACCEPT_PROB, DIVERGING, GRAD_NORM, STEP, TIME, Statistic, names
 from ..kernels.parameters import as_arrays, is_zero, specialise, zero_pattern
@@ -266,7 +266,7 @@ def build_kernel(
         return z, masses, log_masses, (events["x"], events["y"])
 
     def step_fn(state: GameState) -> GameState:
-        rng_key, k_noise_x, k_noise_y, k_react_x, k_react_y = jax.random.split(state.rng_key, 5)
+        rng_key, k_noise_x, k_noise_y, k_react_x, k_react_y = threefry.split(state.rng_key, 5)
         z = move(state, (k_noise_x, k_noise_y))
         z, masses, log_masses, events = react(state, z, (k_react_x, k_react_y))
         # fields of mu_{k+1}; a non-finite proposal freezes the system for good

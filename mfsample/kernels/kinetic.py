@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from .. import validation
 from ..energy import ParticleEnergy
+from . import threefry
 from .base import ParticleKernel, guarded_update, init_particle_state
 from .parameters import is_zero
 from .state import ParticleState, state_class
@@ -79,7 +80,7 @@ def build_kernel(energy: ParticleEnergy, step_size: float, temperature: float, f
         return KineticState(**state._asdict(), momentum=p)
 
     def step_fn(state):
-        rng_key, key_noise = jax.random.split(state.rng_key)
+        rng_key, key_noise = threefry.split(state.rng_key)
         p = _axpy(-half, state.drift, state.momentum)  # B
         z = _axpy(half, p, state.z)  # A
         p = jax.tree.map(lambda v: c1 * v, p)  # O

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from .. import validation
 from ..energy import ParticleEnergy
 from ..scaling import time_scale
+from . import threefry
 from .base import ParticleKernel, guarded_update, init_particle_state, minibatch_key, minibatch_size
 from .parameters import is_zero
 from .steps import evaluate_drift, langevin_noise, noise_scales, optax_transport_step, transport_step
@@ -97,7 +98,7 @@ def build_kernel(
         return -sq / (4.0 * tau * dt)
 
     def step_fn(state):
-        rng_key, key_noise, key_accept = jax.random.split(state.rng_key, 3)
+        rng_key, key_noise, key_accept = threefry.split(state.rng_key, 3)
         rng_key, key_batch = minibatch_key(rng_key, batch_size)
         if transport is None:
             z, opt_state = transport_step(state.z, state.drift, dt), None

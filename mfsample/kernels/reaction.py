@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from .. import validation
+from . import threefry
 
 __all__ = [
     "centered_first_variation",
@@ -124,7 +125,7 @@ def reaction_draws(rng_key, n: int) -> ReactionDraws:
     million particles).  One call instead of one per kind matters on a CPU, where each call of
     JAX's counter-based generator is a loop of its own.
     """
-    bits = jax.random.bits(rng_key, (4, n), jnp.uint32)
+    bits = threefry.bits(rng_key, (4, n))
     unit = (bits[0::3] >> 8).astype(jnp.float32) * (1.0 / 2**24)  # rows 0 and 3
     index = (bits[1:3] % jnp.uint32(n)).astype(jnp.int32)
     return ReactionDraws(fire=unit[0], source=index[0], target=index[1], order=unit[1])

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..energy import ParticleEnergy, energy_and_velocity, energy_velocity_and_first_variation, freeze
 from ..scaling import time_scale
+from . import threefry
 from .state import all_finite, tree_select
 
 __all__ = [
@@ -169,7 +170,7 @@ def standard_normal_like(rng_key, z, skip=()):
     if not drawn:
         return jax.tree.map(jnp.zeros_like, z)
     sizes = [int(np.prod(jnp.shape(leaves[i]))) for i in drawn]
-    flat = jax.random.normal(rng_key, (sum(sizes),), jnp.result_type(*(leaves[i] for i in drawn)))
+    flat = threefry.normal(rng_key, (sum(sizes),), jnp.result_type(*(leaves[i] for i in drawn)))
     pieces = dict(zip(drawn, jnp.split(flat, np.cumsum(sizes)[:-1])))
     xi = [
         pieces[i].reshape(jnp.shape(x)).astype(jnp.result_type(x)) if i in pieces else jnp.zeros_like(x)

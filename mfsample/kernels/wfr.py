@@ -29,6 +29,7 @@ from numpyro.infer.util import constrain_fn
 
 from .. import validation
 from ..energy import ParticleEnergy
+from . import threefry
 from .base import ParticleKernel, init_particle_state
 from .contract import PARTICLE_STATISTICS, Statistic
 from .parameters import is_zero
@@ -170,7 +171,7 @@ def build_kernel(
         return {**z, **bd.z}, None, None, bd.births, bd.deaths
 
     def step_fn(state):
-        rng_key, key_noise, key_react = jax.random.split(state.rng_key, 3)
+        rng_key, key_noise, key_react = threefry.split(state.rng_key, 3)
         # 1. transport with the drift of mu_k (the keys are those of MeanFieldLangevin)
         z = transport_step(state.z, state.drift, dt)
         if not is_zero(tau):

@@ -27,6 +27,7 @@ from .kernels.base import initial_positions, split_static_kwargs
 from .kernels.contract import PARTICLE_STATISTICS, ParticleDynamics, SweepableDynamics, names
 from .kernels.parameters import as_arrays, specialise, zero_pattern
 from .kernels.start import Fresh, start_states
+from .layout import column_major_particles, prefers_column_major
 from .sharding import SHARD_MODES, make_mesh, place, replicated, state_shardings
 
 __all__ = ["Simulation", "simulate"]
@@ -117,9 +118,16 @@ def compiled_runner(
                 _, step_fn = kernel.build(energy, specialise(v, pattern)) if pattern else kernel.build(energy)
                 return (jax.vmap(step_fn) if num_chains > 1 else step_fn)(s)
 
+            if placement is None and prefers_column_major(
+                energy, num_chains=num_chains, batched=num_configs is not None
+            ):
+                laid_out = column_major_particles
+            else:
+                laid_out = constrain
+
             def draws(step, record, s):
                 def one_draw(s, _):
-                    s = jax.lax.fori_loop(0, save_every, lambda i, ss: constrain(step(ss)), s)
+                    s = jax.lax.fori_loop(0, save_every, lambda i, ss: laid_out(step(ss)), s)
                     return s, (record(getattr(s, field)), {f: getattr(s, f) for f in fields})
 
                 return jax.lax.scan(one_draw, constrain(s), None, length=num_draws)

@@ -44,6 +44,9 @@ class ParticleEnergy(NamedTuple):
     ``frozen`` the sites that do not move and ``block_size`` the ``B`` of a blocked energy
     (``None``: one block).
 
+    ``particle_block_size`` is the ``P`` of a model that sums its output over blocks of ``P``
+    particles (its ``particle_block_size`` keyword; ``None``: none).
+
     ``value_and_grad(z, masses=None) -> (E, (dE/dz, dE/dm))``, when given, is ``energy``'s value
     and gradient in the particles and the masses (``None`` for ``masses=None``) from one pass
     over the data: a blocked energy's (:func:`mfsample.blocking.blocked_value_and_grad`), which
@@ -74,6 +77,7 @@ class ParticleEnergy(NamedTuple):
     shared_names: tuple = ()
     shared_log_prior: Callable | None = None
     value_and_grad: Callable | None = None
+    particle_block_size: int | None = None
 
     def particle_part(self, tree: dict) -> dict:
         """The particle sites of a dict over all latent sites (the shared ones left out)."""

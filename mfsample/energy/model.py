@@ -248,6 +248,7 @@ def _build(
         shared_names=bound.shared,
         shared_log_prior=_shared_log_prior_fn(bound),
         value_and_grad=_value_and_grad_fn(bound, num_data, block_size),
+        particle_block_size=bound.kwargs.get("particle_block_size"),
     )
     return _with_subsample(pe, bound)
 

@@ -43,9 +43,16 @@ def _column_major(x):
     return with_layout_constraint(x, _COLUMN_MAJOR) if jnp.ndim(x) == 2 else x
 
 
-def column_major_particles(state):
-    """``state`` with the 2-D leaves of its positions ``z`` and its ``drift`` laid out column-major
-    (a state without both fields, say a user's kernel's, as it is)."""
+def column_major_particles(state, shared=()):
+    """``state`` with the 2-D leaves of its positions ``z`` and its ``drift`` laid out column-major,
+    but for the top-level sites named in ``shared`` (no particle axis); a state without both
+    fields (say a user's kernel's) as it is."""
     if not all(hasattr(state, f) for f in ("_replace", "z", "drift")):
         return state
-    return state._replace(z=jax.tree.map(_column_major, state.z), drift=jax.tree.map(_column_major, state.drift))
+    return state._replace(z=_particle_leaves(state.z, shared), drift=_particle_leaves(state.drift, shared))
+
+
+def _particle_leaves(tree, shared):
+    if isinstance(tree, dict):
+        return {k: v if k in shared else jax.tree.map(_column_major, v) for k, v in tree.items()}
+    return jax.tree.map(_column_major, tree)

@@ -121,7 +121,7 @@ def compiled_runner(
             if placement is None and prefers_column_major(
                 energy, num_chains=num_chains, batched=num_configs is not None
             ):
-                laid_out = column_major_particles
+                laid_out = partial(column_major_particles, shared=tuple(getattr(energy, "shared_names", ())))
             else:
                 laid_out = constrain
 

@@ -51,6 +51,12 @@ def test_column_major_particles_constrains_two_dimensional_leaves_only():
     )
     text = jax.jit(layout.column_major_particles).lower(state).as_text()
     assert text.count("LayoutConstraint") == 2  # z["w"] and drift["w"]
+    # a shared site (no particle axis, e.g. deep_network's first layer U) is left alone
+    shared = state._replace(
+        z={**state.z, "U": np.ones((4, 3), np.float32)}, drift={**state.drift, "U": np.ones((4, 3))}
+    )
+    text = jax.jit(lambda s: layout.column_major_particles(s, shared=("U",))).lower(shared).as_text()
+    assert text.count("LayoutConstraint") == 2
     out = jax.jit(layout.column_major_particles)(state)
     np.testing.assert_array_equal(out.z["w"], state.z["w"])
     assert layout.column_major_particles((1, 2)) == (1, 2)  # a state without z and drift: as it is
@@ -65,9 +71,9 @@ def test_the_hint_changes_no_value(data, kernel_name, monkeypatch):
     }
     calls = []
 
-    def counted(state):
+    def counted(state, shared=()):
         calls.append(1)
-        return layout.column_major_particles(state)
+        return layout.column_major_particles(state, shared)
 
     def run():
         programs.clear()

@@ -18,7 +18,6 @@ Theory: ``docs/theory/langevin.md``.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from .. import validation
@@ -119,7 +118,7 @@ def build_kernel(
         )
         log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
         accept_prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
-        accept = jax.random.uniform(key_accept) < accept_prob
+        accept = threefry.uniform(key_accept) < accept_prob
         return guarded_update(state, z, d, dt, rng_key=rng_key, accept=accept, accept_prob=accept_prob)
 
     return init_fn, step_fn

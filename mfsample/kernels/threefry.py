@@ -1,7 +1,7 @@
 """JAX's threefry random numbers, bit for bit, with the hash written out instead of looped.
 
 The kernels draw a few random numbers every step (a key split, the Langevin noise, the
-birth–death uniforms).  ``jax.random`` computes them with the Threefry-2x32 hash (Salmon,
+birth–death uniforms, a Metropolis test's uniform).  ``jax.random`` computes them with the Threefry-2x32 hash (Salmon,
 Moraes, Dror & Shaw, "Parallel random numbers: as easy as 1, 2, 3", SC 2011): twenty rounds of
 ``x0 += x1; x1 = rotl(x1, r) ^ x0`` with a key injection after every fourth.  On a CPU JAX lowers
 those rounds as a loop of five iterations (to keep compilation short), and inside a compiled
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["split", "bits", "normal", "threefry_2x32"]
+__all__ = ["split", "bits", "uniform", "normal", "threefry_2x32"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = np.uint32(0x1BD11BDA)  # the key schedule's constant
@@ -99,15 +99,26 @@ def bits(key, shape):
     return hi ^ lo
 
 
+def _unit(hi, lo):
+    """Uniform float32 on ``[0, 1)`` from the top 23 bits of each word, as JAX converts them."""
+    mantissa = ((hi ^ lo) >> np.uint32(9)) | np.float32(1.0).view(np.uint32)
+    return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - np.float32(1.0)
+
+
+def uniform(key, shape=(), dtype=jnp.float32):
+    """``jax.random.uniform(key, shape, dtype)`` on ``[0, 1)``."""
+    words = _key_words(key)
+    if words is None or jnp.dtype(dtype) != jnp.float32:
+        return jax.random.uniform(key, shape, dtype)
+    return jnp.maximum(np.float32(0.0), _unit(*_hash(words, tuple(shape))))
+
+
 def normal(key, shape, dtype=jnp.float32):
     """``jax.random.normal(key, shape, dtype)``: ``sqrt(2) erfinv(u)``, ``u`` uniform on ``(-1, 1)``
     from the top 23 bits of each word, as JAX converts them."""
     words = _key_words(key)
     if words is None or jnp.dtype(dtype) != jnp.float32:
         return jax.random.normal(key, shape, dtype)
-    hi, lo = _hash(words, tuple(shape))
-    mantissa = ((hi ^ lo) >> np.uint32(9)) | np.float32(1.0).view(np.uint32)
-    unit = jax.lax.bitcast_convert_type(mantissa, jnp.float32) - np.float32(1.0)  # [0, 1)
     low = np.nextafter(np.float32(-1.0), np.float32(0.0))
-    u = jnp.maximum(low, unit * (np.float32(1.0) - low) + low)
+    u = jnp.maximum(low, _unit(*_hash(words, tuple(shape))) * (np.float32(1.0) - low) + low)
     return np.float32(np.sqrt(2)) * jax.lax.erf_inv(u)

@@ -29,6 +29,7 @@ def test_split_is_jax_split(key, num):
 def test_bits_and_normal_are_jax(key, shape):
     np.testing.assert_array_equal(threefry.bits(key, shape), jax.random.bits(key, shape, jnp.uint32))
     # every float32 equal, inside and outside jit (erfinv near +-1 included: 3000 draws reach |x| > 3)
+    np.testing.assert_array_equal(threefry.uniform(key, shape), jax.random.uniform(key, shape))
     np.testing.assert_array_equal(threefry.normal(key, shape), jax.random.normal(key, shape))
     ours = jax.jit(lambda k: threefry.normal(k, (3000,)))(key)
     np.testing.assert_array_equal(ours, jax.jit(lambda k: jax.random.normal(k, (3000,)))(key))

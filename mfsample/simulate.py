@@ -118,12 +118,7 @@ def compiled_runner(
                 _, step_fn = kernel.build(energy, specialise(v, pattern)) if pattern else kernel.build(energy)
                 return (jax.vmap(step_fn) if num_chains > 1 else step_fn)(s)
 
-            if placement is None and prefers_column_major(
-                energy, num_chains=num_chains, batched=num_configs is not None
-            ):
-                laid_out = partial(column_major_particles, shared=tuple(getattr(energy, "shared_names", ())))
-            else:
-                laid_out = constrain
+            laid_out = _carry_layout(energy, constrain, placement, num_chains, batched=num_configs is not None)
 
             def draws(step, record, s):
                 def one_draw(s, _):
@@ -161,6 +156,14 @@ def compiled_runner(
         fresh,
     )
     return programs.cached(kernel, key, make)
+
+
+def _carry_layout(energy, constrain, placement, num_chains, *, batched):
+    """What the driver's loop applies to the state after every step: the sharding ``constrain``
+    of a placed run, else the column-major hint of :mod:`mfsample.layout` where it pays."""
+    if placement is None and prefers_column_major(energy, num_chains=num_chains, batched=batched):
+        return partial(column_major_particles, shared=tuple(getattr(energy, "shared_names", ())))
+    return constrain
 
 
 class _Placement(NamedTuple):

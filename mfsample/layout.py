@@ -12,9 +12,9 @@ unchanged), so that the matmuls read them without a transposing copy.
 
 Measured on 2 CPU cores (``python -m benchmarks`` alternatives, one process): the Wasserstein
 flow at ``(d, n, N) = (10, 256, 1024)`` 1.12 -> 0.97 of the hand scan a step, ``(20, 1024, 4096)``
-1.04 -> 0.98, ``(50, 4096, 8192)`` 0.70 -> 0.68; but 7% slower where the model sums over blocks
-of particles (``(10, 65536, 1024)``), whose blocks want each particle's coordinates together.
-Hence :func:`prefers_column_major`.
+1.04 -> 0.98, ``(50, 4096, 8192)`` 0.70 -> 0.68; ``deep_network`` (Langevin, ``(10, 256, 1024)``)
+1.94 -> 1.13 ms a step; but 7% slower where the model sums over blocks of particles
+(``(10, 65536, 1024)``; the cause not established).  Hence :func:`prefers_column_major`.
 """
 
 from __future__ import annotations

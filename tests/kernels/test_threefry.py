@@ -56,12 +56,13 @@ def test_published_known_answer():
 
 
 def test_other_generators_are_left_to_jax():
-    """A non-threefry key, a float64 normal: the call is ``jax.random``'s own."""
+    """A non-threefry key, a float16 normal, a 2-D split: the call is ``jax.random``'s own."""
     rbg = jax.random.key(3, impl="rbg")
     np.testing.assert_array_equal(_data(threefry.split(rbg, 3)), _data(jax.random.split(rbg, 3)))
     np.testing.assert_array_equal(threefry.bits(rbg, (5,)), jax.random.bits(rbg, (5,), jnp.uint32))
     key = jax.random.PRNGKey(1)
     np.testing.assert_array_equal(threefry.normal(key, (4,), jnp.float16), jax.random.normal(key, (4,), jnp.float16))
+    np.testing.assert_array_equal(threefry.split(key, (2, 3)), jax.random.split(key, (2, 3)))
 
 
 def test_no_loop_in_the_compiled_draw():

@@ -126,7 +126,8 @@ def shallow_network(
     # XLA folds a bare transpose into the dot, which makes the backward matmul G.T @ x with an
     # (n, d) result, ~4x slower on XLA:CPU than x.T @ G with a (d, n) one (benchmarks/step.py).
     # The barrier keeps w.T a (d, n) array, so the gradient is formed as x.T @ G and then
-    # transposed (an n x d copy); the particle axis stays leading in the state.
+    # transposed (an n x d copy); the particle axis stays leading in the state.  `simulate` on a
+    # CPU also asks XLA to keep the carried w column-major (mfsample.layout; faster at small sizes).
     if masses is None:
         coef = a * width ** (-p)
     else:

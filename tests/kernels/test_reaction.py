@@ -197,3 +197,39 @@ def test_reaction_draws_are_uniform():
     # the four kinds are independent of each other: no correlation beyond 5 standard errors
     fire, order = np.asarray(d.fire).ravel(), np.asarray(d.order).ravel()
     assert abs(np.corrcoef(fire, order)[0, 1]) < 5 / np.sqrt(fire.size)
+
+
+@pytest.mark.parametrize("n", [1, 7, 256, 300, 5000])
+def test_quiet_slots_are_the_quiet_part_of_a_stable_sort(n):
+    """The ranking of the quiet slots is that of a stable sort of their keys with the firing slots
+    keyed last (the rule as first written), for any share of firing slots and many tied keys."""
+    from mfsample.kernels.reaction import quiet_slots
+
+    rng = np.random.default_rng(n)
+    for share in (0.0, 0.3, 1.0):
+        order = (rng.integers(0, 40, n) / 2**24).astype(np.float32)  # 24-bit uniforms, many ties
+        fire = rng.random(n) < share
+        got = np.asarray(jax.jit(quiet_slots)(order, fire))
+        num_quiet = int(np.sum(~fire))
+        expected = np.argsort(np.where(fire, 2.0, order), kind="stable")[:num_quiet]
+        np.testing.assert_array_equal(got[:num_quiet], expected)
+        np.testing.assert_array_equal(got[num_quiet:], 0)
+
+
+@pytest.mark.parametrize("n", [64, 300, 5000])
+def test_birth_death_step_is_the_rule_with_a_plain_sort(n):
+    """Slot for slot, the step's gather equals the rule written with NumPy's stable argsort of the
+    quiet slots' keys (the benchmarks' reference), at a rate where most particles fire."""
+    from benchmarks.alternatives import _numpy_birth_death_source
+    from mfsample.kernels.reaction import reaction_draws
+
+    for seed in range(3):
+        key_v, key_react = jax.random.split(jax.random.PRNGKey(seed))
+        u = jax.random.normal(key_v, (n,))
+        u = u - jnp.mean(u)
+        bd = birth_death_step(key_react, {"i": jnp.arange(n)}, u, 3.0, 0.5)
+        d = reaction_draws(key_react, n)
+        draws = {"u_fire": d.fire, "src": d.source, "self": d.target, "u_perm": d.order}
+        expected = _numpy_birth_death_source(np.asarray(u), {k: np.asarray(v) for k, v in draws.items()}, 3.0, 0.5)
+        assert int(bd.births) > n // 10 and int(bd.deaths) > n // 10
+        np.testing.assert_array_equal(np.asarray(bd.z["i"]), expected)

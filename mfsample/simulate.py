@@ -114,26 +114,28 @@ def compiled_runner(
             post = kernel.draw_fn(energy, args, kwargs, deterministic=collect_deterministic)
             post = jax.vmap(post) if num_chains > 1 else post
 
-            def step_one(v, s):
-                _, step_fn = kernel.build(energy, specialise(v, pattern)) if pattern else kernel.build(energy)
-                return (jax.vmap(step_fn) if num_chains > 1 else step_fn)(s)
-
+            start_one, step_one = steps_with_draws_ahead(kernel, energy, pattern, num_chains)
             laid_out = _carry_layout(energy, constrain, placement, num_chains, batched=num_configs is not None)
 
-            def draws(step, record, s):
-                def one_draw(s, _):
-                    s = jax.lax.fori_loop(0, save_every, lambda i, ss: laid_out(step(ss)), s)
-                    return s, (record(getattr(s, field)), {f: getattr(s, f) for f in fields})
+            def draws(start, step, record, s):
+                def one_draw(carry, _):
+                    carry = jax.lax.fori_loop(0, save_every, lambda i, c: _map_state(laid_out, step(c)), carry)
+                    s = carry[0]
+                    return carry, (record(getattr(s, field)), {f: getattr(s, f) for f in fields})
 
-                return jax.lax.scan(one_draw, constrain(s), None, length=num_draws)
+                carry, out = jax.lax.scan(one_draw, start(constrain(s)), None, length=num_draws)
+                return carry[0], out
 
             if num_configs is None:
-                return draws(partial(step_one, values), post, state)
+                return draws(partial(start_one, values), partial(step_one, values), post, state)
             if config_batch is None:
-                return draws(partial(jax.vmap(step_one), values), jax.vmap(post), state)
+                configs = (partial(jax.vmap(start_one), values), partial(jax.vmap(step_one), values))
+                return draws(*configs, jax.vmap(post), state)
             batch = None if config_batch == 1 else config_batch  # one at a time: no vmap of size one
             state, out = jax.lax.map(
-                lambda vs: draws(partial(step_one, vs[0]), post, vs[1]), (values, state), batch_size=batch
+                lambda vs: draws(partial(start_one, vs[0]), partial(step_one, vs[0]), post, vs[1]),
+                (values, state),
+                batch_size=batch,
             )
             return state, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), out)
 
@@ -156,6 +158,46 @@ def compiled_runner(
         fresh,
     )
     return programs.cached(kernel, key, make)
+
+
+def steps_with_draws_ahead(kernel, energy, pattern, num_chains):
+    """``(start(values, state) -> carry, step(values, carry) -> carry)``: the driver's step on a
+    carry ``(state, the next step's random numbers)``.
+
+    A kernel whose ``build_with_draws`` gives ``(draws_fn, step_fn(state, draws))`` has the
+    random numbers of step ``k + 1`` (a function of the state's key alone) drawn inside step
+    ``k``, beside its gradient, where XLA can run them while the step waits on its matmuls, and
+    carried to the next step; ``start`` draws the first.  The numbers are those the kernel's own
+    ``step_fn(state)`` draws, so the states are the same as MCMC's.  Other kernels carry ``()``.
+    """
+    batched = jax.vmap if num_chains > 1 else (lambda f: f)
+
+    def built(v):
+        parameters = (specialise(v, pattern),) if pattern else ()
+        with_draws = getattr(kernel, "build_with_draws", None)
+        pair = None if with_draws is None else with_draws(energy, *parameters)
+        if pair is None:
+            return None, kernel.build(energy, *parameters)[1]
+        return pair
+
+    def start(v, state):
+        draws_fn, _ = built(v)
+        return state, (() if draws_fn is None else batched(draws_fn)(state))
+
+    def step(v, carry):
+        state, draws = carry
+        draws_fn, step_fn = built(v)
+        if draws_fn is None:
+            return batched(step_fn)(state), ()
+        state = batched(step_fn)(state, draws)
+        return state, batched(draws_fn)(state)
+
+    return start, step
+
+
+def _map_state(fn, carry):
+    """``(fn(state), draws)`` of a carry ``(state, draws)``."""
+    return fn(carry[0]), carry[1]
 
 
 def _carry_layout(energy, constrain, placement, num_chains, *, batched):

@@ -264,3 +264,74 @@ def test_compiled_init_equals_eager_init(small_data, count_compilations):
     with count_compilations() as again:
         compiled.init(jax.random.split(jax.random.PRNGKey(4), 2), 0, None, new_data, KW)
     assert again.count == 0
+
+
+class _DrawsAheadSpy(mf.WassersteinFisherRao):
+    """Birth-death WFR that records whether a driver took its step with draws carried ahead."""
+
+    taken = False
+
+    def build_with_draws(self, energy, parameters=None):
+        type(self).taken = True
+        return super().build_with_draws(energy, parameters)
+
+
+@pytest.mark.filterwarnings("ignore:birth-death events replaced")  # a fast reaction, on purpose
+@pytest.mark.parametrize("birth", ["clone", "prior"])
+def test_birth_death_draws_carried_ahead_are_the_steps_own(small_data, birth):
+    """simulate draws step k + 1's reaction numbers inside step k (build_with_draws) and carries
+    them across steps and kept draws; MCMC draws them inside each step (build).  Same states,
+    same events, for one chain and for two (vmapped), with dozens of events on the way."""
+    args = (small_data.x, small_data.y)
+    settings = dict(step_size=0.1, rate=40.0, temperature=1e-3, birth=birth)
+    for num_chains in (1, 2):
+        _DrawsAheadSpy.taken = False
+        sim = mf.simulate(
+            _DrawsAheadSpy(mf.models.shallow_network, **settings),
+            jax.random.PRNGKey(11),
+            *args,
+            num_steps=40,
+            save_every=2,
+            num_chains=num_chains,
+            progress_bar=False,
+            **KW,
+        )
+        assert _DrawsAheadSpy.taken
+        mcmc = MCMC(
+            mf.WassersteinFisherRao(mf.models.shallow_network, **settings),
+            num_warmup=0,
+            num_samples=40,
+            thinning=2,
+            num_chains=num_chains,
+            chain_method="vectorized",
+            progress_bar=False,
+        )
+        mcmc.run(jax.random.PRNGKey(11), *args, **KW)
+        ref = mcmc.get_samples(group_by_chain=True)
+        for site in ("a", "w", "b"):
+            np.testing.assert_array_equal(sim.samples[site], np.asarray(ref[site]), err_msg=f"{num_chains} {site}")
+        np.testing.assert_array_equal(sim.last_state.z["w"], np.asarray(mcmc.last_state.z["w"]))
+        np.testing.assert_array_equal(
+            sim.stats["births"], np.asarray(mcmc.get_extra_fields(group_by_chain=True)["births"])
+        )
+        assert sim.stats["births"].sum() + sim.stats["deaths"].sum() >= 10  # dozens in 40 steps
+
+
+def test_build_with_draws_keeps_the_contract(small_data):
+    """draws_fn reads the key alone and step_fn(state, draws_fn(state)) is build's step; weighted
+    WFR, which draws nothing, offers no draws (None)."""
+    args = (small_data.x, small_data.y)
+    weighted = mf.WassersteinFisherRao(mf.models.shallow_network, step_size=0.1, rate=1.0, mode="weighted")
+    assert weighted.build_with_draws(weighted.build_energy(args, KW)) is None
+    kernel = mf.WassersteinFisherRao(mf.models.shallow_network, step_size=0.1, rate=20.0, temperature=1e-3)
+    state = kernel.init(jax.random.PRNGKey(0), 0, None, args, KW)
+    energy = kernel.build_energy(args, KW)
+    draws_fn, step_fn = kernel.build_with_draws(energy)
+    moved = state._replace(z=jax.tree.map(lambda v: v + 1.0, state.z), first_variation=-state.first_variation)
+    for got, expected in zip(draws_fn(moved), draws_fn(state)):
+        np.testing.assert_array_equal(got, expected)
+    _, plain_step = kernel.build(energy)
+    ahead, plain = step_fn(state, draws_fn(state)), plain_step(state)
+    for got, expected in zip(jax.tree.leaves(ahead), jax.tree.leaves(plain)):
+        np.testing.assert_array_equal(got, expected)
+    assert int(plain.births) + int(plain.deaths) > 0

@@ -280,3 +280,18 @@ def test_zero_patterns():
     seen = []
     jax.jit(lambda x: seen.append(parameters.is_zero(x)) or x)(0.0)
     assert seen == [False]  # a traced value is never taken for a zero
+
+
+@pytest.mark.parametrize("config_batch", [2, 1])
+def test_birth_death_sweep_carries_each_configurations_draws(data, config_batch):
+    """The sweep's step carries the next step's birth-death draws per configuration (vmapped, or
+    one configuration at a time): each configuration is still its own simulation, events included."""
+    grid = {"rate": [3.0, 30.0]}
+    run = dict(num_chains=1, num_steps=12, save_every=3, **KW)
+    sw = mf.sweep(wfr(), jax.random.PRNGKey(5), data.x, data.y, grid=grid, config_batch=config_batch, **run)
+    keys = jax.random.split(jax.random.PRNGKey(5), 2)
+    for c, rate in enumerate(grid["rate"]):
+        sim = mf.simulate(wfr(rate=rate), keys[c], data.x, data.y, **run)
+        np.testing.assert_allclose(sw.samples["w"][c], sim.samples["w"], atol=ATOL)
+        np.testing.assert_array_equal(sw.stats["births"][c], sim.stats["births"])
+    assert sw.stats["births"][1].sum() + sw.stats["deaths"][1].sum() > 0

@@ -71,6 +71,13 @@ programme per *structure* and run batches of settings (:func:`mfsample.sweep`):
     What ``init`` records of a run (``model_args``, ``model_kwargs``, the step ``sample`` takes),
     without computing a state; returns the energy.  ``simulate`` starts a fresh run of a kernel
     that has it inside its first compiled chunk (and calls ``init`` on one that has not).
+``build_with_draws(energy, parameters=None)`` (optional)
+    ``(draws_fn(state) -> draws, step_fn(state, draws) -> state)``, or ``None``: the step with its
+    random numbers drawn by a function of their own.  ``draws_fn`` reads nothing of a state but
+    its ``rng_key``, and ``step_fn(state, draws_fn(state))`` is ``build``'s step, number for
+    number.  ``simulate`` then draws the numbers of step ``k + 1`` inside step ``k`` and carries
+    them, so that they are computed beside the step's gradient instead of before the next one
+    (birth–death WFR: its uniforms, indices and the sorted ranking of the slots).
 
 What a state provides
 ---------------------

@@ -110,13 +110,16 @@ class ReactionDraws(NamedTuple):
     - **fire** – uniforms on ``[0, 1)`` deciding which clocks ring;
     - **source** – uniform indices in ``0..n-1``: the particle a dying slot copies;
     - **target** – uniform indices: the particle a birth overwrites (itself: a null event);
-    - **order** – uniforms ordering the quiet slots (a random permutation by sorting).
+    - **order** – uniforms ordering the quiet slots;
+    - **ranking** – the slots ranked by ``(order_j, j)``: a uniformly random permutation (up to
+      the ties of 24-bit keys, broken by index), a function of ``order`` alone.
     """
 
     fire: jax.Array
     source: jax.Array
     target: jax.Array
     order: jax.Array
+    ranking: jax.Array
 
 
 def reaction_draws(rng_key, n: int) -> ReactionDraws:
@@ -125,32 +128,34 @@ def reaction_draws(rng_key, n: int) -> ReactionDraws:
     Uniforms keep the top 24 bits, ``u = (bits >> 8) / 2^24`` (exact in float32, ``u < 1``);
     indices are ``bits mod n``, uniform up to a relative bias below ``n / 2^32`` (1.5e-5 at a
     million particles).  One call instead of one per kind matters on a CPU, where each call of
-    JAX's counter-based generator is a loop of its own.
+    JAX's counter-based generator is a loop of its own.  The ``ranking`` is
+    :func:`~.ordering.argsort_uint24` of the order's 24-bit keys (one or two sorts of packed
+    32-bit words, about a fifth of the time of ``jnp.argsort``).
     """
     bits = threefry.bits(rng_key, (4, n))
     unit = (bits[0::3] >> 8).astype(jnp.float32) * (1.0 / 2**24)  # rows 0 and 3
     index = (bits[1:3] % jnp.uint32(n)).astype(jnp.int32)
-    return ReactionDraws(fire=unit[0], source=index[0], target=index[1], order=unit[1])
+    ranking = argsort_uint24(bits[3] >> 8)
+    return ReactionDraws(fire=unit[0], source=index[0], target=index[1], order=unit[1], ranking=ranking)
 
 
-def quiet_slots(order, fire):
-    """The quiet slots (``~fire``) in the order of their keys ``order`` (ties by index), first.
+def quiet_slots(ranking, fire):
+    """The quiet slots (``~fire``) in the order of ``ranking``, first; the entries after them are 0.
 
-    Entry ``r < #quiet`` is the ``r``-th quiet slot when the slots are ranked by
-    ``(order_j, j)``; the entries after the quiet ones are 0.  ``order`` holds 24-bit uniforms
-    ``k / 2^24`` (:func:`reaction_draws`).  The slots are ranked all together, from the keys
-    alone (:func:`~.ordering.argsort_uint24`: one or two sorts of packed 32-bit words), and the
-    quiet ones picked out of that ranking in its order: the same slots as a stable sort of the
-    keys with the firing slots put last, in about a fifth of the time.
+    With ``ranking`` the slots ranked by ``(order_j, j)`` (:class:`ReactionDraws`), entry
+    ``r < #quiet`` is the ``r``-th quiet slot in that ranking: the same slots as a stable sort of
+    the keys with the firing slots keyed last, without a sort that depends on ``fire`` (so the
+    ranking can be drawn before the step's first variation is known).
     """
-    n = order.shape[0]
-    ranked = argsort_uint24((order * 2**24).astype(jnp.uint32))  # exact: order is k / 2^24
-    quiet_ranked = ~fire[ranked]
+    n = ranking.shape[0]
+    quiet_ranked = ~fire[ranking]
     place = jnp.where(quiet_ranked, jnp.cumsum(quiet_ranked) - 1, n)  # n: dropped
-    return jnp.zeros((n,), ranked.dtype).at[place].set(ranked, mode="drop")
+    return jnp.zeros((n,), ranking.dtype).at[place].set(ranking, mode="drop")
 
 
-def birth_death_step(rng_key, z, v_centered, rate, dt, *, birth="clone", prior_sample=None) -> BirthDeath:
+def birth_death_step(
+    rng_key, z, v_centered, rate, dt, *, birth="clone", prior_sample=None, draws: ReactionDraws | None = None
+) -> BirthDeath:
     """Birth–death reaction step for ``n`` equally weighted particles (``n`` stays constant).
 
     Every particle's clock rings independently with probability
@@ -188,13 +193,15 @@ def birth_death_step(rng_key, z, v_centered, rate, dt, *, birth="clone", prior_s
     :param birth: ``"clone"`` or ``"prior"``.
     :param prior_sample: with ``birth="prior"``, particles drawn iid from ``mu0`` (same pytree
         structure and shapes as ``z``); slot ``j`` takes ``prior_sample``'s particle ``j``.
+    :param draws: the step's :class:`ReactionDraws` when drawn ahead (they must be
+        ``reaction_draws(rng_key, n)``); ``None`` draws them from ``rng_key``.
     """
     if birth not in ("clone", "prior"):
         raise ValueError(f"birth must be 'clone' or 'prior', got {birth!r}")
     if birth == "prior" and prior_sample is None:
         raise ValueError("birth='prior' needs prior_sample (particles drawn from mu0)")
     n = v_centered.shape[0]
-    draws = reaction_draws(rng_key, n)
+    draws = reaction_draws(rng_key, n) if draws is None else draws
     idx = jnp.arange(n)
     fire = draws.fire < fire_probability(v_centered, rate, dt)
     killed = fire & (v_centered > 0)
@@ -209,7 +216,7 @@ def birth_death_step(rng_key, z, v_centered, rate, dt, *, birth="clone", prior_s
     num_quiet = n - jnp.sum(fire)
     placed = moving & (rank < num_quiet)
     duplicated = dup & (placed | ~moving)
-    victim = jnp.where(placed, quiet_slots(draws.order, fire)[jnp.clip(rank, 0, n - 1)], n)  # n: dropped
+    victim = jnp.where(placed, quiet_slots(draws.ranking, fire)[jnp.clip(rank, 0, n - 1)], n)  # n: dropped
     source = source.at[victim].set(idx, mode="drop")
     fresh = killed if birth == "prior" else jnp.zeros((n,), bool)
 

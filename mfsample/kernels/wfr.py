@@ -39,12 +39,13 @@ from .reaction import (
     check_reaction_mode,
     effective_sample_size,
     fisher_rao_reweight,
+    reaction_draws,
     valid_log_masses,
 )
 from .state import ParticleState, commit, state_class
 from .steps import evaluate_drift, langevin_noise, noise_scales, transport_step
 
-__all__ = ["WFRState", "build_kernel", "check_options", "WassersteinFisherRao"]
+__all__ = ["WFRState", "build_kernel", "build_kernel_with_draws", "check_options", "WassersteinFisherRao"]
 
 
 @state_class
@@ -135,6 +136,30 @@ def build_kernel(
     are transported (time scale ``shared_step_scale``) and never take part in the reaction, which
     acts on the particles' masses only.
     """
+    init_fn, draws_fn, step_with_draws = build_kernel_with_draws(
+        energy, step_size, rate, temperature, mode, birth, shared_step_scale
+    )
+    return init_fn, lambda state: step_with_draws(state, draws_fn(state))
+
+
+def build_kernel_with_draws(
+    energy: ParticleEnergy,
+    step_size: float,
+    rate: float,
+    temperature: float = 0.0,
+    mode: str = "birth_death",
+    birth: str = "clone",
+    shared_step_scale=1.0,
+):
+    """``(init_fn, draws_fn(state) -> draws, step_fn(state, draws) -> state)``: :func:`build_kernel`
+    with the reaction's random numbers drawn by a function of their own.
+
+    ``draws_fn`` reads ``state.rng_key`` only: the birth–death step's
+    :class:`~.reaction.ReactionDraws` (its uniforms, indices and the ranking of the slots, the
+    reaction's sort), ``()`` in weighted mode.  ``step_fn(state, draws_fn(state))`` is
+    :func:`build_kernel`'s step, number for number; a driver running many steps in one programme
+    can draw the next step's numbers beside the current step, off its critical path.
+    """
     dt, rate, tau, mode, birth = check_options(step_size, rate, temperature, mode, birth)
     check_reaction_energy(energy)
     n, weighted = energy.width, mode == "weighted"
@@ -151,7 +176,21 @@ def build_kernel(
         fields["ess"] = fields["ess"].astype(base.energy.dtype)
         return WFRState(**{**base._asdict(), **fields})
 
-    def react(state, z, key):
+    def reaction_keys(rng_key):
+        """``(key of the birth-death draws, key of the fresh particles)`` of a step from ``rng_key``
+        (the keys are those of MeanFieldLangevin plus the reaction's)."""
+        key_react = threefry.split(rng_key, 3)[2]
+        if birth != "prior":
+            return key_react, None
+        key, key_prior = jax.random.split(key_react)
+        return key, key_prior
+
+    def draws_fn(state):
+        if weighted:
+            return ()
+        return reaction_draws(reaction_keys(state.rng_key)[0], n)
+
+    def react(state, z, draws):
         """Reaction with ``V - Vbar`` of ``mu_k``: ``(z, masses, log_masses, births, deaths)``."""
         u, _ = centered_first_variation(state.first_variation, state.masses)
         zero = jnp.zeros((), jnp.int32)
@@ -163,21 +202,21 @@ def build_kernel(
             log_masses = jnp.where(rate == 0, state.log_masses, log_masses)
             masses = jnp.where(rate == 0, state.masses, jnp.exp(log_masses))
             return z, masses, log_masses, zero, zero
+        key, key_prior = reaction_keys(state.rng_key)
         prior = None
         if birth == "prior":  # fresh particles from mu0, from a key of their own
-            key, key_prior = jax.random.split(key)
             prior = energy.particle_part(energy.sample_prior(key_prior))
-        bd = birth_death_step(key, energy.particle_part(z), u, rate, dt, birth=birth, prior_sample=prior)
+        bd = birth_death_step(key, energy.particle_part(z), u, rate, dt, birth=birth, prior_sample=prior, draws=draws)
         return {**z, **bd.z}, None, None, bd.births, bd.deaths
 
-    def step_fn(state):
-        rng_key, key_noise, key_react = threefry.split(state.rng_key, 3)
+    def step_fn(state, draws):
+        rng_key, key_noise, _ = threefry.split(state.rng_key, 3)
         # 1. transport with the drift of mu_k (the keys are those of MeanFieldLangevin)
         z = transport_step(state.z, state.drift, dt)
         if not is_zero(tau):
             z, _ = langevin_noise(key_noise, z, tau, dt, energy.frozen, scales)
         # 2. reaction with V - Vbar of mu_k
-        z, masses, log_masses, births, deaths = react(state, z, key_react)
+        z, masses, log_masses, births, deaths = react(state, z, draws)
         # 3. fields of mu_{k+1}; a non-finite V or mass is a divergence (a zero mass is not:
         #    its log-mass is -inf for good)
         d = evaluate_drift(energy, z, masses, tau, shared_step_scale=eta, with_first_variation=True)
@@ -194,7 +233,7 @@ def build_kernel(
         new, moved = commit(state, proposal, ok, dt, rng_key=rng_key)
         return new._replace(births=jnp.where(moved, births, 0), deaths=jnp.where(moved, deaths, 0))
 
-    return init_fn, step_fn
+    return init_fn, draws_fn, step_fn
 
 
 def _with_masses(constrain, p):
@@ -281,6 +320,18 @@ class WassersteinFisherRao(ParticleKernel):
         return build_kernel(
             energy, p["step_size"], p["rate"], p["temperature"], self.mode, self.birth, p["shared_step_scale"]
         )
+
+    def build_with_draws(self, energy, parameters=None):
+        """``(draws_fn, step_fn(state, draws))`` of :func:`build_kernel_with_draws` for birth–death,
+        whose step draws uniforms, indices and a ranking of the slots; ``None`` in weighted mode
+        (nothing worth drawing ahead)."""
+        if self.mode == "weighted":
+            return None
+        p = self.step_parameters(parameters)
+        _, draws_fn, step_fn = build_kernel_with_draws(
+            energy, p["step_size"], p["rate"], p["temperature"], self.mode, self.birth, p["shared_step_scale"]
+        )
+        return draws_fn, step_fn
 
     def draw_fn(self, energy, model_args, model_kwargs, *, deterministic: bool = True):
         """Birth–death: as the other kernels.  Weighted: ``{**z, "masses": m}`` -> constrained

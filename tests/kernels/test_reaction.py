@@ -203,17 +203,26 @@ def test_reaction_draws_are_uniform():
 def test_quiet_slots_are_the_quiet_part_of_a_stable_sort(n):
     """The ranking of the quiet slots is that of a stable sort of their keys with the firing slots
     keyed last (the rule as first written), for any share of firing slots and many tied keys."""
+    from mfsample.kernels.ordering import argsort_uint24
     from mfsample.kernels.reaction import quiet_slots
 
     rng = np.random.default_rng(n)
     for share in (0.0, 0.3, 1.0):
-        order = (rng.integers(0, 40, n) / 2**24).astype(np.float32)  # 24-bit uniforms, many ties
+        keys = rng.integers(0, 40, n)  # 24-bit keys, many ties
+        order = (keys / 2**24).astype(np.float32)
         fire = rng.random(n) < share
-        got = np.asarray(jax.jit(quiet_slots)(order, fire))
+        got = np.asarray(jax.jit(quiet_slots)(argsort_uint24(keys), fire))
         num_quiet = int(np.sum(~fire))
         expected = np.argsort(np.where(fire, 2.0, order), kind="stable")[:num_quiet]
         np.testing.assert_array_equal(got[:num_quiet], expected)
         np.testing.assert_array_equal(got[num_quiet:], 0)
+
+
+def test_reaction_draws_rank_the_slots_by_their_order_keys():
+    from mfsample.kernels.reaction import reaction_draws
+
+    d = reaction_draws(jax.random.PRNGKey(5), 3000)
+    np.testing.assert_array_equal(np.asarray(d.ranking), np.argsort(np.asarray(d.order), kind="stable"))
 
 
 @pytest.mark.parametrize("n", [64, 300, 5000])

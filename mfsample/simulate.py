@@ -583,7 +583,7 @@ def _check_init_state(kernel, energy, state, num_chains, model_args, model_kwarg
             f"init_state holds {n} particles but this call has width {energy.width}; continue "
             "with the width of the run it comes from"
         )
-    expected = jax.eval_shape(lambda k: kernel.init(k, 0, None, model_args, model_kwargs), state.rng_key)
+    expected = _fresh_state_shapes(kernel, state.rng_key, num_chains, model_args, model_kwargs)
     if type(expected) is not type(state) or jax.tree.structure(expected) != jax.tree.structure(state):
         raise TypeError(
             f"init_state is a {type(state).__name__} with fields {_field_kinds(state)} but {type(kernel).__name__} "
@@ -592,6 +592,26 @@ def _check_init_state(kernel, energy, state, num_chains, model_args, model_kwarg
         )
     _check_leaf_shapes(state, expected)
     return state
+
+
+def _fresh_state_shapes(kernel, rng_key, num_chains, model_args, model_kwargs):
+    """The shapes and dtypes of the state ``kernel.init`` gives on these arguments (``jax.eval_shape``:
+    nothing is computed), traced once per kernel structure and argument shapes: the trace runs the
+    model and its gradient, tens of milliseconds that a continuing call would otherwise pay every
+    time.  A kernel that can ``bind`` records the call's arguments as ``init`` does; one that cannot
+    is traced every time (its ``init`` records them)."""
+
+    def trace():
+        return jax.eval_shape(lambda k: kernel.init(k, 0, None, model_args, model_kwargs), rng_key)
+
+    if not hasattr(kernel, "bind"):
+        return trace()
+    array_kwargs, static_kwargs = split_static_kwargs(model_kwargs)
+    leaves, tree = jax.tree.flatten((tuple(model_args), array_kwargs, rng_key))
+    shapes = (tree, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves))
+    expected = programs.cached(kernel, ("fresh-state-shapes", num_chains, static_kwargs, shapes), trace)
+    kernel.bind(model_args, model_kwargs, num_replicas=num_chains if num_chains > 1 else None)
+    return expected
 
 
 def _field_kinds(state) -> str:

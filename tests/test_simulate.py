@@ -335,3 +335,31 @@ def test_build_with_draws_keeps_the_contract(small_data):
     for got, expected in zip(jax.tree.leaves(ahead), jax.tree.leaves(plain)):
         np.testing.assert_array_equal(got, expected)
     assert int(plain.births) + int(plain.deaths) > 0
+
+
+class _InitCounter(mf.WassersteinFlow):
+    calls = 0
+
+    def init(self, *args, **kwargs):
+        type(self).calls += 1
+        return super().init(*args, **kwargs)
+
+
+def test_a_continuation_checks_its_state_without_tracing_init_again(small_data):
+    """The expected state shapes of a continuation are traced once per kernel structure and data
+    shapes (the trace runs the model and its gradient); a later continuation on new data of the
+    same shapes records that data on the kernel, and a state of another width is still refused."""
+    kernel = _InitCounter(mf.models.shallow_network, step_size=0.1)
+    args = (small_data.x, small_data.y)
+    first = mf.simulate(kernel, jax.random.PRNGKey(0), *args, num_steps=3, progress_bar=False, **KW)
+    mf.simulate(kernel, None, *args, num_steps=3, init_state=first.last_state, progress_bar=False, **KW)
+    traced = _InitCounter.calls
+    new_y = small_data.y + 1.0
+    again = mf.simulate(
+        kernel, None, small_data.x, new_y, num_steps=3, init_state=first.last_state, progress_bar=False, **KW
+    )
+    assert _InitCounter.calls == traced  # nothing traced for the second continuation
+    np.testing.assert_array_equal(kernel.model_args[1], new_y)
+    assert again.last_state.step == 6
+    with pytest.raises(ValueError, match="particles but this call has width"):
+        mf.simulate(kernel, None, *args, num_steps=3, init_state=first.last_state, progress_bar=False, width=8)

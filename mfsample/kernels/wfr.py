@@ -202,11 +202,11 @@ def build_kernel_with_draws(
             log_masses = jnp.where(rate == 0, state.log_masses, log_masses)
             masses = jnp.where(rate == 0, state.masses, jnp.exp(log_masses))
             return z, masses, log_masses, zero, zero
-        key, key_prior = reaction_keys(state.rng_key)
         prior = None
         if birth == "prior":  # fresh particles from mu0, from a key of their own
-            prior = energy.particle_part(energy.sample_prior(key_prior))
-        bd = birth_death_step(key, energy.particle_part(z), u, rate, dt, birth=birth, prior_sample=prior, draws=draws)
+            prior = energy.particle_part(energy.sample_prior(reaction_keys(state.rng_key)[1]))
+        # the events' random numbers are the step's `draws` (draws_fn), so no key is passed
+        bd = birth_death_step(None, energy.particle_part(z), u, rate, dt, birth=birth, prior_sample=prior, draws=draws)
         return {**z, **bd.z}, None, None, bd.births, bd.deaths
 
     def step_fn(state, draws):

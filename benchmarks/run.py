@@ -10,8 +10,14 @@ first), ``--repeats`` rounds, and the table gives, per step and from the medians
 
 * ``simulate``: ``mf.simulate(kernel, key, x, y, width=n, num_steps=T, save_every=T,
   collect_deterministic=False, progress_bar=False)`` (the whole call, ``kernel.init`` included);
-  it is also timed with ``2T`` steps, which separates its fixed cost per call,
-  ``2 t_T - t_2T``, from its time per step, ``(t_2T - t_T) / T`` ("loop only");
+  it is also timed with ``2T`` steps and with one step, which separate its time per step,
+  ``(t_2T - t_T) / T`` ("loop only"), from its fixed cost per call, ``t_1`` minus that step
+  (a difference of two short times, where ``2 t_T - t_2T`` differs two long ones);
+* ``start``: a fresh run's start alone, compiled (the prior draw and the drift at the initial
+  particles, ``kernel.initializer``): the floor of ``simulate``'s fixed cost per call.  A call of
+  ``T`` steps evaluates the drift at ``T + 1`` positions, the hand scan at ``T``: the last draw
+  records the energy and gradient norm at its own particles, and its state carries the drift
+  that a continuing call steps with;
 * ``hand``: ``jax.jit`` + ``lax.scan`` of the same update, hand-derived matmuls
   (:func:`~benchmarks.alternatives.hand_scan`); target ``simulate / hand <= 1.05``;
 * ``python_loop``: a Python loop over a jitted step with ``jax.grad``
@@ -110,7 +116,10 @@ MEMORY_DRAWS = 1000
 MODEL = mf.models.shallow_network
 TABLE_LEGEND = (
     "Time per step of simulate / time per step of the alternative (below 1: simulate is faster), "
-    "whole calls of T steps; 'fixed ms/call': simulate's cost per call beyond its steps (2 t_T - t_2T); "
+    "whole calls of T steps; 'fixed ms/call': simulate's cost per call beyond its steps (a 1-step call "
+    "minus the loop-only step); "
+    "'start ms': a fresh start alone (prior draw and first drift evaluation, compiled), the floor of "
+    "the fixed cost: a call of T steps evaluates the drift at T + 1 positions, the hand scan at T; "
     "'hand, loop only': simulate's per-step time without it, (t_2T - t_T) / T, over the hand scan's; "
     "'matmul floor': time of the step's two matmuls / that per-step time; compile: seconds (count) "
     "of XLA compilations in a fresh process's first simulate call, and compilations (seconds) of a "
@@ -327,6 +336,19 @@ def _simulate(kernel, steps, x, y, width):
     return run
 
 
+def _start(kernel, x, y, width):
+    """A fresh run's start alone, compiled as ``simulate`` compiles it in its first chunk: the
+    prior draw and the first drift evaluation (``kernel.initializer``), data as arguments.  Returns
+    the whole state, so that XLA keeps the drift and the statistics."""
+
+    @jax.jit
+    def start(args, key):
+        energy = kernel.build_energy(args, {"width": width})
+        return kernel.initializer(energy)(key, None, None)
+
+    return lambda: start((x, y), jax.random.PRNGKey(RUN_KEY))
+
+
 def make_paths(x, y, width, dyn, steps, *, workers, blackjax=True):
     """Every path at one size, from the kernel's initial particles: dict name -> Path or NA.
 
@@ -339,6 +361,8 @@ def make_paths(x, y, width, dyn, steps, *, workers, blackjax=True):
     paths = {
         "simulate": Path(timed(_simulate(dyn.kernel(MODEL), steps, x, y, width)), steps),
         "simulate_2T": Path(timed(_simulate(dyn.kernel(MODEL), 2 * steps, x, y, width)), 2 * steps),
+        "simulate_1": Path(timed(_simulate(dyn.kernel(MODEL), 1, x, y, width)), 1),
+        "start": Path(timed(_start(dyn.kernel(MODEL), x, y, width)), 1),
         "hand": Path(timed(lambda: hand(z0, key0)), steps),
         "mcmc": Path(timed(_mcmc(dyn.kernel(MODEL), steps, False, x, y, width)), steps),
         "mcmc_bar": Path(timed(_mcmc(dyn.kernel(MODEL), steps, True, x, y, width)), steps),
@@ -555,8 +579,9 @@ def _fmt_ratio(r):
 def loop_only(row):
     """``(seconds per step without the fixed cost of a call, fixed seconds per call)`` of simulate.
 
-    From the medians of calls of ``T`` and ``2T`` steps: ``(t_2T - t_T) / T`` and ``2 t_T - t_2T``
-    (``kernel.init``, tracing the model, allocating the output...).  None without a ``2T`` path.
+    From the medians of calls of ``T`` and ``2T`` steps, the step ``(t_2T - t_T) / T``; the fixed
+    cost (the start, building the energy, checks, the output) is a 1-step call's median ``t_1``
+    less that step, or ``2 t_T - t_2T`` without a 1-step path.  None without a ``2T`` path.
     """
     t = row["timings"]
     if "simulate_2T" not in t:
@@ -565,6 +590,8 @@ def loop_only(row):
     t2 = statistics.median(t["simulate_2T"]["seconds"])
     steps = t["simulate"]["steps"]
     per_step = (t2 - t1) / steps
+    if "simulate_1" in t:
+        return (per_step if per_step > 0 else None), statistics.median(t["simulate_1"]["seconds"]) - per_step
     return (per_step if per_step > 0 else None), t1 - steps * per_step
 
 
@@ -587,7 +614,7 @@ def ratios(row):
 def build_table(rows):
     """The markdown table of ``rows`` (as :func:`time_row` returns them)."""
     head = (
-        ["dynamic", "(d, n, N)", "T", "simulate ms/step", "fixed ms/call", "hand scan", "hand, loop only"]
+        ["dynamic", "(d, n, N)", "T", "simulate ms/step", "fixed ms/call", "start ms", "hand scan", "hand, loop only"]
         + [label for label, path in COLUMNS if path != "hand"]
         + ["matmul floor", "compile, 1st call", "2nd call"]
     )
@@ -601,6 +628,7 @@ def build_table(rows):
             str(row["steps"]),
             f"{1e3 * row['per_step_s']['simulate']:.3g}",
             "n/a" if fixed is None else f"{1e3 * fixed:.0f}",
+            f"{1e3 * row['per_step_s']['start']:.0f}" if "start" in row["per_step_s"] else "n/a",
             _fmt_ratio(r["hand"]),
             _fmt_ratio(r["hand_loop_only"]),
         ]

@@ -13,11 +13,11 @@ first), ``--repeats`` rounds, and the table gives, per step and from the medians
   it is also timed with ``2T`` steps and with one step, which separate its time per step,
   ``(t_2T - t_T) / T`` ("loop only"), from its fixed cost per call, ``t_1`` minus that step
   (a difference of two short times, where ``2 t_T - t_2T`` differs two long ones);
-* ``start``: a fresh run's start alone, compiled (the prior draw and the drift at the initial
-  particles, ``kernel.initializer``): the floor of ``simulate``'s fixed cost per call.  A call of
-  ``T`` steps evaluates the drift at ``T + 1`` positions, the hand scan at ``T``: the last draw
-  records the energy and gradient norm at its own particles, and its state carries the drift
-  that a continuing call steps with;
+  a 1-step call continuing from a state (``init_state``) measures the fresh start inside it,
+  ``t_1`` less the continuing call's time: the prior draw and the drift at the initial particles,
+  the floor of the fixed cost.  A call of ``T`` steps evaluates the drift at ``T + 1`` positions,
+  the hand scan at ``T``: the last draw records the energy and gradient norm at its own
+  particles, and its state carries the drift that a continuing call steps with;
 * ``hand``: ``jax.jit`` + ``lax.scan`` of the same update, hand-derived matmuls
   (:func:`~benchmarks.alternatives.hand_scan`); target ``simulate / hand <= 1.05``;
 * ``python_loop``: a Python loop over a jitted step with ``jax.grad``
@@ -118,8 +118,9 @@ TABLE_LEGEND = (
     "Time per step of simulate / time per step of the alternative (below 1: simulate is faster), "
     "whole calls of T steps; 'fixed ms/call': simulate's cost per call beyond its steps (a 1-step call "
     "minus the loop-only step); "
-    "'start ms': a fresh start alone (prior draw and first drift evaluation, compiled), the floor of "
-    "the fixed cost: a call of T steps evaluates the drift at T + 1 positions, the hand scan at T; "
+    "'start ms': the part of it that is the fresh start (prior draw and first drift evaluation), a fresh "
+    "1-step call less a continuing one: the floor of the fixed cost, as a call of T steps evaluates the "
+    "drift at T + 1 positions and the hand scan at T; "
     "'hand, loop only': simulate's per-step time without it, (t_2T - t_T) / T, over the hand scan's; "
     "'matmul floor': time of the step's two matmuls / that per-step time; compile: seconds (count) "
     "of XLA compilations in a fresh process's first simulate call, and compilations (seconds) of a "
@@ -336,17 +337,26 @@ def _simulate(kernel, steps, x, y, width):
     return run
 
 
-def _start(kernel, x, y, width):
-    """A fresh run's start alone, compiled as ``simulate`` compiles it in its first chunk: the
-    prior draw and the first drift evaluation (``kernel.initializer``), data as arguments.  Returns
-    the whole state, so that XLA keeps the drift and the statistics."""
+def _continuing(kernel, x, y, width, state):
+    """A 1-step ``simulate`` call continuing from ``state`` (``init_state``): a fresh 1-step call
+    less this one is the cost of the fresh start inside ``simulate``."""
 
-    @jax.jit
-    def start(args, key):
-        energy = kernel.build_energy(args, {"width": width})
-        return kernel.initializer(energy)(key, None, None)
+    def run():
+        sim = mf.simulate(
+            kernel,
+            None,
+            x,
+            y,
+            init_state=state,
+            width=width,
+            num_steps=1,
+            save_every=1,
+            collect_deterministic=False,
+            progress_bar=False,
+        )
+        return sim.last_state.z
 
-    return lambda: start((x, y), jax.random.PRNGKey(RUN_KEY))
+    return run
 
 
 def make_paths(x, y, width, dyn, steps, *, workers, blackjax=True):
@@ -362,7 +372,7 @@ def make_paths(x, y, width, dyn, steps, *, workers, blackjax=True):
         "simulate": Path(timed(_simulate(dyn.kernel(MODEL), steps, x, y, width)), steps),
         "simulate_2T": Path(timed(_simulate(dyn.kernel(MODEL), 2 * steps, x, y, width)), 2 * steps),
         "simulate_1": Path(timed(_simulate(dyn.kernel(MODEL), 1, x, y, width)), 1),
-        "start": Path(timed(_start(dyn.kernel(MODEL), x, y, width)), 1),
+        "simulate_continuing": Path(timed(_continuing(dyn.kernel(MODEL), x, y, width, state0)), 1),
         "hand": Path(timed(lambda: hand(z0, key0)), steps),
         "mcmc": Path(timed(_mcmc(dyn.kernel(MODEL), steps, False, x, y, width)), steps),
         "mcmc_bar": Path(timed(_mcmc(dyn.kernel(MODEL), steps, True, x, y, width)), steps),
@@ -595,6 +605,15 @@ def loop_only(row):
     return (per_step if per_step > 0 else None), t1 - steps * per_step
 
 
+def start_cost(row):
+    """Seconds of a fresh start inside ``simulate``: the medians of a fresh 1-step call less a
+    continuing one (None without both paths)."""
+    t = row["timings"]
+    if "simulate_1" not in t or "simulate_continuing" not in t:
+        return None
+    return statistics.median(t["simulate_1"]["seconds"]) - statistics.median(t["simulate_continuing"]["seconds"])
+
+
 def ratios(row):
     """Ratios of one row, each from the same run's medians.
 
@@ -628,7 +647,7 @@ def build_table(rows):
             str(row["steps"]),
             f"{1e3 * row['per_step_s']['simulate']:.3g}",
             "n/a" if fixed is None else f"{1e3 * fixed:.0f}",
-            f"{1e3 * row['per_step_s']['start']:.0f}" if "start" in row["per_step_s"] else "n/a",
+            "n/a" if start_cost(row) is None else f"{1e3 * start_cost(row):.0f}",
             _fmt_ratio(r["hand"]),
             _fmt_ratio(r["hand_loop_only"]),
         ]

@@ -107,16 +107,20 @@ def test_birth_death_source_is_a_valid_reaction():
     )
 
 
-def test_the_start_path_is_a_fresh_start():
-    """The timed start (the floor of simulate's fixed cost) is ``kernel.init``'s state: the same
-    prior draw, energy and drift, so the time is that of the work a fresh call does first."""
+def test_the_continuing_call_differs_from_the_fresh_one_by_the_start():
+    """The continuing 1-step call (whose time, taken from a fresh 1-step call's, is the start's)
+    steps from ``kernel.init``'s state to the particles of the fresh call (a birth–death step, so
+    a different key or start would move other particles): the same step, so the two calls differ
+    by the start alone."""
     x, y = bench.teacher_student(3, 64)
-    dyn = alt.DYNAMICS["wasserstein"]
-    state = bench._start(dyn.kernel(bench.MODEL), x, y, 16)()
-    init = dyn.kernel(bench.MODEL).init(jax.random.PRNGKey(bench.RUN_KEY), 0, None, (x, y), {"width": 16})
-    for field in ("z", "drift", "energy", "grad_norm"):
-        for a, b in zip(jax.tree.leaves(getattr(state, field)), jax.tree.leaves(getattr(init, field))):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    dyn = alt.DYNAMICS["wfr"]
+    state = dyn.kernel(bench.MODEL).init(jax.random.PRNGKey(bench.RUN_KEY), 0, None, (x, y), {"width": 16})
+    continued = bench._continuing(dyn.kernel(bench.MODEL), x, y, 16, state)()
+    fresh = bench._simulate(dyn.kernel(bench.MODEL), 1, x, y, 16)()
+    moved = max(float(np.max(np.abs(np.asarray(continued[k]) - np.asarray(state.z[k])))) for k in continued)
+    assert moved > 1e-3
+    for k in fresh:  # the start compiled apart or inside the call: float32 rounding apart (a few ulps)
+        np.testing.assert_allclose(np.asarray(continued[k]), np.asarray(fresh[k]), rtol=1e-6, atol=1e-6)
 
 
 def _row(**seconds_and_steps):
@@ -145,7 +149,8 @@ def test_table_ratios_come_from_the_medians():
     row = _row(
         simulate=([1.0, 1.2, 1.1], 10),
         simulate_2T=([2.0, 2.1, 1.9], 20),
-        start=([0.15, 0.17, 0.16], 1),
+        simulate_1=([0.3, 0.25, 0.35], 1),
+        simulate_continuing=([0.2, 0.15, 0.1], 1),
         hand=([0.9, 0.8, 1.0], 10),
         numpy=([0.5, 0.6, 0.4], 2),
         floor=([0.45, 0.45, 0.45], 10),
@@ -161,9 +166,10 @@ def test_table_ratios_come_from_the_medians():
     assert r["python_loop"] == pytest.approx(1.0) and r["blackjax"] == pytest.approx(2.0)
     assert r["torch"] is None
     loop, fixed = bench.loop_only(row)
-    assert loop == pytest.approx(0.09) and fixed == pytest.approx(0.2)  # (2.0 - 1.1) / 10, 1.1 - 0.9
-    one_step = dict(row, timings={**row["timings"], "simulate_1": {"steps": 1, "seconds": [0.3, 0.25, 0.35]}})
-    assert bench.loop_only(one_step) == (pytest.approx(0.09), pytest.approx(0.21))  # 0.3 - 0.09
+    assert loop == pytest.approx(0.09) and fixed == pytest.approx(0.21)  # (2.0 - 1.1) / 10, 0.3 - 0.09
+    assert bench.start_cost(row) == pytest.approx(0.15)  # 0.3 - 0.15
+    two_calls = dict(row, timings={k: v for k, v in row["timings"].items() if k != "simulate_1"})
+    assert bench.loop_only(two_calls)[1] == pytest.approx(0.2) and bench.start_cost(two_calls) is None  # 1.1 - 0.9
     assert r["hand_loop_only"] == pytest.approx(1.0)  # 0.09 / 0.09
     assert r["floor"] == pytest.approx(0.5)  # 0.045 / 0.09
     table = bench.build_table([row])
@@ -171,7 +177,7 @@ def test_table_ratios_come_from_the_medians():
     cells = [c.strip() for c in line.strip("|").split("|")]
     heads = [c.strip() for c in header.strip("|").split("|")]
     got = dict(zip(heads, cells))
-    assert got["simulate ms/step"] == "110" and got["fixed ms/call"] == "200" and got["start ms"] == "160"
+    assert got["simulate ms/step"] == "110" and got["fixed ms/call"] == "210" and got["start ms"] == "150"
     assert got["hand scan"] == "1.22" and got["hand, loop only"] == "1.00"
     assert got["NumPy"] == "0.44" and got["PyTorch CPU"] == "n/a" and got["matmul floor"] == "0.50"
     assert got["compile, 1st call"] == "2.5 s (40)" and got["2nd call"] == "0 (0.00 s)"
@@ -227,7 +233,7 @@ def test_quick_run_prints_every_column(tmp_path):
     for _, path in bench.COLUMNS:
         assert path in row["per_step_s"] or path in row["na"]
         assert row["per_step_s"].get(path, 1.0) > 0
-    assert all(row["per_step_s"][p] > 0 for p in ("floor", "start", "simulate_1"))
+    assert all(row["per_step_s"][p] > 0 for p in ("floor", "simulate_1", "simulate_continuing"))
     assert row["compile"]["first"]["compiles"] > 0
     assert row["compile"]["second"]["compiles"] == 0
     for key in ("date", "platform", "cpu_count", "jax", "numpyro", "backend"):

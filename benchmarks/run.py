@@ -319,38 +319,22 @@ def _mcmc(kernel, steps, progress_bar, x, y, width):
     return run
 
 
-def _simulate(kernel, steps, x, y, width):
+def _simulate(kernel, steps, x, y, width, init_state=None):
+    """A ``simulate`` call of ``steps`` steps: fresh from the run's key, or continuing from
+    ``init_state`` (a fresh 1-step call less a continuing one is the cost of the fresh start
+    inside ``simulate``)."""
+    key = jax.random.PRNGKey(RUN_KEY) if init_state is None else None
+
     def run():
         sim = mf.simulate(
             kernel,
-            jax.random.PRNGKey(RUN_KEY),
+            key,
             x,
             y,
+            init_state=init_state,
             width=width,
             num_steps=steps,
             save_every=steps,
-            collect_deterministic=False,
-            progress_bar=False,
-        )
-        return sim.last_state.z
-
-    return run
-
-
-def _continuing(kernel, x, y, width, state):
-    """A 1-step ``simulate`` call continuing from ``state`` (``init_state``): a fresh 1-step call
-    less this one is the cost of the fresh start inside ``simulate``."""
-
-    def run():
-        sim = mf.simulate(
-            kernel,
-            None,
-            x,
-            y,
-            init_state=state,
-            width=width,
-            num_steps=1,
-            save_every=1,
             collect_deterministic=False,
             progress_bar=False,
         )
@@ -372,7 +356,7 @@ def make_paths(x, y, width, dyn, steps, *, workers, blackjax=True):
         "simulate": Path(timed(_simulate(dyn.kernel(MODEL), steps, x, y, width)), steps),
         "simulate_2T": Path(timed(_simulate(dyn.kernel(MODEL), 2 * steps, x, y, width)), 2 * steps),
         "simulate_1": Path(timed(_simulate(dyn.kernel(MODEL), 1, x, y, width)), 1),
-        "simulate_continuing": Path(timed(_continuing(dyn.kernel(MODEL), x, y, width, state0)), 1),
+        "simulate_continuing": Path(timed(_simulate(dyn.kernel(MODEL), 1, x, y, width, state0)), 1),
         "hand": Path(timed(lambda: hand(z0, key0)), steps),
         "mcmc": Path(timed(_mcmc(dyn.kernel(MODEL), steps, False, x, y, width)), steps),
         "mcmc_bar": Path(timed(_mcmc(dyn.kernel(MODEL), steps, True, x, y, width)), steps),

@@ -115,7 +115,7 @@ def test_the_continuing_call_differs_from_the_fresh_one_by_the_start():
     x, y = bench.teacher_student(3, 64)
     dyn = alt.DYNAMICS["wfr"]
     state = dyn.kernel(bench.MODEL).init(jax.random.PRNGKey(bench.RUN_KEY), 0, None, (x, y), {"width": 16})
-    continued = bench._continuing(dyn.kernel(bench.MODEL), x, y, 16, state)()
+    continued = bench._simulate(dyn.kernel(bench.MODEL), 1, x, y, 16, init_state=state)()
     fresh = bench._simulate(dyn.kernel(bench.MODEL), 1, x, y, 16)()
     moved = max(float(np.max(np.abs(np.asarray(continued[k]) - np.asarray(state.z[k])))) for k in continued)
     assert moved > 1e-3
